@@ -1,0 +1,77 @@
+"""Admin base classes: workspace scoping for stewards and read-only evidence tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.contrib import admin
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from guardian.shortcuts import get_objects_for_user
+
+ROLE_CODENAMES = (
+    "view_profiles",
+    "reveal_pii",
+    "manage_consent",
+    "handle_requests",
+    "manage_audiences",
+    "view_audit",
+)
+
+
+def workspaces_for(request: HttpRequest, *roles: str) -> QuerySet[Any]:
+    """Workspaces the admin user holds any of `roles` on (all roles when none given)."""
+    model = apps.get_model(settings.CDP_WORKSPACE_MODEL)
+    user = request.user
+    if user.is_superuser:
+        return model.objects.all()
+    label = model._meta.app_label
+    perms = [f"{label}.{r}" for r in (roles or ROLE_CODENAMES)]
+    return get_objects_for_user(user, perms, klass=model, any_perm=True, accept_global_perms=False)
+
+
+class WorkspaceScopedAdmin(admin.ModelAdmin):
+    """Shows a steward only rows of their workspaces. `workspace_path` is the lookup from the
+    model to its workspace; `workspace_roles` are the roles that grant access to this admin."""
+
+    workspace_path = "workspace"
+    workspace_roles: tuple[str, ...] = ()
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        qs = super().get_queryset(request)
+        if request.user.is_superuser:
+            return qs
+        allowed = workspaces_for(request, *self.workspace_roles)
+        return qs.filter(**{f"{self.workspace_path}__in": allowed})
+
+    def _has_role(self, request: HttpRequest) -> bool:
+        return request.user.is_active and (
+            request.user.is_superuser
+            or workspaces_for(request, *self.workspace_roles).exists()
+        )
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._has_role(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._has_role(request)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "workspace" and not request.user.is_superuser:
+            kwargs["queryset"] = workspaces_for(request, *self.workspace_roles)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ReadOnlyAdminMixin:
+    """Evidence tables: visible, never edited or deleted through the admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False

@@ -1,0 +1,62 @@
+"""One exception handler for every API: application errors and DRF's own errors both answer
+`{"code": ..., "message": ...}` (plus `errors` with field details for validation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from cdp.core.exceptions import ApplicationError
+
+_DRF_CODES: list[tuple[type[drf.APIException], str]] = [
+    (drf.ValidationError, "invalid"),
+    (drf.ParseError, "malformed_body"),
+    (drf.AuthenticationFailed, "unauthenticated"),
+    (drf.NotAuthenticated, "unauthenticated"),
+    (drf.PermissionDenied, "forbidden"),
+    (drf.NotFound, "not_found"),
+    (drf.MethodNotAllowed, "method_not_allowed"),
+    (drf.NotAcceptable, "not_acceptable"),
+    (drf.UnsupportedMediaType, "unsupported_media_type"),
+    (drf.Throttled, "rate_limited"),
+]
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"code": code, "message": message, **extra}
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            inner = _first_message(value)
+            return inner if key == "non_field_errors" else f"{key}: {inner}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message, **exc.extra), status=exc.status)
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+    if not isinstance(exc, drf.APIException):
+        return None
+    code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), "error")
+    headers: dict[str, str] = {}
+    if isinstance(exc, drf.ValidationError):
+        body = error_body(code, _first_message(exc.detail), errors=exc.detail)
+    else:
+        body = error_body(code, _first_message(exc.detail))
+    if isinstance(exc, drf.Throttled) and exc.wait is not None:
+        headers["Retry-After"] = str(int(exc.wait) + 1)
+    if isinstance(exc, drf.AuthenticationFailed | drf.NotAuthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return Response(body, status=exc.status_code, headers=headers)

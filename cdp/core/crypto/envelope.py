@@ -1,0 +1,168 @@
+"""Envelope encryption: values are sealed with AES-256-GCM under a data key (DEK); each DEK is
+stored wrapped by a key-encryption key (see keyring). This module never touches the database:
+the app that owns the data-key table registers a `DataKeyStore` at start-up.
+
+Ciphertext layout (version 1):
+
+    0x01 | key id (16 bytes, UUID) | nonce (12 bytes) | AES-GCM ciphertext and 16-byte tag
+
+The AAD is the header plus the value's location (table, column, row), so a ciphertext copied to
+another row or column, or given another key id, fails to open. A failed open always raises.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from cdp.core.crypto.exceptions import (
+    CryptoError,
+    DataKeyNotFound,
+    DataKeyShredded,
+    DecryptionError,
+)
+from cdp.core.crypto.keyring import NONCE_SIZE, WrappedKey, get_keyring
+
+VERSION = 1
+_VERSION_BYTE = bytes([VERSION])
+HEADER_SIZE = 1 + 16 + NONCE_SIZE
+TAG_SIZE = 16
+DATA_KEY_SIZE = 32
+_AAD_PREFIX = b"cdp/v1|"
+
+
+@dataclass(frozen=True)
+class StoredDataKey:
+    """A data key as its store holds it: wrapped, or destroyed (`wrapped` is None)."""
+
+    id: uuid.UUID
+    wrapped: WrappedKey | None
+
+
+class DataKeyStore(Protocol):
+    """Where wrapped data keys live (registered by the app that owns the table)."""
+
+    def load(self, key_id: uuid.UUID) -> StoredDataKey | None: ...
+
+
+@dataclass(frozen=True)
+class NewDataKey:
+    """A freshly generated data key, wrapped and ready to be stored."""
+
+    id: uuid.UUID
+    wrapped: WrappedKey
+
+
+_store: DataKeyStore | None = None
+
+
+def register_data_key_store(store: DataKeyStore) -> None:
+    global _store  # noqa: PLW0603
+    _store = store
+
+
+def _get_store() -> DataKeyStore:
+    if _store is None:
+        raise CryptoError("no data-key store is registered")
+    return _store
+
+
+# Unwrapped keys are cached in memory for a short time so that a batch does not unwrap the
+# same key once per value. Destroying a key evicts it here at once (see forget_data_key).
+_cache: dict[uuid.UUID, tuple[AESGCM, float]] = {}
+_cache_lock = threading.Lock()
+_CACHE_MAX = 100_000
+
+
+def _cache_ttl() -> float:
+    from django.conf import settings
+
+    return float(getattr(settings, "CDP_DATA_KEY_CACHE_SECONDS", 30))
+
+
+def clear_data_key_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def forget_data_key(key_id: uuid.UUID) -> None:
+    """Drop an unwrapped key from this process's memory (after destroying it)."""
+    with _cache_lock:
+        _cache.pop(key_id, None)
+
+
+def _remember(key_id: uuid.UUID, aead: AESGCM) -> None:
+    with _cache_lock:
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()
+        _cache[key_id] = (aead, time.monotonic() + _cache_ttl())
+
+
+def generate_data_key() -> NewDataKey:
+    """Make a new random 256-bit data key, wrapped under the primary KEK."""
+    key_id = uuid.uuid4()
+    raw = AESGCM.generate_key(bit_length=256)
+    wrapped = get_keyring().wrap(raw, context=key_id.bytes)
+    _remember(key_id, AESGCM(raw))
+    return NewDataKey(id=key_id, wrapped=wrapped)
+
+
+def rewrap_data_key(key_id: uuid.UUID, wrapped: WrappedKey) -> WrappedKey:
+    """Unwrap with whichever KEK wrapped it and wrap again under the primary KEK."""
+    keyring = get_keyring()
+    raw = keyring.unwrap(wrapped, context=key_id.bytes)
+    return keyring.wrap(raw, context=key_id.bytes)
+
+
+def _aead_for(key_id: uuid.UUID) -> AESGCM:
+    hit = _cache.get(key_id)
+    if hit is not None and hit[1] > time.monotonic():
+        return hit[0]
+    stored = _get_store().load(key_id)
+    if stored is None:
+        raise DataKeyNotFound(f"data key {key_id} does not exist")
+    if stored.wrapped is None:
+        forget_data_key(key_id)
+        raise DataKeyShredded(f"data key {key_id} was destroyed")
+    aead = AESGCM(get_keyring().unwrap(stored.wrapped, context=key_id.bytes))
+    _remember(key_id, aead)
+    return aead
+
+
+def location_aad(table: str, column: str, row: object) -> bytes:
+    """The AAD naming where a value lives."""
+    return f"{table}|{column}|{row}".encode()
+
+
+def seal(key_id: uuid.UUID, plaintext: bytes, aad: bytes) -> bytes:
+    """Encrypt `plaintext` under data key `key_id`, binding `aad` (see location_aad)."""
+    header = _VERSION_BYTE + key_id.bytes
+    nonce = os.urandom(NONCE_SIZE)
+    header += nonce
+    return header + _aead_for(key_id).encrypt(nonce, plaintext, _AAD_PREFIX + header + aad)
+
+
+def key_id_of(ciphertext: bytes) -> uuid.UUID:
+    """The data key a ciphertext was sealed under."""
+    if len(ciphertext) < HEADER_SIZE + TAG_SIZE or ciphertext[0] != VERSION:
+        raise DecryptionError("not a ciphertext of a known version")
+    return uuid.UUID(bytes=bytes(ciphertext[1:17]))
+
+
+def open_sealed(ciphertext: bytes, aad: bytes) -> bytes:
+    """Decrypt a value sealed by `seal` with the same `aad`; raises on any mismatch."""
+    key_id = key_id_of(ciphertext)
+    header = bytes(ciphertext[:HEADER_SIZE])
+    try:
+        return _aead_for(key_id).decrypt(
+            header[17:], bytes(ciphertext[HEADER_SIZE:]), _AAD_PREFIX + header + aad
+        )
+    except InvalidTag as exc:
+        raise DecryptionError(f"value under data key {key_id} failed authentication") from exc

@@ -1,0 +1,24 @@
+"""The project's routes. Each app contributes its own API urls; nothing here holds logic."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from health_check.views import HealthCheckView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path(
+        "health/",
+        HealthCheckView.as_view(
+            checks=[
+                "health_check.checks.Database",
+                "health_check.checks.Cache",
+                "cdp.core.health.Broker",
+            ]
+        ),
+        name="health",
+    ),
+    path("api/v1/", include("profiles.api.urls")),
+]
