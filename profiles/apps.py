@@ -12,7 +12,19 @@ class ProfilesConfig(AppConfig):
         from profiles.keystore import DataKeyModelStore
 
         register_data_key_store(DataKeyModelStore())
-        for model in (models.Workspace, models.ApiToken, models.Profile):
-            audit.register(model, exclude_fields=("token_hash",))
+        audit.register(models.Workspace)
+        audit.register(models.ApiToken, exclude_fields=("token_hash",))
+        audit.register(models.Source)
+        audit.register(models.IdentityRule)
+        audit.register(models.IdentityPolicy)
+        audit.register(models.TraitSchema)
+        audit.register(models.Profile, exclude_fields=("attributes",))
         audit.register(models.DataKey, exclude_fields=("wrapped",))
-        registry.register(handlers.PROFILE_HANDLER)
+        audit.register(models.Identity)
+        audit.register(models.Trait, exclude_fields=("value_attribute",))
+        audit.register(models.Merge)
+        audit.register(models.MergeConflict)
+        # Event, IdentityLink and SeenMessage are high-volume evidence written only by the
+        # ingestion pipeline in bulk; their own rows are the record (see docs/architecture.md).
+        for handler in handlers.HANDLERS:
+            registry.register(handler)

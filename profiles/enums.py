@@ -10,3 +10,47 @@ class WorkspaceRole(models.TextChoices):
     HANDLE_REQUESTS = "handle_requests", "Handle data-subject requests"
     MANAGE_AUDIENCES = "manage_audiences", "Manage audiences"
     VIEW_AUDIT = "view_audit", "View audit trail"
+
+
+class SourceKind(models.TextChoices):
+    WEBSITE = "website", "Website"
+    APP = "app", "Mobile app"
+    SERVER = "server", "Server"
+    IMPORT = "import", "Bulk import"
+
+
+class IdentifierType(models.TextChoices):
+    """Built-in identifier types; workspaces may add their own (e.g. loyalty_id) by mapping."""
+
+    USER_ID = "user_id", "User id"
+    ANONYMOUS_ID = "anonymous_id", "Anonymous id"
+    EMAIL = "email", "Email"
+    PHONE = "phone", "Phone"
+    DEVICE_ID = "device_id", "Device id"
+    ADVERTISING_ID = "advertising_id", "Advertising id"
+
+
+class TraitClass(models.TextChoices):
+    PII = "pii", "Personal data (encrypted)"
+    ATTRIBUTE = "attribute", "Attribute (plain, usable in audiences)"
+    UNCLASSIFIED = "unclassified", "Not yet classified (treated as personal data)"
+
+
+class Survivorship(models.TextChoices):
+    LATEST = "latest", "Latest value wins"
+    EARLIEST = "earliest", "Earliest value wins"
+    SOURCE_PRIORITY = "source_priority", "Highest-priority source wins"
+
+
+class EventType(models.TextChoices):
+    TRACK = "track", "Track"
+    PAGE = "page", "Page"
+    SCREEN = "screen", "Screen"
+    IDENTIFY = "identify", "Identify"
+    GROUP = "group", "Group"
+    ALIAS = "alias", "Alias"
+
+
+class ProfileStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    MERGED = "merged", "Merged into another profile"

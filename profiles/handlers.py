@@ -35,6 +35,8 @@ def erase_profile(profile: Profile) -> ErasureReport:
     )
 
 
+HANDLERS: list[PersonalDataHandler] = []
+
 # Runs last: every other handler must read and delete its rows before the keys are destroyed.
 PROFILE_HANDLER = PersonalDataHandler(
     name="profiles.profile",
@@ -43,3 +45,5 @@ PROFILE_HANDLER = PersonalDataHandler(
     erase=erase_profile,
     erase_order=1000,
 )
+
+HANDLERS.append(PROFILE_HANDLER)

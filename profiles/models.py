@@ -7,8 +7,16 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from cdp.core.crypto import BlindIndexField, EncryptedJSONField, EncryptedTextField
 from cdp.core.ids import uuid7
-from profiles.enums import WorkspaceRole
+from profiles.enums import (
+    EventType,
+    ProfileStatus,
+    SourceKind,
+    Survivorship,
+    TraitClass,
+    WorkspaceRole,
+)
 
 
 class Workspace(models.Model):
@@ -51,15 +59,30 @@ class ApiToken(models.Model):
 
 class Profile(models.Model):
     """One person in a workspace. Its personal data lives in related rows, sealed under the
-    data keys it owns."""
+    data keys it owns. A profile absorbed by a merge stays as a row (status merged, pointing at
+    the survivor) so that the merge can be undone and late references still resolve."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="profiles")
+    status = models.CharField(
+        max_length=16, choices=ProfileStatus.choices, default=ProfileStatus.ACTIVE
+    )
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="absorbed"
+    )
+    # Attribute traits after survivorship (plain, for audiences); PII traits are in Trait rows.
+    attributes = models.JSONField(default=dict, blank=True)
+    merge_count = models.PositiveIntegerField(default=0)
+    first_seen_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["workspace", "created_at"], name="profile_ws_created")]
+        indexes = [
+            models.Index(fields=["workspace", "created_at"], name="profile_ws_created"),
+            models.Index(fields=["workspace", "status"], name="profile_ws_status"),
+        ]
 
     def __str__(self) -> str:
         return f"Profile {self.id}"
@@ -97,3 +120,282 @@ class DataKey(models.Model):
 
     def __str__(self) -> str:
         return f"Data key {self.id}"
+
+
+class Source(models.Model):
+    """Where data comes from: a website, app, server or import, with its public write key."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="sources")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=SourceKind.choices, default=SourceKind.WEBSITE)
+    # Write keys are public by design (they ship in browser JavaScript); they identify, they do
+    # not protect. What a key may do is bounded by origins, rate limits and the enabled flag.
+    write_key = models.CharField(max_length=64, unique=True, editable=False)
+    allowed_origins = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    rate_limit_per_minute = models.PositiveIntegerField(default=6000)
+    priority = models.PositiveSmallIntegerField(
+        default=100, help_text="Lower wins when a trait's survivorship is by source priority."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="source_ws_name_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class IdentityRule(models.Model):
+    """How one identifier type may join profiles in a workspace (merge protection)."""
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="identity_rules"
+    )
+    identifier_type = models.CharField(max_length=64)
+    priority = models.PositiveSmallIntegerField(
+        default=100, help_text="Lower is stronger; the weaker identifier yields in a conflict."
+    )
+    max_per_profile = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many values per profile; empty: no limit."
+    )
+    window_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Count values seen within this many days; empty: ever."
+    )
+    merge = models.BooleanField(default=True, help_text="Whether this type may merge profiles.")
+    blocked_values = models.JSONField(default=list, blank=True)
+    blocked_patterns = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "identifier_type"], name="identityrule_ws_type_unique"
+            )
+        ]
+        ordering = ["priority", "identifier_type"]
+
+    def __str__(self) -> str:
+        return self.identifier_type
+
+
+class IdentityPolicy(models.Model):
+    """Workspace-wide identity settings: hard caps and trait-to-identifier mappings."""
+
+    workspace = models.OneToOneField(
+        Workspace, on_delete=models.CASCADE, related_name="identity_policy"
+    )
+    max_merges_per_profile = models.PositiveIntegerField(default=100)
+    max_identities_per_profile = models.PositiveIntegerField(default=500)
+    # {"loyalty_id": "loyalty_id"}: a trait whose value is also an identifier of that type.
+    trait_identifiers = models.JSONField(default=dict, blank=True)
+    dedup_window_days = models.PositiveIntegerField(default=7)
+
+    class Meta:
+        verbose_name_plural = "identity policies"
+
+    def __str__(self) -> str:
+        return f"Identity policy of {self.workspace}"
+
+
+class Identity(models.Model):
+    """One identifier value of a profile: encrypted, found by its blind index."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="+")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="identities")
+    # The profile the identifier was first attached to: where an unmerge gives it back.
+    origin_profile_id = models.UUIDField()
+    identifier_type = models.CharField(max_length=64)
+    blind_index = BlindIndexField()
+    value = EncryptedTextField(key_field="data_key")
+    data_key = models.ForeignKey(DataKey, on_delete=models.PROTECT, related_name="+")
+    source = models.ForeignKey(Source, null=True, on_delete=models.SET_NULL, related_name="+")
+    message_id = models.CharField(max_length=128, blank=True)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "identifier_type", "blind_index"],
+                name="identity_ws_type_index_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["profile", "identifier_type"], name="identity_profile")]
+
+    def __str__(self) -> str:
+        return f"{self.identifier_type} identity {self.id}"
+
+
+class IdentityLink(models.Model):
+    """Two identifiers seen in one message: the evidence the identity graph is rebuilt from."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    left = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+")
+    right = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+")
+    message_id = models.CharField(max_length=128, blank=True)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["left", "right"], name="identitylink_pair_unique")
+        ]
+        indexes = [models.Index(fields=["workspace", "seen_at"], name="identitylink_ws_seen")]
+
+    def __str__(self) -> str:
+        return f"Link {self.left_id} – {self.right_id}"
+
+
+class TraitSchema(models.Model):
+    """A workspace's classification of one trait key, and how merged values survive."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="traits")
+    key = models.CharField(max_length=128)
+    classification = models.CharField(
+        max_length=16, choices=TraitClass.choices, default=TraitClass.UNCLASSIFIED
+    )
+    survivorship = models.CharField(
+        max_length=16, choices=Survivorship.choices, default=Survivorship.LATEST
+    )
+    description = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "key"], name="traitschema_ws_key_unique")
+        ]
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def is_pii(self) -> bool:
+        return self.classification != TraitClass.ATTRIBUTE
+
+
+class Trait(models.Model):
+    """The latest value of one trait from one source on one origin profile, with provenance.
+    A profile's trait is chosen among its rows by the key's survivorship policy."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="+")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="trait_values")
+    origin_profile_id = models.UUIDField()
+    key = models.CharField(max_length=128)
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    is_pii = models.BooleanField()
+    value_attribute = models.JSONField(null=True, blank=True)
+    value_pii = EncryptedJSONField(null=True, key_field="data_key")
+    data_key = models.ForeignKey(DataKey, on_delete=models.PROTECT, related_name="+")
+    observed_at = models.DateTimeField()
+    first_observed_at = models.DateTimeField()
+    message_id = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["origin_profile_id", "key", "source"], name="trait_origin_key_source"
+            )
+        ]
+        indexes = [models.Index(fields=["profile", "key"], name="trait_profile_key")]
+
+    def __str__(self) -> str:
+        return f"Trait {self.key} of {self.profile_id}"
+
+
+class Event(models.Model):
+    """One collected event. Properties classified as personal data, and the IP address, are
+    sealed under the profile's data key; the rest is plain for timelines and audiences."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="+")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="events")
+    origin_profile_id = models.UUIDField()
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    message_id = models.CharField(max_length=128)
+    type = models.CharField(max_length=16, choices=EventType.choices)
+    name = models.CharField(max_length=200, blank=True)
+    timestamp = models.DateTimeField(help_text="When it happened, corrected for clock skew.")
+    original_timestamp = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField()
+    properties = models.JSONField(default=dict, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    sealed = EncryptedJSONField(
+        null=True, key_field="data_key", help_text="PII properties and the full IP, sealed."
+    )
+    data_key = models.ForeignKey(DataKey, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["profile", "-timestamp"], name="event_profile_time"),
+            models.Index(fields=["workspace", "name", "timestamp"], name="event_ws_name_time"),
+            models.Index(fields=["workspace", "message_id"], name="event_ws_message"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} event {self.id}"
+
+
+class SeenMessage(models.Model):
+    """messageIds seen within the dedup window: a retried batch is stored once."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    message_id = models.CharField(max_length=128)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "message_id"], name="seenmessage_ws_message_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["received_at"], name="seenmessage_received")]
+
+    def __str__(self) -> str:
+        return f"Seen message {self.pk}"
+
+
+class Merge(models.Model):
+    """The merge ledger: which profile absorbed which, on what evidence, and what moved."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="+")
+    survivor = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges")
+    absorbed = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merged_away")
+    identifier_type = models.CharField(max_length=64)
+    identity = models.ForeignKey(Identity, null=True, on_delete=models.SET_NULL, related_name="+")
+    message_id = models.CharField(max_length=128, blank=True)
+    rule = models.CharField(max_length=200)
+    data_key_ids = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    unmerged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace", "created_at"], name="merge_ws_created")]
+
+    def __str__(self) -> str:
+        return f"Merge {self.pk}"
+
+
+class MergeConflict(models.Model):
+    """A merge the rules refused, for stewards to review."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="+")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="conflicts")
+    other_profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="+")
+    identifier_type = models.CharField(max_length=64)
+    identity = models.ForeignKey(Identity, null=True, on_delete=models.SET_NULL, related_name="+")
+    message_id = models.CharField(max_length=128, blank=True)
+    reason = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace", "resolved_at"], name="conflict_ws_open")]
+
+    def __str__(self) -> str:
+        return f"Merge conflict {self.pk}"

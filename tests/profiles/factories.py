@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from typing import Any
+
+import factory
+from django.contrib.auth import get_user_model
+
+from profiles import services
+from profiles.models import Workspace
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"steward{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.django.Password("correct horse battery staple")
+
+
+class WorkspaceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Workspace
+        django_get_or_create = ("slug",)
+
+    slug = factory.Sequence(lambda n: f"ws{n}")
+    name = factory.LazyAttribute(lambda w: w.slug.title())
+
+
+def make_profile(workspace: Workspace) -> Any:
+    """A profile with its first data key, made through the service."""
+    profile, _key = services.profile_create(workspace=workspace)
+    return profile
