@@ -7,6 +7,7 @@ import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -15,19 +16,94 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from cdp.core.crypto import envelope
 from cdp.core.crypto.keyring import WrappedKey, get_keyring
-from profiles.enums import WorkspaceRole
+from cdp.core.exceptions import Conflict, InvalidInput
+from profiles import ingest
+from profiles.contracts import InboundMessage, IngestOutcome
+from profiles.enums import SourceKind, TraitClass, WorkspaceRole
 from profiles.exceptions import UnknownPermission, WorkspaceExists
-from profiles.models import ApiToken, DataKey, Profile, Workspace
+from profiles.identifiers import DEFAULT_RULES
+from profiles.models import (
+    ApiToken,
+    DataKey,
+    IdentityPolicy,
+    IdentityRule,
+    Profile,
+    Source,
+    TraitSchema,
+    Workspace,
+)
 
 TOKEN_PREFIX = "cdp_"
+
+# Seeded for every new workspace; stewards reclassify in the admin. Anything not listed is
+# "unclassified" and treated as personal data until a steward decides.
+DEFAULT_TRAIT_CLASSES = {
+    **{
+        key: TraitClass.PII
+        for key in (
+            "email",
+            "phone",
+            "name",
+            "first_name",
+            "last_name",
+            "firstName",
+            "lastName",
+            "username",
+            "address",
+            "birthday",
+            "avatar",
+            "title",
+        )
+    },
+    **{
+        key: TraitClass.ATTRIBUTE
+        for key in (
+            "plan",
+            "country",
+            "language",
+            "loyalty_tier",
+            "lifetime_value",
+            "orders_count",
+            "created_at",
+            "createdAt",
+            "industry",
+            "company_size",
+        )
+    },
+}
 
 
 @transaction.atomic
 def workspace_create(*, slug: str, name: str) -> Workspace:
-    """Create a workspace; the slug is its stable public name."""
+    """Create a workspace with the default identity rules and trait classifications."""
     if Workspace.objects.filter(slug=slug).exists():
         raise WorkspaceExists()
-    return Workspace.objects.create(slug=slug, name=name)
+    workspace = Workspace.objects.create(slug=slug, name=name)
+    IdentityPolicy.objects.create(workspace=workspace)
+    for spec in DEFAULT_RULES:
+        IdentityRule.objects.create(
+            workspace=workspace,
+            identifier_type=spec.identifier_type,
+            priority=spec.priority,
+            max_per_profile=spec.max_per_profile,
+            window_days=spec.window_days,
+            merge=spec.merge,
+            blocked_values=spec.blocked_values,
+            blocked_patterns=spec.blocked_patterns,
+        )
+    TraitSchema.objects.bulk_create(
+        [
+            TraitSchema(workspace=workspace, key=key, classification=classification)
+            for key, classification in DEFAULT_TRAIT_CLASSES.items()
+        ]
+    )
+    return workspace
+
+
+def ingest_messages(*, source: Source, messages: list[InboundMessage]) -> IngestOutcome:
+    """Store validated messages: dedup by messageId, resolve identities (merging under the
+    workspace's rules), store traits and events encrypted under each profile's data key."""
+    return ingest.ingest_messages(source=source, messages=messages)
 
 
 def _check_roles(roles: Iterable[str]) -> list[str]:
@@ -178,3 +254,77 @@ def data_keys_rewrap(*, batch_size: int = 1000) -> RewrapResult:
             done += len(batch)
     current = DataKey.objects.filter(destroyed_at__isnull=True, kek_id=primary).count()
     return RewrapResult(rewrapped=done, already_current=current - done, primary_kek_id=primary)
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _normalize_origin(raw: str) -> str:
+    """`https://Shop.example.com:443/` -> `https://shop.example.com`: the form browsers send in
+    the Origin header (scheme and host lower-case, no default port, no path)."""
+    parts = urlsplit(str(raw).strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        scheme not in _DEFAULT_PORTS
+        or not parts.hostname
+        or port == -1
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise InvalidInput(
+            "An allowed origin is scheme://host[:port], e.g. https://shop.example.com.",
+            code="invalid_origin",
+        )
+    host = parts.hostname
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}:{port}"
+    return f"{scheme}://{host}"
+
+
+@transaction.atomic
+def source_create(
+    *,
+    workspace: Workspace,
+    name: str,
+    kind: str = SourceKind.WEBSITE,
+    allowed_origins: Iterable[str] = (),
+    rate_limit_per_minute: int | None = None,
+) -> Source:
+    """Create a source with a fresh write key. Write keys are public by design (they ship in
+    browser JavaScript); origins, the rate limit and the enabled flag bound what one may do."""
+    if kind not in SourceKind.values:
+        raise InvalidInput(
+            f"Unknown source kind. Choose from: {', '.join(SourceKind.values)}.",
+            code="invalid_source_kind",
+        )
+    if Source.objects.filter(workspace=workspace, name=name).exists():
+        raise Conflict("A source with that name exists in this workspace.", code="source_exists")
+    origins = list(dict.fromkeys(_normalize_origin(origin) for origin in allowed_origins))
+    source = Source(
+        workspace=workspace,
+        name=name,
+        kind=kind,
+        write_key=secrets.token_urlsafe(24),
+        allowed_origins=origins,
+    )
+    if rate_limit_per_minute is not None:
+        source.rate_limit_per_minute = rate_limit_per_minute
+    source.save()
+    return source
+
+
+def source_set_enabled(*, source: Source, enabled: bool) -> Source:
+    """Enable or disable a source; a disabled source's write key is refused at collection."""
+    source.enabled = enabled
+    source.save(update_fields=["enabled"])
+    return source

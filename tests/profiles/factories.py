@@ -20,12 +20,18 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class WorkspaceFactory(factory.django.DjangoModelFactory):
+    """Workspaces made through the service, so they carry the seeded rules and trait schema."""
+
     class Meta:
         model = Workspace
-        django_get_or_create = ("slug",)
 
     slug = factory.Sequence(lambda n: f"ws{n}")
     name = factory.LazyAttribute(lambda w: w.slug.title())
+
+    @classmethod
+    def _create(cls, model_class: type[Workspace], *args: Any, **kwargs: Any) -> Workspace:
+        existing = model_class.objects.filter(slug=kwargs["slug"]).first()
+        return existing or services.workspace_create(slug=kwargs["slug"], name=kwargs["name"])
 
 
 def make_profile(workspace: Workspace) -> Any:

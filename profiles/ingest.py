@@ -1,0 +1,886 @@
+"""Storing a batch of inbound messages: dedup, identity resolution, merges, traits, events.
+
+The batch is handled set-wise: one dedup insert, one identity lookup, then decisions in memory
+(message by message, in order), then a handful of bulk writes. Per message:
+
+1. its identifiers are extracted, normalized, checked against the blocked values of their rule
+   and blind-indexed;
+2. they are taken strongest first (rule priority) into a candidate cluster: a new identifier
+   joins if its type stays within its limit; an identifier already on a profile brings that
+   whole profile in if every type stays within its limit and the merge caps hold. What would
+   break a limit is refused: the identifier is not used to merge, and when it belonged to
+   another profile a merge conflict is recorded for stewards;
+3. the cluster's profiles merge into the oldest (or a new profile is made), the message's new
+   identifiers attach to it, its traits and event are stored under that profile's data key.
+
+Concurrent batches touching the same identifiers are serialized with transaction-scoped
+advisory locks taken in sorted order (PostgreSQL); SQLite serializes writers itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from cdp.core.crypto import blind_index, envelope
+from cdp.core.ids import uuid7
+from profiles.contracts import InboundMessage, IngestOutcome
+from profiles.enums import EventType, IdentifierType, ProfileStatus, Survivorship, TraitClass
+from profiles.identifiers import (
+    DEFAULT_RULES,
+    CompiledRule,
+    compile_rule,
+    fallback_rule,
+    normalize_identifier,
+    normalize_identifier_type,
+)
+from profiles.models import (
+    DataKey,
+    Event,
+    Identity,
+    IdentityLink,
+    IdentityPolicy,
+    IdentityRule,
+    Merge,
+    MergeConflict,
+    Profile,
+    SeenMessage,
+    Source,
+    Trait,
+    TraitSchema,
+    Workspace,
+)
+
+# Event property keys sealed whatever the trait schema says; plus any string that looks like
+# an email address.
+PII_PROPERTY_KEYS = frozenset(
+    {
+        "email",
+        "phone",
+        "name",
+        "first_name",
+        "firstname",
+        "firstName",
+        "last_name",
+        "lastname",
+        "lastName",
+        "address",
+        "street",
+        "birthday",
+        "ip",
+        "username",
+    }
+)
+_EMAIL_IN_TEXT = re.compile(r"[^@\s/?&=]+@[^@\s/?&=]+\.[A-Za-z]{2,}")
+_CONTEXT_DROP = ("traits", "externalIds", "ip")
+_CONTEXT_URL_KEYS = ("url", "referrer", "search", "path")
+
+
+# --- rules ---------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkspaceRules:
+    rules: dict[str, CompiledRule]
+    max_merges: int
+    max_identities: int
+    trait_identifiers: dict[str, str]
+    dedup_window: timedelta
+
+    def rule(self, identifier_type: str) -> CompiledRule:
+        found = self.rules.get(identifier_type)
+        if found is None:
+            found = self.rules[identifier_type] = fallback_rule(identifier_type)
+        return found
+
+
+def load_rules(workspace: Workspace) -> WorkspaceRules:
+    rules = {spec.identifier_type: compile_rule(spec) for spec in DEFAULT_RULES}
+    for row in IdentityRule.objects.filter(workspace=workspace):
+        rules[row.identifier_type] = CompiledRule(
+            identifier_type=row.identifier_type,
+            priority=row.priority,
+            max_per_profile=row.max_per_profile,
+            window_days=row.window_days,
+            merge=row.merge,
+            blocked_values=frozenset(str(v).lower() for v in row.blocked_values),
+            blocked_patterns=tuple(re.compile(p) for p in row.blocked_patterns),
+        )
+    policy = IdentityPolicy.objects.filter(workspace=workspace).first() or IdentityPolicy(
+        workspace=workspace
+    )
+    return WorkspaceRules(
+        rules=rules,
+        max_merges=policy.max_merges_per_profile,
+        max_identities=policy.max_identities_per_profile,
+        trait_identifiers={
+            str(k): normalize_identifier_type(str(v))
+            for k, v in (policy.trait_identifiers or {}).items()
+        },
+        dedup_window=timedelta(days=policy.dedup_window_days),
+    )
+
+
+# --- identifiers of a message ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ident:
+    type: str
+    value: str
+    index: bytes
+    priority: int
+
+    @property
+    def key(self) -> tuple[str, bytes]:
+        return (self.type, self.index)
+
+
+def _raw_identifiers(
+    msg: InboundMessage, rules: WorkspaceRules, previous_user_ids: set[str]
+) -> list[tuple[str, object]]:
+    found: list[tuple[str, object]] = []
+    if msg.user_id is not None:
+        found.append((IdentifierType.USER_ID, msg.user_id))
+    if msg.anonymous_id is not None:
+        found.append((IdentifierType.ANONYMOUS_ID, msg.anonymous_id))
+    if msg.previous_id is not None:
+        # alias: previousId is usually an anonymousId, sometimes an earlier userId
+        previous = str(msg.previous_id).strip()
+        kind = (
+            IdentifierType.USER_ID if previous in previous_user_ids else IdentifierType.ANONYMOUS_ID
+        )
+        found.append((kind, previous))
+    traits = msg.traits or {}
+    if "email" in traits:
+        found.append((IdentifierType.EMAIL, traits["email"]))
+    if "phone" in traits:
+        found.append((IdentifierType.PHONE, traits["phone"]))
+    device = (msg.context or {}).get("device")
+    if isinstance(device, dict):
+        if device.get("id") is not None:
+            found.append((IdentifierType.DEVICE_ID, device["id"]))
+        if device.get("advertisingId") is not None:
+            found.append((IdentifierType.ADVERTISING_ID, device["advertisingId"]))
+    external = (msg.context or {}).get("externalIds")
+    if isinstance(external, list):
+        for item in external:
+            if isinstance(item, dict) and item.get("id") is not None and item.get("type"):
+                kind = normalize_identifier_type(str(item["type"]))
+                if kind:
+                    found.append((kind, item["id"]))
+    for trait_key, kind in rules.trait_identifiers.items():
+        if trait_key in traits:
+            found.append((kind, traits[trait_key]))
+    return found
+
+
+class _Indexer:
+    """Blind indexes with a per-batch memo (identifiers repeat ~10x per person)."""
+
+    def __init__(self, workspace_id: int) -> None:
+        self.workspace_id = workspace_id
+        self._memo: dict[tuple[str, str], bytes] = {}
+
+    def __call__(self, kind: str, value: str) -> bytes:
+        key = (kind, value)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = blind_index(self.workspace_id, kind, value)
+        return found
+
+
+def message_identifiers(
+    msg: InboundMessage,
+    rules: WorkspaceRules,
+    indexer: _Indexer,
+    previous_user_ids: set[str] = frozenset(),  # type: ignore[assignment]
+) -> list[Ident]:
+    """Normalized, unblocked, de-duplicated identifiers of a message, strongest first."""
+    seen: set[tuple[str, str]] = set()
+    result: list[Ident] = []
+    for kind, raw in _raw_identifiers(msg, rules, previous_user_ids):
+        value = normalize_identifier(kind, raw)
+        if value is None:
+            continue
+        rule = rules.rule(kind)
+        if rule.blocks(value) or (kind, value) in seen:
+            continue
+        seen.add((kind, value))
+        result.append(Ident(kind, value, indexer(kind, value), rule.priority))
+    result.sort(key=lambda i: (i.priority, i.type))
+    return result
+
+
+# --- in-memory state of the batch ----------------------------------------------------------
+
+
+@dataclass
+class _ProfileState:
+    id: UUID
+    created_at: datetime
+    counts: Counter[str]  # identities per type within each type's window
+    total: int
+    merge_count: int
+    data_key_id: UUID
+    new: bool = False
+
+
+@dataclass
+class _NewIdentity:
+    id: UUID
+    ident: Ident
+    profile_id: UUID
+    message_id: str
+    seen_at: datetime
+
+
+@dataclass
+class _Plan:
+    profiles: dict[UUID, _ProfileState] = field(default_factory=dict)
+    redirect: dict[UUID, UUID] = field(default_factory=dict)
+    identity_profile: dict[tuple[str, bytes], UUID] = field(default_factory=dict)
+    identity_id: dict[tuple[str, bytes], UUID] = field(default_factory=dict)
+    new_identities: list[_NewIdentity] = field(default_factory=list)
+    seen_identity_ids: set[UUID] = field(default_factory=set)
+    merges: list[tuple[UUID, UUID, Ident, str, str]] = field(default_factory=list)
+    conflicts: list[tuple[UUID, UUID, Ident, str, str]] = field(default_factory=list)
+    links: dict[tuple[UUID, UUID], tuple[str, datetime]] = field(default_factory=dict)
+    new_keys: list[envelope.NewDataKey] = field(default_factory=list)
+
+    def find(self, profile_id: UUID) -> UUID:
+        while profile_id in self.redirect:
+            profile_id = self.redirect[profile_id]
+        return profile_id
+
+
+def _lock_identifiers(idents: Iterable[Ident]) -> None:
+    if connection.vendor != "postgresql":
+        return
+    keys = sorted({int.from_bytes(i.index[:8], "big", signed=True) for i in idents})
+    if keys:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
+                [keys],
+            )
+
+
+def _load_state(
+    workspace: Workspace, idents: set[Ident], rules: WorkspaceRules, now: datetime
+) -> _Plan:
+    plan = _Plan()
+    if not idents:
+        return plan
+    by_type: dict[str, list[bytes]] = defaultdict(list)
+    for ident in idents:
+        by_type[ident.type].append(ident.index)
+    profile_ids: set[UUID] = set()
+    for kind, indexes in by_type.items():
+        rows = Identity.objects.filter(
+            workspace=workspace, identifier_type=kind, blind_index__in=indexes
+        ).values_list("id", "blind_index", "profile_id")
+        for identity_id, index, profile_id in rows:
+            plan.identity_profile[(kind, bytes(index))] = profile_id
+            plan.identity_id[(kind, bytes(index))] = identity_id
+            profile_ids.add(profile_id)
+    if profile_ids:
+        _load_profiles(plan, profile_ids, rules, now)
+    return plan
+
+
+def _load_profiles(
+    plan: _Plan, profile_ids: set[UUID], rules: WorkspaceRules, now: datetime
+) -> None:
+    counts: dict[UUID, Counter[str]] = defaultdict(Counter)
+    totals: Counter[UUID] = Counter()
+    rows = Identity.objects.filter(profile_id__in=profile_ids).values_list(
+        "profile_id", "identifier_type", "last_seen_at"
+    )
+    for profile_id, kind, last_seen in rows:
+        totals[profile_id] += 1
+        window = rules.rule(kind).window_days
+        if window is None or last_seen >= now - timedelta(days=window):
+            counts[profile_id][kind] += 1
+    keys: dict[UUID, UUID] = {}
+    for key_id, profile_id in (
+        DataKey.objects.filter(profile_id__in=profile_ids, destroyed_at__isnull=True)
+        .order_by("created_at")
+        .values_list("id", "profile_id")
+    ):
+        keys.setdefault(profile_id, key_id)
+    for profile_id, created_at, merge_count in Profile.objects.filter(
+        pk__in=profile_ids
+    ).values_list("id", "created_at", "merge_count"):
+        plan.profiles[profile_id] = _ProfileState(
+            id=profile_id,
+            created_at=created_at,
+            counts=counts[profile_id],
+            total=totals[profile_id],
+            merge_count=merge_count,
+            data_key_id=keys[profile_id],
+        )
+
+
+def _within_limits(counts: Counter[str], rules: WorkspaceRules) -> bool:
+    for kind, count in counts.items():
+        limit = rules.rule(kind).max_per_profile
+        if limit is not None and count > limit:
+            return False
+    return True
+
+
+def _resolve(
+    plan: _Plan, msg: InboundMessage, idents: list[Ident], rules: WorkspaceRules, now: datetime
+) -> UUID:
+    """Decide which profile the message belongs to; plan merges, new identities, conflicts."""
+    members: list[UUID] = []  # existing profiles joining, strongest identifier first
+    counts: Counter[str] = Counter()
+    total = merges = 0
+    attach: list[Ident] = []
+    refused: list[tuple[Ident, UUID, str]] = []
+    for ident in idents:
+        owner = plan.identity_profile.get(ident.key)
+        owner = plan.find(owner) if owner is not None else None
+        if owner is None:
+            trial = counts.copy()
+            trial[ident.type] += 1
+            if _within_limits(trial, rules) and total + 1 <= rules.max_identities:
+                counts, total = trial, total + 1
+                attach.append(ident)
+            continue
+        if owner in members:
+            continue
+        state = plan.profiles[owner]
+        if members and not rules.rule(ident.type).merge:
+            refused.append((ident, owner, f"{ident.type} does not merge profiles"))
+            continue
+        trial = counts + state.counts
+        if not _within_limits(trial, rules):
+            broken = sorted(
+                k
+                for k, c in trial.items()
+                if rules.rule(k).max_per_profile is not None and c > rules.rule(k).max_per_profile
+            )
+            refused.append((ident, owner, f"limit per profile of {', '.join(broken)}"))
+            continue
+        trial_merges = merges + state.merge_count + (1 if members else 0)
+        if members and trial_merges > rules.max_merges:
+            refused.append((ident, owner, "merge cap per profile"))
+            continue
+        if total + state.total > rules.max_identities:
+            refused.append((ident, owner, "identity cap per profile"))
+            continue
+        members.append(owner)
+        counts, total, merges = trial, total + state.total, trial_merges
+
+    if members:
+        survivor = min(members, key=lambda p: (plan.profiles[p].created_at, str(p)))
+    else:
+        survivor = _plan_new_profile(plan, now)
+    target = plan.profiles[survivor]
+    evidence: dict[UUID, Ident] = {}  # the strongest identifier that brought each profile in
+    for ident in idents:
+        owner = _owner(plan, ident)
+        if owner is not None:
+            evidence.setdefault(owner, ident)
+    for absorbed in members:
+        if absorbed == survivor:
+            continue
+        ident = evidence[absorbed]
+        anchor = next((i for i in idents if evidence.get(survivor) is i), idents[0])
+        rule = f"deterministic: {ident.type} seen with {anchor.type} in one message"
+        plan.merges.append((survivor, absorbed, ident, msg.message_id, rule))
+        plan.redirect[absorbed] = survivor
+        gone = plan.profiles[absorbed]
+        target.merge_count += gone.merge_count + 1
+    target.counts, target.total = counts, total
+    for ident in attach:
+        new_id = uuid7()
+        plan.identity_profile[ident.key] = survivor
+        plan.identity_id[ident.key] = new_id
+        plan.new_identities.append(
+            _NewIdentity(new_id, ident, survivor, msg.message_id, msg.timestamp)
+        )
+    for ident, owner, reason in refused:
+        plan.conflicts.append((survivor, owner, ident, msg.message_id, reason))
+    used = [plan.identity_id[i.key] for i in idents if _owner(plan, i) == survivor]
+    for other in used[1:]:
+        pair = (used[0], other) if str(used[0]) < str(other) else (other, used[0])
+        plan.links.setdefault(pair, (msg.message_id, msg.timestamp))
+    plan.seen_identity_ids.update(used)
+    return survivor
+
+
+def _owner(plan: _Plan, ident: Ident) -> UUID | None:
+    owner = plan.identity_profile.get(ident.key)
+    return plan.find(owner) if owner is not None else None
+
+
+def _plan_new_profile(plan: _Plan, now: datetime) -> UUID:
+    profile_id = uuid7()
+    key = envelope.generate_data_key()
+    plan.new_keys.append(key)
+    plan.profiles[profile_id] = _ProfileState(
+        id=profile_id,
+        created_at=now,
+        counts=Counter(),
+        total=0,
+        merge_count=0,
+        data_key_id=key.id,
+        new=True,
+    )
+    return profile_id
+
+
+# --- traits and events ---------------------------------------------------------------------
+
+
+def _trait_schema(workspace: Workspace, keys: set[str]) -> dict[str, TraitSchema]:
+    schema = {t.key: t for t in TraitSchema.objects.filter(workspace=workspace, key__in=keys)}
+    missing = keys - schema.keys()
+    if missing:
+        TraitSchema.objects.bulk_create(
+            [TraitSchema(workspace=workspace, key=k) for k in sorted(missing)],
+            ignore_conflicts=True,
+        )
+        schema = {t.key: t for t in TraitSchema.objects.filter(workspace=workspace, key__in=keys)}
+    return schema
+
+
+def truncate_ip(raw: str) -> str | None:
+    """IPv4 to its /24, IPv6 to its /48: enough for geography, not a person."""
+    try:
+        address = ipaddress.ip_address(raw.strip())
+    except ValueError:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def _split_properties(
+    properties: dict[str, Any], pii_keys: frozenset[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    plain: dict[str, Any] = {}
+    sealed: dict[str, Any] = {}
+    for key, value in properties.items():
+        if (
+            key in PII_PROPERTY_KEYS
+            or key in pii_keys
+            or (isinstance(value, str) and "@" in value and _EMAIL_IN_TEXT.search(value))
+        ):
+            sealed[key] = value
+        else:
+            plain[key] = value
+    return plain, sealed
+
+
+def _split_context(context: dict[str, Any], ip: str | None) -> tuple[dict[str, Any], dict]:
+    plain = {k: v for k, v in context.items() if k not in _CONTEXT_DROP}
+    sealed: dict[str, Any] = {}
+    if ip:
+        sealed["ip"] = ip
+        truncated = truncate_ip(ip)
+        if truncated:
+            plain["ip_truncated"] = truncated
+    page = plain.get("page")
+    if isinstance(page, dict):
+        page = dict(page)
+        for key in _CONTEXT_URL_KEYS:
+            value = page.get(key)
+            if isinstance(value, str) and "@" in value and _EMAIL_IN_TEXT.search(value):
+                sealed.setdefault("page", {})[key] = value
+                page[key] = _EMAIL_IN_TEXT.sub("[email]", value)
+        plain["page"] = page
+    return plain, sealed
+
+
+# --- the entry point -------------------------------------------------------------------------
+
+
+def _previous_ids_known_as_user_ids(
+    workspace: Workspace, messages: list[InboundMessage], indexer: _Indexer
+) -> set[str]:
+    previous = {str(m.previous_id).strip() for m in messages if m.previous_id is not None}
+    if not previous:
+        return set()
+    by_index = {indexer(IdentifierType.USER_ID, p): p for p in previous}
+    found = Identity.objects.filter(
+        workspace=workspace, identifier_type=IdentifierType.USER_ID, blind_index__in=list(by_index)
+    ).values_list("blind_index", flat=True)
+    return {by_index[bytes(i)] for i in found}
+
+
+def _claim_new_messages(
+    workspace: Workspace, messages: list[InboundMessage], now: datetime
+) -> list[InboundMessage]:
+    """Insert the batch's messageIds into the dedup table; keep the messages that were new."""
+    unique: dict[str, InboundMessage] = {}
+    for msg in messages:
+        unique.setdefault(msg.message_id, msg)
+    if not unique:
+        return []
+    table = SeenMessage._meta.db_table
+    placeholders = ", ".join(["(%s, %s, %s)"] * len(unique))
+    params: list[Any] = []
+    for message_id in unique:
+        params.extend((workspace.pk, message_id, now))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (workspace_id, message_id, received_at) "  # noqa: S608
+            f"VALUES {placeholders} ON CONFLICT (workspace_id, message_id) DO NOTHING "
+            "RETURNING message_id",
+            params,
+        )
+        fresh = {row[0] for row in cursor.fetchall()}
+    return [msg for message_id, msg in unique.items() if message_id in fresh]
+
+
+@transaction.atomic
+def ingest_messages(*, source: Source, messages: list[InboundMessage]) -> IngestOutcome:
+    """Store a batch of validated messages from `source` (see the module docstring)."""
+    workspace = source.workspace
+    now = timezone.now()
+    rules = load_rules(workspace)
+    fresh = _claim_new_messages(workspace, messages, now)
+    duplicates = len(messages) - len(fresh)
+    indexer = _Indexer(workspace.pk)
+    previous_user_ids = _previous_ids_known_as_user_ids(workspace, fresh, indexer)
+    per_message = [message_identifiers(m, rules, indexer, previous_user_ids) for m in fresh]
+    all_idents = {i for idents in per_message for i in idents}
+    _lock_identifiers(all_idents)
+    plan = _load_state(workspace, all_idents, rules, now)
+
+    resolved: dict[str, UUID] = {}
+    for msg, idents in zip(fresh, per_message, strict=True):
+        resolved[msg.message_id] = _resolve(plan, msg, idents, rules, now)
+
+    _write(workspace, source, plan, fresh, resolved, now)
+    # A repeated messageId (in this batch or an earlier one) was not stored again: None.
+    stored = {id(m) for m in fresh}
+    profile_ids = [plan.find(resolved[m.message_id]) if id(m) in stored else None for m in messages]
+    return IngestOutcome(
+        profile_ids=profile_ids,
+        stored=len(fresh),
+        duplicates=duplicates,
+        profiles_created=sum(1 for p in plan.profiles.values() if p.new),
+        merges=len(plan.merges),
+        conflicts=len(plan.conflicts),
+    )
+
+
+def _write(
+    workspace: Workspace,
+    source: Source,
+    plan: _Plan,
+    messages: list[InboundMessage],
+    resolved: dict[str, UUID],
+    now: datetime,
+) -> None:
+    new_profiles = [p for p in plan.profiles.values() if p.new]
+    Profile.objects.bulk_create(
+        [
+            Profile(
+                id=p.id,
+                workspace=workspace,
+                first_seen_at=now,
+                last_seen_at=now,
+                merge_count=0,
+            )
+            for p in new_profiles
+        ]
+    )
+    owner_of_key = {p.data_key_id: p.id for p in new_profiles}
+    DataKey.objects.bulk_create(
+        [
+            DataKey(
+                id=k.id,
+                workspace=workspace,
+                profile_id=owner_of_key[k.id],
+                kek_id=k.wrapped.kek_id,
+                wrapped=k.wrapped.blob,
+            )
+            for k in plan.new_keys
+        ]
+    )
+    _apply_merges(workspace, plan)
+    _write_identities(workspace, source, plan, now)
+    touched = {plan.find(pid) for pid in resolved.values()}
+    _write_traits(workspace, source, plan, messages, resolved)
+    _write_events(workspace, source, plan, messages, resolved)
+    _refresh_profiles(plan, touched, messages, resolved)
+    if plan.conflicts:
+        MergeConflict.objects.bulk_create(
+            [
+                MergeConflict(
+                    workspace=workspace,
+                    profile_id=plan.find(profile_id),
+                    other_profile_id=plan.find(other_id),
+                    identifier_type=ident.type,
+                    identity_id=plan.identity_id.get(ident.key),
+                    message_id=message_id,
+                    reason=reason,
+                )
+                for profile_id, other_id, ident, message_id, reason in plan.conflicts
+            ]
+        )
+
+
+def _apply_merges(workspace: Workspace, plan: _Plan) -> None:
+    for survivor, absorbed, ident, message_id, rule in plan.merges:
+        key_ids = list(DataKey.objects.filter(profile_id=absorbed).values_list("pk", flat=True))
+        for model in (Identity, Trait, Event, DataKey):
+            model.objects.filter(profile_id=absorbed).update(profile_id=survivor)
+        Profile.objects.filter(merged_into_id=absorbed).update(merged_into_id=survivor)
+        Profile.objects.filter(pk=absorbed).update(
+            status=ProfileStatus.MERGED, merged_into_id=survivor, updated_at=timezone.now()
+        )
+        Merge.objects.create(
+            workspace=workspace,
+            survivor_id=survivor,
+            absorbed_id=absorbed,
+            identifier_type=ident.type,
+            identity_id=plan.identity_id[ident.key],
+            message_id=message_id,
+            rule=rule,
+            data_key_ids=[str(k) for k in key_ids],
+        )
+    for survivor in {plan.find(s) for s, *_ in plan.merges}:
+        state = plan.profiles[survivor]
+        Profile.objects.filter(pk=survivor).update(merge_count=state.merge_count)
+
+
+def _write_identities(workspace: Workspace, source: Source, plan: _Plan, now: datetime) -> None:
+    rows = []
+    for new in plan.new_identities:
+        owner = plan.find(new.profile_id)
+        identity = Identity(
+            id=new.id,
+            workspace=workspace,
+            profile_id=owner,
+            origin_profile_id=new.profile_id,
+            identifier_type=new.ident.type,
+            blind_index=new.ident.index,
+            data_key_id=plan.profiles[new.profile_id].data_key_id,
+            source=source,
+            message_id=new.message_id[:128],
+            first_seen_at=new.seen_at,
+            last_seen_at=new.seen_at,
+        )
+        identity.value = new.ident.value
+        rows.append(identity)
+    Identity.objects.bulk_create(rows, batch_size=500)
+    new_ids = {n.id for n in plan.new_identities}
+    existing = [i for i in plan.seen_identity_ids if i not in new_ids]
+    if existing:
+        Identity.objects.filter(pk__in=existing).update(last_seen_at=now)
+    if plan.links:
+        IdentityLink.objects.bulk_create(
+            [
+                IdentityLink(
+                    workspace=workspace,
+                    left_id=left,
+                    right_id=right,
+                    message_id=message_id[:128],
+                    seen_at=seen_at,
+                )
+                for (left, right), (message_id, seen_at) in plan.links.items()
+            ],
+            ignore_conflicts=True,
+            batch_size=500,
+        )
+
+
+def _write_traits(
+    workspace: Workspace,
+    source: Source,
+    plan: _Plan,
+    messages: list[InboundMessage],
+    resolved: dict[str, UUID],
+) -> None:
+    latest: dict[tuple[UUID, str], tuple[InboundMessage, Any]] = {}
+    for msg in messages:
+        if not msg.traits:
+            continue
+        origin = resolved[msg.message_id]
+        for key, value in msg.traits.items():
+            slot = (origin, str(key)[:128])
+            kept = latest.get(slot)
+            if kept is None or kept[0].timestamp <= msg.timestamp:
+                latest[slot] = (msg, value)
+    if not latest:
+        return
+    schema = _trait_schema(workspace, {key for _, key in latest})
+    existing = {
+        (t.origin_profile_id, t.key): t
+        for t in Trait.objects.filter(
+            origin_profile_id__in={o for o, _ in latest}, source=source
+        ).only("id", "origin_profile_id", "key", "observed_at", "first_observed_at")
+    }
+    rows = []
+    for (origin, key), (msg, value) in latest.items():
+        before = existing.get((origin, key))
+        if before is not None and before.observed_at > msg.timestamp:
+            continue  # a late, older value does not overwrite a newer one
+        is_pii = schema[key].is_pii
+        trait = Trait(
+            id=before.id if before else uuid7(),
+            workspace=workspace,
+            profile_id=plan.find(origin),
+            origin_profile_id=origin,
+            key=key,
+            source=source,
+            is_pii=is_pii,
+            value_attribute=None if is_pii else value,
+            data_key_id=plan.profiles[origin].data_key_id,
+            observed_at=msg.timestamp,
+            first_observed_at=before.first_observed_at if before else msg.timestamp,
+            message_id=msg.message_id[:128],
+        )
+        trait.value_pii = value if is_pii else None
+        rows.append(trait)
+    Trait.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["origin_profile_id", "key", "source"],
+        update_fields=[
+            "profile",
+            "is_pii",
+            "value_attribute",
+            "value_pii",
+            "data_key",
+            "observed_at",
+            "message_id",
+        ],
+        batch_size=500,
+    )
+
+
+def _write_events(
+    workspace: Workspace,
+    source: Source,
+    plan: _Plan,
+    messages: list[InboundMessage],
+    resolved: dict[str, UUID],
+) -> None:
+    pii_keys = frozenset(
+        TraitSchema.objects.filter(workspace=workspace)
+        .exclude(classification=TraitClass.ATTRIBUTE)
+        .values_list("key", flat=True)
+    )
+    rows = []
+    for msg in messages:
+        origin = resolved[msg.message_id]
+        properties, sealed_props = _split_properties(msg.properties or {}, pii_keys)
+        context, sealed_context = _split_context(msg.context or {}, msg.ip)
+        sealed: dict[str, Any] = {}
+        if sealed_props:
+            sealed["properties"] = sealed_props
+        if sealed_context:
+            sealed["context"] = sealed_context
+        if msg.type == EventType.GROUP and msg.group_id is not None:
+            properties = {**properties, "group_id": str(msg.group_id)}
+        event = Event(
+            workspace=workspace,
+            profile_id=plan.find(origin),
+            origin_profile_id=origin,
+            source=source,
+            message_id=msg.message_id[:128],
+            type=msg.type,
+            name=(msg.name or "")[:200],
+            timestamp=msg.timestamp,
+            original_timestamp=msg.original_timestamp,
+            sent_at=msg.sent_at,
+            received_at=msg.received_at,
+            properties=properties,
+            context=context,
+            data_key_id=plan.profiles[origin].data_key_id,
+        )
+        event.sealed = sealed or None
+        rows.append(event)
+    Event.objects.bulk_create(rows, batch_size=500)
+
+
+def _refresh_profiles(
+    plan: _Plan,
+    touched: set[UUID],
+    messages: list[InboundMessage],
+    resolved: dict[str, UUID],
+) -> None:
+    """Recompute survivorship of attribute traits and first/last seen for touched profiles."""
+    if not touched:
+        return
+    seen: dict[UUID, tuple[datetime, datetime]] = {}
+    for msg in messages:
+        pid = plan.find(resolved[msg.message_id])
+        first, last = seen.get(pid, (msg.timestamp, msg.timestamp))
+        seen[pid] = (min(first, msg.timestamp), max(last, msg.timestamp))
+    attributes = profile_attributes(touched)
+    profiles = list(
+        Profile.objects.filter(pk__in=touched).only("id", "first_seen_at", "last_seen_at")
+    )
+    for profile in profiles:
+        first, last = seen.get(profile.pk, (None, None))
+        if first is not None and (profile.first_seen_at is None or first < profile.first_seen_at):
+            profile.first_seen_at = first
+        if last is not None and (profile.last_seen_at is None or last > profile.last_seen_at):
+            profile.last_seen_at = last
+        profile.attributes = attributes.get(profile.pk, {})
+        profile.updated_at = timezone.now()
+    Profile.objects.bulk_update(
+        profiles, ["first_seen_at", "last_seen_at", "attributes", "updated_at"], batch_size=500
+    )
+
+
+def profile_attributes(profile_ids: Iterable[UUID]) -> dict[UUID, dict[str, Any]]:
+    """Attribute traits after survivorship, per profile."""
+    rows = Trait.objects.filter(profile_id__in=list(profile_ids), is_pii=False).values_list(
+        "profile_id",
+        "key",
+        "value_attribute",
+        "observed_at",
+        "first_observed_at",
+        "source__priority",
+        "workspace_id",
+    )
+    policies: dict[tuple[int, str], str] = {}
+    candidates: dict[UUID, dict[str, list[tuple[Any, ...]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    workspace_ids: set[int] = set()
+    for pid, key, value, observed, first, priority, workspace_id in rows:
+        candidates[pid][key].append((value, observed, first, priority))
+        workspace_ids.add(workspace_id)
+    for workspace_id, key, policy in TraitSchema.objects.filter(
+        workspace_id__in=workspace_ids
+    ).values_list("workspace_id", "key", "survivorship"):
+        policies[(workspace_id, key)] = policy
+    workspace_of = dict(
+        Profile.objects.filter(pk__in=list(candidates)).values_list("id", "workspace_id")
+    )
+    result: dict[UUID, dict[str, Any]] = {}
+    for pid, keys in candidates.items():
+        chosen: dict[str, Any] = {}
+        for key, values in keys.items():
+            policy = policies.get((workspace_of[pid], key), Survivorship.LATEST)
+            chosen[key] = pick_surviving_value(policy, values)
+        result[pid] = dict(sorted(chosen.items()))
+    return result
+
+
+def pick_surviving_value(policy: str, values: list[tuple[Any, ...]]) -> Any:
+    """values: (value, observed_at, first_observed_at, source priority)."""
+    if policy == Survivorship.EARLIEST:
+        return min(values, key=lambda v: v[2])[0]
+    if policy == Survivorship.SOURCE_PRIORITY:
+        return min(values, key=lambda v: (v[3], -v[1].timestamp()))[0]
+    return max(values, key=lambda v: v[1])[0]
