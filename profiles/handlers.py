@@ -1,4 +1,7 @@
-"""Personal-data handlers for what the profiles app stores (see cdp.core.registry)."""
+"""Personal-data handlers for what the profiles app stores (see cdp.core.registry).
+
+A profile absorbed by merges is the same person: its rows were moved to the survivor, so each
+handler works on the survivor's rows; the profile handler also deletes the absorbed rows."""
 
 from __future__ import annotations
 
@@ -6,7 +9,140 @@ from typing import Any
 
 from cdp.core.registry import ErasureReport, ErasureStatus, PersonalDataHandler
 from profiles import services
-from profiles.models import DataKey, Profile
+from profiles.models import (
+    DataKey,
+    Event,
+    Identity,
+    IdentityLink,
+    Merge,
+    MergeConflict,
+    Profile,
+    Trait,
+)
+
+
+def _status(deleted: int) -> ErasureStatus:
+    return ErasureStatus.ERASED if deleted else ErasureStatus.NOTHING_FOUND
+
+
+def export_identities(profile: Profile) -> dict[str, Any]:
+    rows = (
+        Identity.objects.filter(profile=profile).select_related("source").order_by("first_seen_at")
+    )
+    return {
+        "identities": [
+            {
+                "type": i.identifier_type,
+                "value": i.value,
+                "source": i.source.name if i.source else None,
+                "first_seen_at": i.first_seen_at.isoformat(),
+                "last_seen_at": i.last_seen_at.isoformat(),
+            }
+            for i in rows
+        ]
+    }
+
+
+def erase_identities(profile: Profile) -> ErasureReport:
+    ids = list(Identity.objects.filter(profile=profile).values_list("pk", flat=True))
+    links, _ = IdentityLink.objects.filter(left_id__in=ids).delete()
+    links_right, _ = IdentityLink.objects.filter(right_id__in=ids).delete()
+    deleted, _ = Identity.objects.filter(pk__in=ids).delete()
+    return ErasureReport(
+        store="profiles.identities",
+        status=_status(deleted),
+        counts={"identities": len(ids), "links": links + links_right},
+    )
+
+
+def export_traits(profile: Profile) -> dict[str, Any]:
+    rows = Trait.objects.filter(profile=profile).select_related("source").order_by("key")
+    return {
+        "traits": [
+            {
+                "key": t.key,
+                "value": t.value_pii if t.is_pii else t.value_attribute,
+                "source": t.source.name,
+                "observed_at": t.observed_at.isoformat(),
+            }
+            for t in rows
+        ]
+    }
+
+
+def erase_traits(profile: Profile) -> ErasureReport:
+    count = Trait.objects.filter(profile=profile).count()
+    Trait.objects.filter(profile=profile).delete()
+    return ErasureReport(store="profiles.traits", status=_status(count), counts={"traits": count})
+
+
+def export_events(profile: Profile) -> dict[str, Any]:
+    events = []
+    for e in (
+        Event.objects.filter(profile=profile)
+        .select_related("source")
+        .order_by("timestamp")
+        .iterator(chunk_size=2000)
+    ):
+        sealed = e.sealed or {}
+        events.append(
+            {
+                "message_id": e.message_id,
+                "type": e.type,
+                "name": e.name,
+                "timestamp": e.timestamp.isoformat(),
+                "source": e.source.name,
+                "properties": {**e.properties, **sealed.get("properties", {})},
+                "context": {**e.context, **sealed.get("context", {})},
+            }
+        )
+    return {"events": events}
+
+
+def erase_events(profile: Profile) -> ErasureReport:
+    deleted, _ = Event.objects.filter(profile=profile).delete()
+    return ErasureReport(
+        store="profiles.events", status=_status(deleted), counts={"events": deleted}
+    )
+
+
+def export_merges(profile: Profile) -> dict[str, Any]:
+    merges = Merge.objects.filter(survivor=profile).order_by("created_at")
+    conflicts = MergeConflict.objects.filter(profile=profile).order_by("created_at")
+    return {
+        "merges": [
+            {
+                "absorbed_profile": str(m.absorbed_id),
+                "identifier_type": m.identifier_type,
+                "rule": m.rule,
+                "at": m.created_at.isoformat(),
+                "unmerged_at": m.unmerged_at.isoformat() if m.unmerged_at else None,
+            }
+            for m in merges
+        ],
+        "merge_conflicts": [
+            {
+                "other_profile": str(c.other_profile_id),
+                "identifier_type": c.identifier_type,
+                "reason": c.reason,
+                "at": c.created_at.isoformat(),
+            }
+            for c in conflicts
+        ],
+    }
+
+
+def erase_merges(profile: Profile) -> ErasureReport:
+    absorbed = list(Profile.objects.filter(merged_into=profile).values_list("pk", flat=True))
+    people = [profile.pk, *absorbed]
+    merges, _ = Merge.objects.filter(survivor_id__in=people).delete()
+    conflicts, _ = MergeConflict.objects.filter(profile_id__in=people).delete()
+    others, _ = MergeConflict.objects.filter(other_profile_id__in=people).delete()
+    return ErasureReport(
+        store="profiles.merges",
+        status=_status(merges + conflicts + others),
+        counts={"merges": merges, "merge_conflicts": conflicts + others},
+    )
 
 
 def export_profile(profile: Profile) -> dict[str, Any]:
@@ -15,35 +151,67 @@ def export_profile(profile: Profile) -> dict[str, Any]:
         "profile": {
             "id": str(profile.pk),
             "workspace": profile.workspace.slug,
+            "attributes": profile.attributes,
             "created_at": profile.created_at.isoformat(),
-            "updated_at": profile.updated_at.isoformat(),
+            "first_seen_at": profile.first_seen_at.isoformat() if profile.first_seen_at else None,
+            "last_seen_at": profile.last_seen_at.isoformat() if profile.last_seen_at else None,
+            "merged_profiles": [
+                str(pk)
+                for pk in Profile.objects.filter(merged_into=profile).values_list("pk", flat=True)
+            ],
         },
-        "data_keys": [
-            {"id": str(k.pk), "created_at": k.created_at.isoformat()} for k in keys
-        ],
+        "data_keys": [{"id": str(k.pk), "created_at": k.created_at.isoformat()} for k in keys],
     }
 
 
 def erase_profile(profile: Profile) -> ErasureReport:
     key_ids = list(DataKey.objects.filter(profile=profile).values_list("pk", flat=True))
     destroyed = services.data_keys_destroy(key_ids=key_ids)
+    absorbed, _ = Profile.objects.filter(merged_into=profile).delete()
     deleted, _ = Profile.objects.filter(pk=profile.pk).delete()
     return ErasureReport(
         store="profiles.profile",
-        status=ErasureStatus.ERASED if deleted else ErasureStatus.NOTHING_FOUND,
-        counts={"data_keys_destroyed": destroyed, "profiles_deleted": deleted},
+        status=_status(deleted),
+        counts={
+            "data_keys_destroyed": destroyed,
+            "profiles_deleted": 1 if deleted else 0,
+            "merged_profiles_deleted": absorbed,
+        },
     )
 
 
-HANDLERS: list[PersonalDataHandler] = []
-
-# Runs last: every other handler must read and delete its rows before the keys are destroyed.
-PROFILE_HANDLER = PersonalDataHandler(
-    name="profiles.profile",
-    models=("profiles.Profile", "profiles.DataKey"),
-    export=export_profile,
-    erase=erase_profile,
-    erase_order=1000,
-)
-
-HANDLERS.append(PROFILE_HANDLER)
+HANDLERS = [
+    PersonalDataHandler(
+        name="profiles.events",
+        models=("profiles.Event",),
+        export=export_events,
+        erase=erase_events,
+    ),
+    PersonalDataHandler(
+        name="profiles.traits",
+        models=("profiles.Trait",),
+        export=export_traits,
+        erase=erase_traits,
+    ),
+    PersonalDataHandler(
+        name="profiles.merges",
+        models=("profiles.Merge", "profiles.MergeConflict"),
+        export=export_merges,
+        erase=erase_merges,
+    ),
+    PersonalDataHandler(
+        name="profiles.identities",
+        models=("profiles.Identity", "profiles.IdentityLink"),
+        export=export_identities,
+        erase=erase_identities,
+        erase_order=200,
+    ),
+    # Last: every other handler must read and delete its rows before the keys are destroyed.
+    PersonalDataHandler(
+        name="profiles.profile",
+        models=("profiles.Profile", "profiles.DataKey"),
+        export=export_profile,
+        erase=erase_profile,
+        erase_order=1000,
+    ),
+]
