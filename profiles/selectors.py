@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from guardian.shortcuts import get_objects_for_user
 
-from profiles.enums import WorkspaceRole
-from profiles.exceptions import WorkspaceNotFound
-from profiles.models import ApiToken, DataKey, Profile, Workspace
+from cdp.core.crypto import blind_index
+from profiles.enums import IdentifierType, ProfileStatus, Survivorship, WorkspaceRole
+from profiles.exceptions import ProfileNotFound, WorkspaceNotFound
+from profiles.identifiers import normalize_identifier, normalize_identifier_type
+from profiles.ingest import pick_surviving_value
+from profiles.models import (
+    ApiToken,
+    DataKey,
+    Event,
+    Identity,
+    Merge,
+    MergeConflict,
+    Profile,
+    Source,
+    Trait,
+    TraitSchema,
+    Workspace,
+)
+from profiles.views_model import MASK, IdentityView, TraitView
 
 ROLE_PERMS = [f"profiles.{role}" for role in WorkspaceRole.values]
 
@@ -50,8 +67,123 @@ def api_token_get_active(*, token_hash: str) -> ApiToken | None:
     )
 
 
-def profile_get(*, workspace: Workspace, profile_id: object) -> Profile | None:
-    return Profile.objects.filter(workspace=workspace, pk=profile_id).first()
+def profile_get(*, workspace: Workspace, profile_id: object) -> Profile:
+    """A profile of the workspace; an id absorbed by a merge answers with the survivor."""
+    try:
+        profile = Profile.objects.get(workspace=workspace, pk=profile_id)
+    except (Profile.DoesNotExist, ValueError, DjangoValidationError):
+        raise ProfileNotFound() from None
+    hops = 0
+    while profile.status == ProfileStatus.MERGED and profile.merged_into_id and hops < 100:
+        profile = Profile.objects.get(pk=profile.merged_into_id)
+        hops += 1
+    return profile
+
+
+def profile_find_by_identifier(
+    *, workspace: Workspace, identifier_type: str, value: str
+) -> Profile | None:
+    """Look a profile up by an identifier value, through its blind index (no decryption)."""
+    kind = normalize_identifier_type(identifier_type)
+    normalized = normalize_identifier(kind, value)
+    if not kind or normalized is None:
+        return None
+    index = blind_index(workspace.pk, kind, normalized)
+    identity = (
+        Identity.objects.filter(workspace=workspace, identifier_type=kind, blind_index=index)
+        .select_related("profile")
+        .first()
+    )
+    return identity.profile if identity else None
+
+
+LOOKUP_TYPES = tuple(IdentifierType.values)
+
+
+def profile_list(*, workspace: Workspace) -> QuerySet[Profile]:
+    return Profile.objects.filter(workspace=workspace, status=ProfileStatus.ACTIVE).order_by(
+        "-created_at"
+    )
+
+
+def profile_identities(
+    *, workspace: Workspace, profile: Profile, reveal: bool = False
+) -> list[IdentityView]:
+    """A profile's identities; values masked unless `reveal` (callers audit reveals)."""
+    rows = (
+        Identity.objects.filter(workspace=workspace, profile=profile)
+        .select_related("source")
+        .order_by("identifier_type", "first_seen_at")
+    )
+    return [
+        IdentityView(
+            id=i.pk,
+            type=i.identifier_type,
+            value=i.value if reveal else MASK,
+            source=i.source.name if i.source else None,
+            first_seen_at=i.first_seen_at,
+            last_seen_at=i.last_seen_at,
+        )
+        for i in rows
+    ]
+
+
+def profile_traits(
+    *, workspace: Workspace, profile: Profile, reveal: bool = False
+) -> list[TraitView]:
+    """A profile's traits after survivorship. PII values are decrypted only when `reveal`."""
+    policies = dict(
+        TraitSchema.objects.filter(workspace=workspace).values_list("key", "survivorship")
+    )
+    grouped: dict[str, list[Trait]] = {}
+    for trait in (
+        Trait.objects.filter(workspace=workspace, profile=profile)
+        .select_related("source")
+        .defer("value_pii")
+    ):
+        grouped.setdefault(trait.key, []).append(trait)
+    views = []
+    for key in sorted(grouped):
+        rows = grouped[key]
+        policy = policies.get(key, Survivorship.LATEST)
+        chosen = pick_surviving_value(
+            policy,
+            [(t, t.observed_at, t.first_observed_at, t.source.priority) for t in rows],
+        )
+        value = chosen.value_attribute
+        if chosen.is_pii:
+            value = chosen.value_pii if reveal else MASK
+        views.append(
+            TraitView(
+                key=key,
+                is_pii=chosen.is_pii,
+                value=value,
+                source=chosen.source.name,
+                observed_at=chosen.observed_at,
+                candidates=len(rows),
+            )
+        )
+    return views
+
+
+def profile_events(*, workspace: Workspace, profile: Profile) -> QuerySet[Event]:
+    """A profile's event timeline, newest first (sealed PII stays sealed)."""
+    return (
+        Event.objects.filter(workspace=workspace, profile=profile)
+        .select_related("source")
+        .defer("sealed")
+        .order_by("-timestamp")
+    )
+
+
+def profile_merges(*, workspace: Workspace, profile: Profile) -> QuerySet[Merge]:
+    return Merge.objects.filter(workspace=workspace, survivor=profile).order_by("-created_at")
+
+
+def profile_conflicts(*, workspace: Workspace, profile: Profile) -> QuerySet[MergeConflict]:
+    return MergeConflict.objects.filter(workspace=workspace, profile=profile).order_by(
+        "-created_at"
+    )
 
 
 def data_key_ids_for_profile(*, workspace: Workspace, profile_id: object) -> list[object]:
@@ -60,3 +192,21 @@ def data_key_ids_for_profile(*, workspace: Workspace, profile_id: object) -> lis
             "pk", flat=True
         )
     )
+
+
+def source_get_by_write_key(*, write_key: str) -> Source | None:
+    """The source a write key belongs to (enabled or not), with its workspace; None if unknown.
+    Not scoped by workspace: the write key is what tells collection which workspace it is."""
+    if not write_key:
+        return None
+    return Source.objects.select_related("workspace").filter(write_key=write_key).first()
+
+
+def source_allowed_origins_enabled() -> frozenset[str]:
+    """Every origin some enabled source accepts, across workspaces. CORS preflights carry no
+    credentials, so they can only be answered against this union; the actual request is then
+    checked against its own source's origins."""
+    origins: set[str] = set()
+    for allowed in Source.objects.filter(enabled=True).values_list("allowed_origins", flat=True):
+        origins.update(str(origin) for origin in allowed or ())
+    return frozenset(origins)

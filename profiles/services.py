@@ -7,6 +7,7 @@ import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -14,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
+from cdp.core.audit import record_access
 from cdp.core.crypto import envelope
 from cdp.core.crypto.keyring import WrappedKey, get_keyring
 from cdp.core.exceptions import Conflict, InvalidInput
@@ -32,44 +34,23 @@ from profiles.models import (
     TraitSchema,
     Workspace,
 )
+from profiles.views_model import IdentityView, TraitView
 
-TOKEN_PREFIX = "cdp_"
+TOKEN_PREFIX = "cdp_"  # noqa: S105 — a public marker that makes leaked tokens greppable
 
 # Seeded for every new workspace; stewards reclassify in the admin. Anything not listed is
 # "unclassified" and treated as personal data until a steward decides.
+PII_TRAITS = (
+    "email", "phone", "name", "first_name", "last_name", "firstName", "lastName",
+    "username", "address", "birthday", "avatar", "title",
+)  # fmt: skip
+ATTRIBUTE_TRAITS = (
+    "plan", "country", "language", "loyalty_tier", "lifetime_value", "orders_count",
+    "created_at", "createdAt", "industry", "company_size",
+)  # fmt: skip
 DEFAULT_TRAIT_CLASSES = {
-    **{
-        key: TraitClass.PII
-        for key in (
-            "email",
-            "phone",
-            "name",
-            "first_name",
-            "last_name",
-            "firstName",
-            "lastName",
-            "username",
-            "address",
-            "birthday",
-            "avatar",
-            "title",
-        )
-    },
-    **{
-        key: TraitClass.ATTRIBUTE
-        for key in (
-            "plan",
-            "country",
-            "language",
-            "loyalty_tier",
-            "lifetime_value",
-            "orders_count",
-            "created_at",
-            "createdAt",
-            "industry",
-            "company_size",
-        )
-    },
+    **dict.fromkeys(PII_TRAITS, TraitClass.PII),
+    **dict.fromkeys(ATTRIBUTE_TRAITS, TraitClass.ATTRIBUTE),
 }
 
 
@@ -328,3 +309,29 @@ def source_set_enabled(*, source: Source, enabled: bool) -> Source:
     source.enabled = enabled
     source.save(update_fields=["enabled"])
     return source
+
+
+@dataclass(frozen=True)
+class RevealedProfile:
+    identities: list[IdentityView]
+    traits: list[TraitView]
+
+
+def profile_reveal(
+    *, workspace: Workspace, profile: Profile, actor: Any, reason: str, via: str
+) -> RevealedProfile:
+    """Decrypt a profile's identities and PII traits for a person, writing an ACCESS audit
+    entry with the reason first (no reason, no reveal)."""
+    from profiles import selectors
+
+    record_access(
+        profile,
+        actor=actor,
+        reason=reason,
+        fields=["identities", "traits"],
+        via=via,
+    )
+    return RevealedProfile(
+        identities=selectors.profile_identities(workspace=workspace, profile=profile, reveal=True),
+        traits=selectors.profile_traits(workspace=workspace, profile=profile, reveal=True),
+    )

@@ -35,7 +35,7 @@ def excluded_fields(model: type[models.Model]) -> set[str]:
 
 
 def record_access(
-    obj: models.Model, *, actor: Any, reason: str, fields: list[str]
+    obj: models.Model, *, actor: Any, reason: str, fields: list[str], via: str = "admin"
 ) -> models.Model:
     """Write an ACCESS entry: who read which decrypted fields of `obj`, and why."""
     reason = reason.strip()
@@ -48,6 +48,6 @@ def record_access(
         action=entry_model.Action.ACCESS,
         changes={name: [REDACTED, "revealed"] for name in fields},
         actor=actor,
-        additional_data={"reason": reason[:500], "fields": fields},
+        additional_data={"reason": reason[:500], "fields": fields, "via": via},
     )
     return entry
