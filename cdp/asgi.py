@@ -2,5 +2,5 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings.local")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings.production")
 application = get_asgi_application()

@@ -30,8 +30,13 @@ class AuditLogEntry(AbstractLogEntry):
         if not self._state.adding:
             raise chain.AuditTrailAppendOnly()
         with transaction.atomic(using=kwargs.get("using")):
-            chain.seal_new_entry(self)
             super().save(*args, **kwargs)
+
+    def _save_table(self, *args: Any, **kwargs: Any) -> Any:
+        # Sealed here, after pre_save: auditlog's set_actor() (the middleware, on every admin
+        # request) fills actor, cid and remote address in a pre_save hook, and those are hashed.
+        chain.seal_new_entry(self)
+        return super()._save_table(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise chain.AuditTrailAppendOnly()

@@ -14,6 +14,36 @@ from profiles.enums import WorkspaceRole
 from tests.profiles.factories import UserFactory, WorkspaceFactory
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _flush_respects_append_only_audit_table() -> Any:
+    """Transactional tests end with `flush`, which on SQLite DELETEs every table; the audit
+    table refuses DELETE by trigger. Let the test flush drop the triggers first and put them
+    back after, so every test still runs against an append-only table."""
+    from governance import triggers
+    from governance.models import AuditLogEntry
+
+    if connection.vendor != "sqlite":  # PostgreSQL flushes with TRUNCATE: no row trigger fires
+        yield
+        return
+    operations = type(connection.ops)
+    original = operations.sql_flush
+
+    def sql_flush(self: Any, style: Any, tables: Any, **kwargs: Any) -> list[str]:
+        statements = original(self, style, tables, **kwargs)
+        if triggers.TABLE not in tables:
+            return statements
+        columns = triggers.guarded_columns(AuditLogEntry)
+        return [
+            *triggers.sqlite_drop(),
+            *statements,
+            *triggers.sqlite_create(columns),
+        ]
+
+    operations.sql_flush = sql_flush  # type: ignore[method-assign]
+    yield
+    operations.sql_flush = original  # type: ignore[method-assign]
+
+
 def pytest_report_header(config: Any) -> str:
     from django.conf import settings
 
