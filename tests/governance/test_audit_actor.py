@@ -21,14 +21,15 @@ def test_entries_under_an_actor_chain_and_survive_deleting_the_user() -> None:
         services.workspace_create(slug="zz", name="ZZ")
     entry = get_logentry_model().objects.filter(actor=user).first()
     assert entry is not None
-    assert entry.actor_ref == f"user:{user.pk}"
+    user_pk = user.pk
+    assert entry.actor_ref == f"user:{user_pk}"
     assert governance.audit_chain_verify().ok
     # when
     user.delete()
     # then
     entry.refresh_from_db()
     assert entry.actor_id is None
-    assert entry.actor_ref == f"user:{user.pk}"
+    assert entry.actor_ref == f"user:{user_pk}"
     assert governance.audit_chain_verify().ok
 
 
