@@ -210,3 +210,15 @@ def source_allowed_origins_enabled() -> frozenset[str]:
     for allowed in Source.objects.filter(enabled=True).values_list("allowed_origins", flat=True):
         origins.update(str(origin) for origin in allowed or ())
     return frozenset(origins)
+
+
+def source_list(*, workspace: Workspace) -> QuerySet[Source]:
+    return Source.objects.filter(workspace=workspace).order_by("name")
+
+
+def api_token_exists(*, workspace: Workspace, name: str) -> bool:
+    return ApiToken.objects.filter(workspace=workspace, name=name, revoked_at__isnull=True).exists()
+
+
+def workspace_has_events(*, workspace: Workspace) -> bool:
+    return Event.objects.filter(workspace=workspace).exists()
