@@ -32,7 +32,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cdp.core.crypto import blind_index, envelope
+from cdp.core.crypto.fields import EncryptedField
 from cdp.core.ids import uuid7
+from profiles import bulk
 from profiles.contracts import InboundMessage, IngestOutcome
 from profiles.enums import EventType, IdentifierType, ProfileStatus, Survivorship, TraitClass
 from profiles.identifiers import (
@@ -578,6 +580,12 @@ def ingest_messages(*, source: Source, messages: list[InboundMessage]) -> Ingest
     )
 
 
+def _sealer(model: type[Any], name: str) -> Any:
+    field = model._meta.get_field(name)
+    assert isinstance(field, EncryptedField)
+    return field.seal_value
+
+
 def _write(
     workspace: Workspace,
     source: Source,
@@ -587,117 +595,135 @@ def _write(
     now: datetime,
 ) -> None:
     new_profiles = [p for p in plan.profiles.values() if p.new]
-    Profile.objects.bulk_create(
-        [
-            Profile(
-                id=p.id,
-                workspace=workspace,
-                first_seen_at=now,
-                last_seen_at=now,
-                merge_count=0,
-            )
-            for p in new_profiles
-        ]
+    bulk.insert(
+        Profile,
+        ["id", "workspace", "status", "attributes", "merge_count", "created_at", "updated_at"],
+        [(p.id, workspace.pk, ProfileStatus.ACTIVE, {}, 0, now, now) for p in new_profiles],
     )
     owner_of_key = {p.data_key_id: p.id for p in new_profiles}
-    DataKey.objects.bulk_create(
+    bulk.insert(
+        DataKey,
+        ["id", "workspace", "profile", "kek_id", "wrapped", "created_at"],
         [
-            DataKey(
-                id=k.id,
-                workspace=workspace,
-                profile_id=owner_of_key[k.id],
-                kek_id=k.wrapped.kek_id,
-                wrapped=k.wrapped.blob,
-            )
+            (k.id, workspace.pk, owner_of_key[k.id], k.wrapped.kek_id, k.wrapped.blob, now)
             for k in plan.new_keys
-        ]
+        ],
     )
-    _apply_merges(workspace, plan)
+    _apply_merges(workspace, plan, now)
     _write_identities(workspace, source, plan, now)
-    touched = {plan.find(pid) for pid in resolved.values()}
-    _write_traits(workspace, source, plan, messages, resolved)
+    attribute_changes = _write_traits(workspace, source, plan, messages, resolved, now)
     _write_events(workspace, source, plan, messages, resolved)
-    _refresh_profiles(plan, touched, messages, resolved)
-    if plan.conflicts:
-        MergeConflict.objects.bulk_create(
-            [
-                MergeConflict(
-                    workspace=workspace,
-                    profile_id=plan.find(profile_id),
-                    other_profile_id=plan.find(other_id),
-                    identifier_type=ident.type,
-                    identity_id=plan.identity_id.get(ident.key),
-                    message_id=message_id,
-                    reason=reason,
-                )
-                for profile_id, other_id, ident, message_id, reason in plan.conflicts
-            ]
-        )
+    merged_into = {plan.find(s) for s, *_ in plan.merges}
+    _refresh_profiles(plan, messages, resolved, attribute_changes | merged_into, now)
+    bulk.insert(
+        MergeConflict,
+        [
+            "workspace",
+            "profile",
+            "other_profile",
+            "identifier_type",
+            "identity",
+            "message_id",
+            "reason",
+            "created_at",
+        ],
+        [
+            (
+                workspace.pk,
+                plan.find(profile_id),
+                plan.find(other_id),
+                ident.type,
+                plan.identity_id.get(ident.key),
+                message_id[:128],
+                reason,
+                now,
+            )
+            for profile_id, other_id, ident, message_id, reason in plan.conflicts
+        ],
+    )
 
 
-def _apply_merges(workspace: Workspace, plan: _Plan) -> None:
-    for survivor, absorbed, ident, message_id, rule in plan.merges:
-        key_ids = list(DataKey.objects.filter(profile_id=absorbed).values_list("pk", flat=True))
-        for model in (Identity, Trait, Event, DataKey):
-            model.objects.filter(profile_id=absorbed).update(profile_id=survivor)
-        Profile.objects.filter(merged_into_id=absorbed).update(merged_into_id=survivor)
-        Profile.objects.filter(pk=absorbed).update(
-            status=ProfileStatus.MERGED, merged_into_id=survivor, updated_at=timezone.now()
-        )
-        Merge.objects.create(
-            workspace=workspace,
-            survivor_id=survivor,
-            absorbed_id=absorbed,
-            identifier_type=ident.type,
-            identity_id=plan.identity_id[ident.key],
-            message_id=message_id,
-            rule=rule,
-            data_key_ids=[str(k) for k in key_ids],
-        )
-    for survivor in {plan.find(s) for s, *_ in plan.merges}:
-        state = plan.profiles[survivor]
-        Profile.objects.filter(pk=survivor).update(merge_count=state.merge_count)
+def _apply_merges(workspace: Workspace, plan: _Plan, now: datetime) -> None:
+    """Move every row of each absorbed profile to its final survivor, set-wise."""
+    if not plan.merges:
+        return
+    final = {absorbed: plan.find(absorbed) for _, absorbed, *_ in plan.merges}
+    pairs = list(final.items())
+    key_ids: dict[UUID, list[str]] = defaultdict(list)
+    for key_id, owner in DataKey.objects.filter(profile_id__in=list(final)).values_list(
+        "id", "profile_id"
+    ):
+        key_ids[owner].append(str(key_id))
+    for model in (Identity, Trait, Event, DataKey):
+        bulk.update_from_values(
+            model, key="profile", names=["profile"], rows=pairs,
+            assignments=["profile_id = v.column2"],
+        )  # fmt: skip
+    # Profiles absorbed earlier by a profile absorbed now point straight at the survivor.
+    bulk.update_from_values(
+        Profile, key="merged_into", names=["merged_into"], rows=pairs,
+        assignments=["merged_into_id = v.column2"],
+    )  # fmt: skip
+    bulk.update_from_values(
+        Profile, key="id", names=["merged_into", "updated_at"],
+        rows=[(a, s, now) for a, s in pairs],
+        assignments=["status = 'merged'", "merged_into_id = v.column2", "updated_at = v.column3"],
+    )  # fmt: skip
+    survivors = {plan.find(s) for s, *_ in plan.merges}
+    bulk.update_from_values(
+        Profile, key="id", names=["merge_count"],
+        rows=[(s, plan.profiles[s].merge_count) for s in survivors],
+        assignments=["merge_count = v.column2"],
+    )  # fmt: skip
+    bulk.insert(
+        Merge,
+        [
+            "workspace", "survivor", "absorbed", "identifier_type", "identity", "message_id",
+            "rule", "data_key_ids", "created_at",
+        ],
+        [
+            (
+                workspace.pk, survivor, absorbed, ident.type, plan.identity_id[ident.key],
+                message_id[:128], rule, key_ids.get(absorbed, []), now,
+            )
+            for survivor, absorbed, ident, message_id, rule in plan.merges
+        ],
+    )  # fmt: skip
 
 
 def _write_identities(workspace: Workspace, source: Source, plan: _Plan, now: datetime) -> None:
+    seal = _sealer(Identity, "value")
     rows = []
     for new in plan.new_identities:
-        owner = plan.find(new.profile_id)
-        identity = Identity(
-            id=new.id,
-            workspace=workspace,
-            profile_id=owner,
-            origin_profile_id=new.profile_id,
-            identifier_type=new.ident.type,
-            blind_index=new.ident.index,
-            data_key_id=plan.profiles[new.profile_id].data_key_id,
-            source=source,
-            message_id=new.message_id[:128],
-            first_seen_at=new.seen_at,
-            last_seen_at=new.seen_at,
-        )
-        identity.value = new.ident.value
-        rows.append(identity)
-    Identity.objects.bulk_create(rows, batch_size=500)
+        key_id = plan.profiles[new.profile_id].data_key_id
+        rows.append(
+            (
+                new.id, workspace.pk, plan.find(new.profile_id), new.profile_id, new.ident.type,
+                new.ident.index, seal(key_id=key_id, row_id=new.id, value=new.ident.value),
+                key_id, source.pk, new.message_id[:128], new.seen_at, new.seen_at,
+            )
+        )  # fmt: skip
+    bulk.insert(
+        Identity,
+        [
+            "id", "workspace", "profile", "origin_profile_id", "identifier_type", "blind_index",
+            "value", "data_key", "source", "message_id", "first_seen_at", "last_seen_at",
+        ],
+        rows,
+    )  # fmt: skip
     new_ids = {n.id for n in plan.new_identities}
     existing = [i for i in plan.seen_identity_ids if i not in new_ids]
     if existing:
         Identity.objects.filter(pk__in=existing).update(last_seen_at=now)
-    if plan.links:
-        IdentityLink.objects.bulk_create(
-            [
-                IdentityLink(
-                    workspace=workspace,
-                    left_id=left,
-                    right_id=right,
-                    message_id=message_id[:128],
-                    seen_at=seen_at,
-                )
-                for (left, right), (message_id, seen_at) in plan.links.items()
-            ],
-            ignore_conflicts=True,
-            batch_size=500,
-        )
+    bulk.insert(
+        IdentityLink,
+        ["workspace", "left", "right", "message_id", "seen_at"],
+        [
+            (workspace.pk, left, right, message_id[:128], seen_at)
+            for (left, right), (message_id, seen_at) in plan.links.items()
+        ],
+        on_conflict="ON CONFLICT (left_id, right_id) DO NOTHING",
+    )
 
 
 def _write_traits(
@@ -706,7 +732,10 @@ def _write_traits(
     plan: _Plan,
     messages: list[InboundMessage],
     resolved: dict[str, UUID],
-) -> None:
+    now: datetime,
+) -> set[UUID]:
+    """Upsert the latest value per (origin profile, key, source); return the profiles whose
+    attribute traits changed (their surviving attributes must be recomputed)."""
     latest: dict[tuple[UUID, str], tuple[InboundMessage, Any]] = {}
     for msg in messages:
         if not msg.traits:
@@ -718,51 +747,49 @@ def _write_traits(
             if kept is None or kept[0].timestamp <= msg.timestamp:
                 latest[slot] = (msg, value)
     if not latest:
-        return
+        return set()
     schema = _trait_schema(workspace, {key for _, key in latest})
     existing = {
-        (t.origin_profile_id, t.key): t
-        for t in Trait.objects.filter(
+        (origin, key): (trait_id, observed, first)
+        for trait_id, origin, key, observed, first in Trait.objects.filter(
             origin_profile_id__in={o for o, _ in latest}, source=source
-        ).only("id", "origin_profile_id", "key", "observed_at", "first_observed_at")
+        ).values_list("id", "origin_profile_id", "key", "observed_at", "first_observed_at")
     }
+    seal = _sealer(Trait, "value_pii")
     rows = []
+    changed: set[UUID] = set()
     for (origin, key), (msg, value) in latest.items():
         before = existing.get((origin, key))
-        if before is not None and before.observed_at > msg.timestamp:
+        if before is not None and before[1] > msg.timestamp:
             continue  # a late, older value does not overwrite a newer one
+        trait_id = before[0] if before else uuid7()
         is_pii = schema[key].is_pii
-        trait = Trait(
-            id=before.id if before else uuid7(),
-            workspace=workspace,
-            profile_id=plan.find(origin),
-            origin_profile_id=origin,
-            key=key,
-            source=source,
-            is_pii=is_pii,
-            value_attribute=None if is_pii else value,
-            data_key_id=plan.profiles[origin].data_key_id,
-            observed_at=msg.timestamp,
-            first_observed_at=before.first_observed_at if before else msg.timestamp,
-            message_id=msg.message_id[:128],
-        )
-        trait.value_pii = value if is_pii else None
-        rows.append(trait)
-    Trait.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["origin_profile_id", "key", "source"],
-        update_fields=[
-            "profile",
-            "is_pii",
-            "value_attribute",
-            "value_pii",
-            "data_key",
-            "observed_at",
+        key_id = plan.profiles[origin].data_key_id
+        if not is_pii:
+            changed.add(plan.find(origin))
+        rows.append(
+            (
+                trait_id, workspace.pk, plan.find(origin), origin, key, source.pk, is_pii,
+                None if is_pii else value,
+                seal(key_id=key_id, row_id=trait_id, value=value) if is_pii else None,
+                key_id, msg.timestamp, before[2] if before else msg.timestamp,
+                msg.message_id[:128],
+            )
+        )  # fmt: skip
+    updated = ("profile_id", "is_pii", "value_attribute", "value_pii", "data_key_id",
+               "observed_at", "message_id")  # fmt: skip
+    bulk.insert(
+        Trait,
+        [
+            "id", "workspace", "profile", "origin_profile_id", "key", "source", "is_pii",
+            "value_attribute", "value_pii", "data_key", "observed_at", "first_observed_at",
             "message_id",
         ],
-        batch_size=500,
-    )
+        rows,
+        on_conflict="ON CONFLICT (origin_profile_id, key, source_id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in updated),
+    )  # fmt: skip
+    return changed
 
 
 def _write_events(
@@ -772,11 +799,8 @@ def _write_events(
     messages: list[InboundMessage],
     resolved: dict[str, UUID],
 ) -> None:
-    pii_keys = frozenset(
-        TraitSchema.objects.filter(workspace=workspace)
-        .exclude(classification=TraitClass.ATTRIBUTE)
-        .values_list("key", flat=True)
-    )
+    pii_keys = _pii_property_keys(workspace)
+    seal = _sealer(Event, "sealed")
     rows = []
     for msg in messages:
         origin = resolved[msg.message_id]
@@ -789,56 +813,70 @@ def _write_events(
             sealed["context"] = sealed_context
         if msg.type == EventType.GROUP and msg.group_id is not None:
             properties = {**properties, "group_id": str(msg.group_id)}
-        event = Event(
-            workspace=workspace,
-            profile_id=plan.find(origin),
-            origin_profile_id=origin,
-            source=source,
-            message_id=msg.message_id[:128],
-            type=msg.type,
-            name=(msg.name or "")[:200],
-            timestamp=msg.timestamp,
-            original_timestamp=msg.original_timestamp,
-            sent_at=msg.sent_at,
-            received_at=msg.received_at,
-            properties=properties,
-            context=context,
-            data_key_id=plan.profiles[origin].data_key_id,
-        )
-        event.sealed = sealed or None
-        rows.append(event)
-    Event.objects.bulk_create(rows, batch_size=500)
+        event_id = uuid7()
+        key_id = plan.profiles[origin].data_key_id
+        rows.append(
+            (
+                event_id, workspace.pk, plan.find(origin), origin, source.pk,
+                msg.message_id[:128], msg.type, (msg.name or "")[:200], msg.timestamp,
+                msg.original_timestamp, msg.sent_at, msg.received_at, properties, context,
+                seal(key_id=key_id, row_id=event_id, value=sealed) if sealed else None, key_id,
+            )
+        )  # fmt: skip
+    bulk.insert(
+        Event,
+        [
+            "id", "workspace", "profile", "origin_profile_id", "source", "message_id", "type",
+            "name", "timestamp", "original_timestamp", "sent_at", "received_at", "properties",
+            "context", "sealed", "data_key",
+        ],
+        rows,
+    )  # fmt: skip
+
+
+def _pii_property_keys(workspace: Workspace) -> frozenset[str]:
+    return frozenset(
+        TraitSchema.objects.filter(workspace=workspace)
+        .exclude(classification=TraitClass.ATTRIBUTE)
+        .values_list("key", flat=True)
+    )
 
 
 def _refresh_profiles(
     plan: _Plan,
-    touched: set[UUID],
     messages: list[InboundMessage],
     resolved: dict[str, UUID],
+    attributes_changed: set[UUID],
+    now: datetime,
 ) -> None:
-    """Recompute survivorship of attribute traits and first/last seen for touched profiles."""
-    if not touched:
-        return
+    """First/last seen of touched profiles; surviving attributes where traits changed."""
     seen: dict[UUID, tuple[datetime, datetime]] = {}
     for msg in messages:
         pid = plan.find(resolved[msg.message_id])
         first, last = seen.get(pid, (msg.timestamp, msg.timestamp))
         seen[pid] = (min(first, msg.timestamp), max(last, msg.timestamp))
-    attributes = profile_attributes(touched)
-    profiles = list(
-        Profile.objects.filter(pk__in=touched).only("id", "first_seen_at", "last_seen_at")
+    bulk.update_from_values(
+        Profile,
+        key="id",
+        names=["first_seen_at", "last_seen_at", "updated_at"],
+        rows=[(pid, first, last, now) for pid, (first, last) in seen.items()],
+        assignments=[
+            "first_seen_at = CASE WHEN t.first_seen_at IS NULL OR v.column2 < t.first_seen_at"
+            " THEN v.column2 ELSE t.first_seen_at END",
+            "last_seen_at = CASE WHEN t.last_seen_at IS NULL OR v.column3 > t.last_seen_at"
+            " THEN v.column3 ELSE t.last_seen_at END",
+            "updated_at = v.column4",
+        ],
     )
-    for profile in profiles:
-        first, last = seen.get(profile.pk, (None, None))
-        if first is not None and (profile.first_seen_at is None or first < profile.first_seen_at):
-            profile.first_seen_at = first
-        if last is not None and (profile.last_seen_at is None or last > profile.last_seen_at):
-            profile.last_seen_at = last
-        profile.attributes = attributes.get(profile.pk, {})
-        profile.updated_at = timezone.now()
-    Profile.objects.bulk_update(
-        profiles, ["first_seen_at", "last_seen_at", "attributes", "updated_at"], batch_size=500
-    )
+    if attributes_changed:
+        attributes = profile_attributes(attributes_changed)
+        bulk.update_from_values(
+            Profile,
+            key="id",
+            names=["attributes"],
+            rows=[(pid, attributes.get(pid, {})) for pid in attributes_changed],
+            assignments=["attributes = v.column2"],
+        )
 
 
 def profile_attributes(profile_ids: Iterable[UUID]) -> dict[UUID, dict[str, Any]]:

@@ -39,6 +39,10 @@ class _EncryptedDescriptor:
     def __get__(self, instance: models.Model | None, owner: type | None = None) -> Any:
         if instance is None:
             return self
+        if self.field.attname not in instance.__dict__:
+            # Deferred by only()/defer(): load it as Django's DeferredAttribute would, rather
+            # than answering None as if the row held no value.
+            instance.refresh_from_db(fields=[self.field.attname])
         stored = instance.__dict__.get(self.field.attname)
         if stored is None:
             return None
@@ -99,6 +103,11 @@ class EncryptedField(models.BinaryField, abc.ABC):
             )
         return errors
 
+    def get_default(self) -> Any:
+        # BinaryField's implicit default is b"", which is no plain value of any encrypted field
+        # (`Identity()` would raise TypeError); without an explicit default there is no value.
+        return super().get_default() if self.has_default() else None
+
     # -- serialization, overridden by subclasses -------------------------------------------
     def check_plain(self, value: Any) -> Any:
         return value
@@ -126,6 +135,12 @@ class EncryptedField(models.BinaryField, abc.ABC):
 
     def decrypt_for(self, instance: models.Model, sealed: bytes) -> Any:
         return self.from_bytes(open_sealed(sealed, self._aad(instance)))
+
+    def seal_value(self, *, key_id: uuid.UUID, row_id: object, value: Any) -> bytes:
+        """Seal a plain value for a row that is written without model instances (bulk
+        ingestion): the same AAD (table, column, primary key) the descriptor uses."""
+        aad = location_aad(self.model._meta.db_table, self.column, row_id)
+        return seal(key_id, self.to_bytes(self.check_plain(value)), aad)
 
     def seal_for(self, instance: models.Model, value: Any) -> Sealed:
         return Sealed(seal(self._key_id(instance), self.to_bytes(value), self._aad(instance)))
