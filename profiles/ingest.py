@@ -416,8 +416,11 @@ def _resolve(
     for ident, owner, reason in refused:
         plan.conflicts.append((survivor, owner, ident, msg.message_id, reason))
     used = [plan.identity_id[i.key] for i in idents if _owner(plan, i) == survivor]
-    for other in used[1:]:
-        pair = (used[0], other) if str(used[0]) < str(other) else (other, used[0])
+    # Refused links are stored too: they are evidence, and a rebuild under relaxed rules
+    # may accept them.
+    linked = used + [plan.identity_id[ident.key] for ident, _owner_id, _reason in refused]
+    for other in linked[1:]:
+        pair = (linked[0], other) if str(linked[0]) < str(other) else (other, linked[0])
         plan.links.setdefault(pair, (msg.message_id, msg.timestamp))
     plan.seen_identity_ids.update(used)
     return survivor

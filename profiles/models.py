@@ -167,6 +167,9 @@ class IdentityRule(models.Model):
     merge = models.BooleanField(default=True, help_text="Whether this type may merge profiles.")
     blocked_values = models.JSONField(default=list, blank=True)
     blocked_patterns = models.JSONField(default=list, blank=True)
+    # Identities first seen after this were checked against these blocked values at ingest;
+    # a rebuild re-checks (decrypts) only the older ones.
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [

@@ -335,3 +335,44 @@ def profile_reveal(
         identities=selectors.profile_identities(workspace=workspace, profile=profile, reveal=True),
         traits=selectors.profile_traits(workspace=workspace, profile=profile, reveal=True),
     )
+
+
+# --- merge conflicts -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def merge_conflict_resolve(*, conflict: Any, actor: Any) -> Any:
+    """Mark a refused merge (a MergeConflict) as reviewed by `actor`; the profiles are not
+    changed. Idempotent: resolving a resolved conflict changes nothing and logs nothing."""
+    # Imported here because this section was appended after the module's import block.
+    from auditlog import get_logentry_model
+
+    from profiles.models import MergeConflict
+
+    now = timezone.now()
+    # A conditional update rather than save(): two stewards resolving at once log it once,
+    # and the audit entry below names the actor even outside a request (auditlog's middleware
+    # only knows the user inside one).
+    updated = MergeConflict.objects.filter(pk=conflict.pk, resolved_at__isnull=True).update(
+        resolved_at=now
+    )
+    if not updated:
+        conflict.refresh_from_db(fields=["resolved_at"])
+        return conflict
+    conflict.resolved_at = now
+    entry_model = get_logentry_model()
+    entry_model.objects.log_create(
+        conflict,
+        force_log=True,
+        action=entry_model.Action.UPDATE,
+        changes={"resolved_at": ["None", str(now)]},
+        actor=actor,
+    )
+    return conflict
+
+
+def identities_rebuild(*, workspace: Workspace, apply: bool) -> Any:
+    """Recompute identity clusters under the current rules (see profiles.rebuild)."""
+    from profiles.rebuild import identities_rebuild as rebuild
+
+    return rebuild(workspace=workspace, apply=apply)
