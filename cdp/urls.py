@@ -21,4 +21,5 @@ urlpatterns = [
         name="health",
     ),
     path("api/v1/", include("profiles.api.urls")),
+    path("v1/", include("collect.api.urls")),
 ]

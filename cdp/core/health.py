@@ -12,7 +12,7 @@ from health_check.exceptions import ServiceUnavailable
 @dataclasses.dataclass
 class Broker(HealthCheck):
     def run(self) -> None:
-        from cdp.celery import app
+        from celery import current_app as app
 
         if app.conf.task_always_eager or not app.conf.broker_url:
             return
@@ -23,6 +23,6 @@ class Broker(HealthCheck):
             raise ServiceUnavailable("The Celery broker cannot be reached") from exc
 
     def pretty_status(self) -> str:
-        from cdp.celery import app
+        from celery import current_app as app
 
         return "OK (eager, no broker)" if app.conf.task_always_eager else "OK"

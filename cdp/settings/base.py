@@ -1,5 +1,5 @@
 """Settings shared by every environment. Everything secret or site-specific comes from the
-environment (see cdp.settings.env); the local, test and production modules adjust defaults."""
+environment (see cdp.core.env); the local, test and production modules adjust defaults."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import dj_database_url
 from kombu import Queue
 
-from cdp.settings.env import env, env_bool, env_int, env_list
+from cdp.core.env import env, env_bool, env_int, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env("CDP_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "collect.cors.CollectCorsMiddleware",  # answers /v1/ preflights before anything else
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -205,7 +206,14 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Named so that Django's default handlers on them (a console handler when DEBUG,
+        # mail_admins, django.server's own) are removed: records reach the root handler and
+        # its redaction filter, never an unfiltered handler first.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "WARNING"},
+        # redis-py gives this logger its own stream handler unless it exists already.
+        "push_response": {"handlers": [], "propagate": True},
     },
 }
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

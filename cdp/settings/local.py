@@ -4,7 +4,7 @@ generated into var/ on first run (cdp.core.crypto.demo_keys warns that they are 
 from cdp.core.crypto.demo_keys import load_or_create_demo_keys
 from cdp.settings.base import *  # noqa: F403
 from cdp.settings.base import VAR_DIR
-from cdp.settings.env import env
+from cdp.core.env import env
 
 DEBUG = True
 _demo = load_or_create_demo_keys(VAR_DIR)

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from cdp.settings.env import env
+from cdp.core.env import env
 from collect import services as collect_services
 from collect import synthetic
 from profiles import selectors, services
@@ -108,7 +108,7 @@ class Command(BaseCommand):
         for batch in synthetic.batches(traffic, 100):
             meta = collect_services.RequestMeta(received_at=timezone.now(), ip=None)
             result = collect_services.collect_messages(
-                source=source, payloads=batch, request_meta=meta
+                source=source, payloads=batch, request_meta=meta, enforce_rate_limit=False
             )
             stored += result.accepted
         self.stdout.write(f"Loaded {stored} events of {people} shoppers into {source.name!r}")
