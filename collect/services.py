@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
+from collect import intake
 from collect.exceptions import SourceDisabled
 from collect.ratelimit import rate_limit_consume
 from collect.validation import MessageError, RequestMeta, validate_message
@@ -19,7 +22,8 @@ __all__ = ["CollectResult", "MessageError", "RequestMeta", "collect_messages"]
 class CollectResult:
     accepted: int
     rejected: list[MessageError]
-    outcome: IngestOutcome | None  # None when nothing was valid
+    # None when nothing was valid, or when the messages went to the asynchronous intake
+    outcome: IngestOutcome | None
 
 
 def collect_messages(
@@ -50,6 +54,8 @@ def collect_messages(
         else:
             valid.append(result)
     outcome = None
-    if valid:
+    if valid and settings.COLLECT_ASYNC_INTAKE:
+        intake.intake_store(source=source, messages=valid)
+    elif valid:
         outcome = profile_services.ingest_messages(source=source, messages=valid)
     return CollectResult(accepted=len(valid), rejected=rejected, outcome=outcome)

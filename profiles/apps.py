@@ -6,6 +6,8 @@ class ProfilesConfig(AppConfig):
     verbose_name = "Profiles and identity"
 
     def ready(self) -> None:
+        from guardian.models import GroupObjectPermission, UserObjectPermission
+
         from cdp.core import audit, registry
         from cdp.core.crypto import register_data_key_store
         from profiles import handlers, models
@@ -24,6 +26,10 @@ class ProfilesConfig(AppConfig):
         audit.register(models.Trait, exclude_fields=("value_attribute",))
         audit.register(models.Merge)
         audit.register(models.MergeConflict)
+        # Steward roles are guardian object permissions: granting or revoking one is a change
+        # by someone, and the audit trail must show it (privacy invariant 4).
+        audit.register(UserObjectPermission)
+        audit.register(GroupObjectPermission)
         # Event, IdentityLink and SeenMessage are high-volume evidence written only by the
         # ingestion pipeline in bulk; their own rows are the record (see docs/architecture.md).
         for handler in handlers.HANDLERS:

@@ -54,3 +54,8 @@ class EventType(models.TextChoices):
 class ProfileStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     MERGED = "merged", "Merged into another profile"
+
+
+class DataKeyPurpose(models.TextChoices):
+    PROFILE = "profile", "A profile's data"
+    INTAKE = "intake", "The collection intake buffer (short-lived, shredded once drained)"

@@ -36,7 +36,14 @@ from cdp.core.crypto.fields import EncryptedField
 from cdp.core.ids import uuid7
 from profiles import bulk
 from profiles.contracts import InboundMessage, IngestOutcome
-from profiles.enums import EventType, IdentifierType, ProfileStatus, Survivorship, TraitClass
+from profiles.enums import (
+    DataKeyPurpose,
+    EventType,
+    IdentifierType,
+    ProfileStatus,
+    Survivorship,
+    TraitClass,
+)
 from profiles.identifiers import (
     DEFAULT_RULES,
     CompiledRule,
@@ -606,11 +613,19 @@ def _write(
     owner_of_key = {p.data_key_id: p.id for p in new_profiles}
     bulk.insert(
         DataKey,
-        ["id", "workspace", "profile", "kek_id", "wrapped", "created_at"],
+        ["id", "workspace", "profile", "purpose", "kek_id", "wrapped", "created_at"],
         [
-            (k.id, workspace.pk, owner_of_key[k.id], k.wrapped.kek_id, k.wrapped.blob, now)
+            (
+                k.id,
+                workspace.pk,
+                owner_of_key[k.id],
+                DataKeyPurpose.PROFILE,
+                k.wrapped.kek_id,
+                k.wrapped.blob,
+                now,
+            )
             for k in plan.new_keys
-        ],
+        ],  # fmt: skip
     )
     _apply_merges(workspace, plan, now)
     _write_identities(workspace, source, plan, now)

@@ -10,6 +10,7 @@ from django.db import models
 from cdp.core.crypto import BlindIndexField, EncryptedJSONField, EncryptedTextField
 from cdp.core.ids import uuid7
 from profiles.enums import (
+    DataKeyPurpose,
     EventType,
     ProfileStatus,
     SourceKind,
@@ -97,6 +98,9 @@ class DataKey(models.Model):
     profile = models.ForeignKey(
         Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="data_keys"
     )
+    purpose = models.CharField(
+        max_length=16, choices=DataKeyPurpose.choices, default=DataKeyPurpose.PROFILE
+    )
     kek_id = models.CharField(max_length=64)
     wrapped = models.BinaryField(null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -107,6 +111,7 @@ class DataKey(models.Model):
         indexes = [
             models.Index(fields=["profile"], name="datakey_profile"),
             models.Index(fields=["kek_id"], name="datakey_kek"),
+            models.Index(fields=["workspace", "purpose", "created_at"], name="datakey_purpose"),
         ]
         constraints = [
             models.CheckConstraint(

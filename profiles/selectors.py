@@ -222,3 +222,7 @@ def api_token_exists(*, workspace: Workspace, name: str) -> bool:
 
 def workspace_has_events(*, workspace: Workspace) -> bool:
     return Event.objects.filter(workspace=workspace).exists()
+
+
+def source_get(*, source_id: int) -> Source:
+    return Source.objects.select_related("workspace").get(pk=source_id)

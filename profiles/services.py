@@ -7,6 +7,7 @@ import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +22,7 @@ from cdp.core.crypto.keyring import WrappedKey, get_keyring
 from cdp.core.exceptions import Conflict, InvalidInput
 from profiles import ingest
 from profiles.contracts import InboundMessage, IngestOutcome
-from profiles.enums import SourceKind, TraitClass, WorkspaceRole
+from profiles.enums import DataKeyPurpose, SourceKind, TraitClass, WorkspaceRole
 from profiles.exceptions import UnknownPermission, WorkspaceExists
 from profiles.identifiers import DEFAULT_RULES
 from profiles.models import (
@@ -376,3 +377,55 @@ def identities_rebuild(*, workspace: Workspace, apply: bool) -> Any:
     from profiles.rebuild import identities_rebuild as rebuild
 
     return rebuild(workspace=workspace, apply=apply)
+
+
+INTAKE_KEY_LIFETIME = timedelta(hours=1)
+
+
+def intake_key_current(*, workspace_id: int) -> uuid.UUID:
+    """The data key that seals a workspace's not-yet-processed collection batches: one per
+    hour, owned by no profile, destroyed once the batches under it are drained."""
+    now = timezone.now()
+    cached = _intake_keys.get(workspace_id)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    key_id = (
+        DataKey.objects.filter(
+            workspace_id=workspace_id,
+            purpose=DataKeyPurpose.INTAKE,
+            destroyed_at__isnull=True,
+            created_at__gt=now - INTAKE_KEY_LIFETIME,
+        )
+        .order_by("-created_at")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if key_id is None:
+        new = envelope.generate_data_key()
+        DataKey.objects.create(
+            id=new.id,
+            workspace_id=workspace_id,
+            purpose=DataKeyPurpose.INTAKE,
+            kek_id=new.wrapped.kek_id,
+            wrapped=new.wrapped.blob,
+        )
+        key_id, created = new.id, now
+    else:
+        created = DataKey.objects.get(pk=key_id).created_at
+    entry = (key_id, created + INTAKE_KEY_LIFETIME - timedelta(minutes=5))
+    # Remembered only once the key's row is committed: a rolled-back request must not leave
+    # this process sealing under a key that does not exist.
+    transaction.on_commit(lambda: _intake_keys.__setitem__(workspace_id, entry))
+    return key_id
+
+
+_intake_keys: dict[int, tuple[uuid.UUID, Any]] = {}
+
+
+def intake_keys_shred(*, in_use: set[uuid.UUID]) -> int:
+    """Destroy intake keys older than their lifetime that seal no pending batch."""
+    cutoff = timezone.now() - INTAKE_KEY_LIFETIME
+    stale = DataKey.objects.filter(
+        purpose=DataKeyPurpose.INTAKE, destroyed_at__isnull=True, created_at__lt=cutoff
+    ).exclude(pk__in=in_use)
+    return data_keys_destroy(key_ids=list(stale.values_list("pk", flat=True)))

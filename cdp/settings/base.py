@@ -182,6 +182,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE = {
+    "intake-keys-shred": {
+        "task": "collect.tasks.intake_keys_shred",
+        "schedule": timedelta(hours=1),
+    },
     "audit-chain-verify": {
         "task": "governance.tasks.audit_chain_verify",
         "schedule": timedelta(hours=24),
@@ -222,3 +226,8 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "privacy@cdp.example.com")
 # The model stewards are scoped by (like AUTH_USER_MODEL): admin lists show only rows of the
 # workspaces a steward holds a role on.
 CDP_WORKSPACE_MODEL = "profiles.Workspace"
+
+# With a broker, collection answers once a request's valid messages are sealed in the intake
+# buffer and workers run the identity pipeline; without one (the demo, unit tests) the
+# pipeline runs inside the request.
+COLLECT_ASYNC_INTAKE = env_bool("COLLECT_ASYNC_INTAKE", bool(CELERY_BROKER_URL))

@@ -19,3 +19,4 @@ CELERY_BROKER_URL = None
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": ":memory:"}
+COLLECT_ASYNC_INTAKE = False  # tests of the asynchronous intake turn it on themselves

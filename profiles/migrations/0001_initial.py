@@ -9,7 +9,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,314 +17,781 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Source',
+            name="Source",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('kind', models.CharField(choices=[('website', 'Website'), ('app', 'Mobile app'), ('server', 'Server'), ('import', 'Bulk import')], default='website', max_length=16)),
-                ('write_key', models.CharField(editable=False, max_length=64, unique=True)),
-                ('allowed_origins', models.JSONField(blank=True, default=list)),
-                ('enabled', models.BooleanField(default=True)),
-                ('rate_limit_per_minute', models.PositiveIntegerField(default=6000)),
-                ('priority', models.PositiveSmallIntegerField(default=100, help_text="Lower wins when a trait's survivorship is by source priority.")),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("website", "Website"),
+                            ("app", "Mobile app"),
+                            ("server", "Server"),
+                            ("import", "Bulk import"),
+                        ],
+                        default="website",
+                        max_length=16,
+                    ),
+                ),
+                ("write_key", models.CharField(editable=False, max_length=64, unique=True)),
+                ("allowed_origins", models.JSONField(blank=True, default=list)),
+                ("enabled", models.BooleanField(default=True)),
+                ("rate_limit_per_minute", models.PositiveIntegerField(default=6000)),
+                (
+                    "priority",
+                    models.PositiveSmallIntegerField(
+                        default=100,
+                        help_text="Lower wins when a trait's survivorship is by source priority.",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Workspace',
+            name="Workspace",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=64, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=64, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['slug'],
-                'permissions': [('view_profiles', 'View profiles'), ('reveal_pii', 'Reveal personal data'), ('manage_consent', 'Manage consent'), ('handle_requests', 'Handle data-subject requests'), ('manage_audiences', 'Manage audiences'), ('view_audit', 'View audit trail')],
+                "ordering": ["slug"],
+                "permissions": [
+                    ("view_profiles", "View profiles"),
+                    ("reveal_pii", "Reveal personal data"),
+                    ("manage_consent", "Manage consent"),
+                    ("handle_requests", "Handle data-subject requests"),
+                    ("manage_audiences", "Manage audiences"),
+                    ("view_audit", "View audit trail"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Profile',
+            name="Profile",
             fields=[
-                ('id', models.UUIDField(default=cdp.core.ids.uuid7, editable=False, primary_key=True, serialize=False)),
-                ('status', models.CharField(choices=[('active', 'Active'), ('merged', 'Merged into another profile')], default='active', max_length=16)),
-                ('attributes', models.JSONField(blank=True, default=dict)),
-                ('merge_count', models.PositiveIntegerField(default=0)),
-                ('first_seen_at', models.DateTimeField(blank=True, null=True)),
-                ('last_seen_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('merged_into', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='absorbed', to='profiles.profile')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='profiles', to='profiles.workspace')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=cdp.core.ids.uuid7,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("active", "Active"), ("merged", "Merged into another profile")],
+                        default="active",
+                        max_length=16,
+                    ),
+                ),
+                ("attributes", models.JSONField(blank=True, default=dict)),
+                ("merge_count", models.PositiveIntegerField(default=0)),
+                ("first_seen_at", models.DateTimeField(blank=True, null=True)),
+                ("last_seen_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "merged_into",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="absorbed",
+                        to="profiles.profile",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="profiles",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='DataKey',
+            name="DataKey",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('kek_id', models.CharField(max_length=64)),
-                ('wrapped', models.BinaryField(null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('rewrapped_at', models.DateTimeField(blank=True, null=True)),
-                ('destroyed_at', models.DateTimeField(blank=True, null=True)),
-                ('profile', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='data_keys', to='profiles.profile')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='data_keys', to='profiles.workspace')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("kek_id", models.CharField(max_length=64)),
+                ("wrapped", models.BinaryField(null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("rewrapped_at", models.DateTimeField(blank=True, null=True)),
+                ("destroyed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="data_keys",
+                        to="profiles.profile",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="data_keys",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Identity',
+            name="Identity",
             fields=[
-                ('id', models.UUIDField(default=cdp.core.ids.uuid7, editable=False, primary_key=True, serialize=False)),
-                ('origin_profile_id', models.UUIDField()),
-                ('identifier_type', models.CharField(max_length=64)),
-                ('blind_index', cdp.core.crypto.fields.BlindIndexField()),
-                ('value', cdp.core.crypto.fields.EncryptedTextField(key_field='data_key')),
-                ('message_id', models.CharField(blank=True, max_length=128)),
-                ('first_seen_at', models.DateTimeField()),
-                ('last_seen_at', models.DateTimeField()),
-                ('data_key', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='profiles.datakey')),
-                ('profile', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='identities', to='profiles.profile')),
-                ('source', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='profiles.source')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='profiles.workspace')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=cdp.core.ids.uuid7,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("origin_profile_id", models.UUIDField()),
+                ("identifier_type", models.CharField(max_length=64)),
+                ("blind_index", cdp.core.crypto.fields.BlindIndexField()),
+                ("value", cdp.core.crypto.fields.EncryptedTextField(key_field="data_key")),
+                ("message_id", models.CharField(blank=True, max_length=128)),
+                ("first_seen_at", models.DateTimeField()),
+                ("last_seen_at", models.DateTimeField()),
+                (
+                    "data_key",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="profiles.datakey",
+                    ),
+                ),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="identities",
+                        to="profiles.profile",
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="profiles.source",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'identities',
+                "verbose_name_plural": "identities",
             },
         ),
         migrations.AddField(
-            model_name='source',
-            name='workspace',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='sources', to='profiles.workspace'),
+            model_name="source",
+            name="workspace",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="sources",
+                to="profiles.workspace",
+            ),
         ),
         migrations.CreateModel(
-            name='SeenMessage',
+            name="SeenMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('message_id', models.CharField(max_length=128)),
-                ('received_at', models.DateTimeField()),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='profiles.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("message_id", models.CharField(max_length=128)),
+                ("received_at", models.DateTimeField()),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='MergeConflict',
+            name="MergeConflict",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('identifier_type', models.CharField(max_length=64)),
-                ('message_id', models.CharField(blank=True, max_length=128)),
-                ('reason', models.CharField(max_length=300)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('identity', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='profiles.identity')),
-                ('other_profile', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='profiles.profile')),
-                ('profile', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='conflicts', to='profiles.profile')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='profiles.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("identifier_type", models.CharField(max_length=64)),
+                ("message_id", models.CharField(blank=True, max_length=128)),
+                ("reason", models.CharField(max_length=300)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "identity",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="profiles.identity",
+                    ),
+                ),
+                (
+                    "other_profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="profiles.profile",
+                    ),
+                ),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="conflicts",
+                        to="profiles.profile",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Merge',
+            name="Merge",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('identifier_type', models.CharField(max_length=64)),
-                ('message_id', models.CharField(blank=True, max_length=128)),
-                ('rule', models.CharField(max_length=200)),
-                ('data_key_ids', models.JSONField(default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('unmerged_at', models.DateTimeField(blank=True, null=True)),
-                ('identity', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='profiles.identity')),
-                ('absorbed', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='merged_away', to='profiles.profile')),
-                ('survivor', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='merges', to='profiles.profile')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='profiles.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("identifier_type", models.CharField(max_length=64)),
+                ("message_id", models.CharField(blank=True, max_length=128)),
+                ("rule", models.CharField(max_length=200)),
+                ("data_key_ids", models.JSONField(default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("unmerged_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "identity",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="profiles.identity",
+                    ),
+                ),
+                (
+                    "absorbed",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="merged_away",
+                        to="profiles.profile",
+                    ),
+                ),
+                (
+                    "survivor",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="merges",
+                        to="profiles.profile",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='IdentityRule',
+            name="IdentityRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('identifier_type', models.CharField(max_length=64)),
-                ('priority', models.PositiveSmallIntegerField(default=100, help_text='Lower is stronger; the weaker identifier yields in a conflict.')),
-                ('max_per_profile', models.PositiveIntegerField(blank=True, help_text='At most this many values per profile; empty: no limit.', null=True)),
-                ('window_days', models.PositiveIntegerField(blank=True, help_text='Count values seen within this many days; empty: ever.', null=True)),
-                ('merge', models.BooleanField(default=True, help_text='Whether this type may merge profiles.')),
-                ('blocked_values', models.JSONField(blank=True, default=list)),
-                ('blocked_patterns', models.JSONField(blank=True, default=list)),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='identity_rules', to='profiles.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("identifier_type", models.CharField(max_length=64)),
+                (
+                    "priority",
+                    models.PositiveSmallIntegerField(
+                        default=100,
+                        help_text="Lower is stronger; the weaker identifier yields in a conflict.",
+                    ),
+                ),
+                (
+                    "max_per_profile",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="At most this many values per profile; empty: no limit.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "window_days",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Count values seen within this many days; empty: ever.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "merge",
+                    models.BooleanField(
+                        default=True, help_text="Whether this type may merge profiles."
+                    ),
+                ),
+                ("blocked_values", models.JSONField(blank=True, default=list)),
+                ("blocked_patterns", models.JSONField(blank=True, default=list)),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="identity_rules",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['priority', 'identifier_type'],
+                "ordering": ["priority", "identifier_type"],
             },
         ),
         migrations.CreateModel(
-            name='IdentityPolicy',
+            name="IdentityPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('max_merges_per_profile', models.PositiveIntegerField(default=100)),
-                ('max_identities_per_profile', models.PositiveIntegerField(default=500)),
-                ('trait_identifiers', models.JSONField(blank=True, default=dict)),
-                ('dedup_window_days', models.PositiveIntegerField(default=7)),
-                ('workspace', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='identity_policy', to='profiles.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("max_merges_per_profile", models.PositiveIntegerField(default=100)),
+                ("max_identities_per_profile", models.PositiveIntegerField(default=500)),
+                ("trait_identifiers", models.JSONField(blank=True, default=dict)),
+                ("dedup_window_days", models.PositiveIntegerField(default=7)),
+                (
+                    "workspace",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="identity_policy",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'identity policies',
+                "verbose_name_plural": "identity policies",
             },
         ),
         migrations.CreateModel(
-            name='IdentityLink',
+            name="IdentityLink",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('message_id', models.CharField(blank=True, max_length=128)),
-                ('seen_at', models.DateTimeField()),
-                ('left', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='profiles.identity')),
-                ('right', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='profiles.identity')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='profiles.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("message_id", models.CharField(blank=True, max_length=128)),
+                ("seen_at", models.DateTimeField()),
+                (
+                    "left",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="profiles.identity",
+                    ),
+                ),
+                (
+                    "right",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="profiles.identity",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.UUIDField(default=cdp.core.ids.uuid7, editable=False, primary_key=True, serialize=False)),
-                ('origin_profile_id', models.UUIDField()),
-                ('message_id', models.CharField(max_length=128)),
-                ('type', models.CharField(choices=[('track', 'Track'), ('page', 'Page'), ('screen', 'Screen'), ('identify', 'Identify'), ('group', 'Group'), ('alias', 'Alias')], max_length=16)),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('timestamp', models.DateTimeField(help_text='When it happened, corrected for clock skew.')),
-                ('original_timestamp', models.DateTimeField(blank=True, null=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('received_at', models.DateTimeField()),
-                ('properties', models.JSONField(blank=True, default=dict)),
-                ('context', models.JSONField(blank=True, default=dict)),
-                ('sealed', cdp.core.crypto.fields.EncryptedJSONField(help_text='PII properties and the full IP, sealed.', key_field='data_key', null=True)),
-                ('data_key', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='profiles.datakey')),
-                ('profile', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='profiles.profile')),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='profiles.source')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='profiles.workspace')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=cdp.core.ids.uuid7,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("origin_profile_id", models.UUIDField()),
+                ("message_id", models.CharField(max_length=128)),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("track", "Track"),
+                            ("page", "Page"),
+                            ("screen", "Screen"),
+                            ("identify", "Identify"),
+                            ("group", "Group"),
+                            ("alias", "Alias"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("name", models.CharField(blank=True, max_length=200)),
+                (
+                    "timestamp",
+                    models.DateTimeField(help_text="When it happened, corrected for clock skew."),
+                ),
+                ("original_timestamp", models.DateTimeField(blank=True, null=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("received_at", models.DateTimeField()),
+                ("properties", models.JSONField(blank=True, default=dict)),
+                ("context", models.JSONField(blank=True, default=dict)),
+                (
+                    "sealed",
+                    cdp.core.crypto.fields.EncryptedJSONField(
+                        help_text="PII properties and the full IP, sealed.",
+                        key_field="data_key",
+                        null=True,
+                    ),
+                ),
+                (
+                    "data_key",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="profiles.datakey",
+                    ),
+                ),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="profiles.profile",
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="profiles.source",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('prefix', models.CharField(help_text='First characters, to recognise it.', max_length=12)),
-                ('token_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('permissions', models.JSONField(default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to='profiles.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "prefix",
+                    models.CharField(help_text="First characters, to recognise it.", max_length=12),
+                ),
+                ("token_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                ("permissions", models.JSONField(default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_tokens",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='TraitSchema',
+            name="TraitSchema",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=128)),
-                ('classification', models.CharField(choices=[('pii', 'Personal data (encrypted)'), ('attribute', 'Attribute (plain, usable in audiences)'), ('unclassified', 'Not yet classified (treated as personal data)')], default='unclassified', max_length=16)),
-                ('survivorship', models.CharField(choices=[('latest', 'Latest value wins'), ('earliest', 'Earliest value wins'), ('source_priority', 'Highest-priority source wins')], default='latest', max_length=16)),
-                ('description', models.CharField(blank=True, max_length=300)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='traits', to='profiles.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=128)),
+                (
+                    "classification",
+                    models.CharField(
+                        choices=[
+                            ("pii", "Personal data (encrypted)"),
+                            ("attribute", "Attribute (plain, usable in audiences)"),
+                            ("unclassified", "Not yet classified (treated as personal data)"),
+                        ],
+                        default="unclassified",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "survivorship",
+                    models.CharField(
+                        choices=[
+                            ("latest", "Latest value wins"),
+                            ("earliest", "Earliest value wins"),
+                            ("source_priority", "Highest-priority source wins"),
+                        ],
+                        default="latest",
+                        max_length=16,
+                    ),
+                ),
+                ("description", models.CharField(blank=True, max_length=300)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="traits",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['key'],
-                'constraints': [models.UniqueConstraint(fields=('workspace', 'key'), name='traitschema_ws_key_unique')],
+                "ordering": ["key"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("workspace", "key"), name="traitschema_ws_key_unique"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Trait',
+            name="Trait",
             fields=[
-                ('id', models.UUIDField(default=cdp.core.ids.uuid7, editable=False, primary_key=True, serialize=False)),
-                ('origin_profile_id', models.UUIDField()),
-                ('key', models.CharField(max_length=128)),
-                ('is_pii', models.BooleanField()),
-                ('value_attribute', models.JSONField(blank=True, null=True)),
-                ('value_pii', cdp.core.crypto.fields.EncryptedJSONField(key_field='data_key', null=True)),
-                ('observed_at', models.DateTimeField()),
-                ('first_observed_at', models.DateTimeField()),
-                ('message_id', models.CharField(blank=True, max_length=128)),
-                ('data_key', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='profiles.datakey')),
-                ('profile', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='trait_values', to='profiles.profile')),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='profiles.source')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='profiles.workspace')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=cdp.core.ids.uuid7,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("origin_profile_id", models.UUIDField()),
+                ("key", models.CharField(max_length=128)),
+                ("is_pii", models.BooleanField()),
+                ("value_attribute", models.JSONField(blank=True, null=True)),
+                (
+                    "value_pii",
+                    cdp.core.crypto.fields.EncryptedJSONField(key_field="data_key", null=True),
+                ),
+                ("observed_at", models.DateTimeField()),
+                ("first_observed_at", models.DateTimeField()),
+                ("message_id", models.CharField(blank=True, max_length=128)),
+                (
+                    "data_key",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="profiles.datakey",
+                    ),
+                ),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="trait_values",
+                        to="profiles.profile",
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="profiles.source",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['profile', 'key'], name='trait_profile_key')],
-                'constraints': [models.UniqueConstraint(fields=('origin_profile_id', 'key', 'source'), name='trait_origin_key_source')],
+                "indexes": [models.Index(fields=["profile", "key"], name="trait_profile_key")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("origin_profile_id", "key", "source"),
+                        name="trait_origin_key_source",
+                    )
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='source',
-            constraint=models.UniqueConstraint(fields=('workspace', 'name'), name='source_ws_name_unique'),
+            model_name="source",
+            constraint=models.UniqueConstraint(
+                fields=("workspace", "name"), name="source_ws_name_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='seenmessage',
-            index=models.Index(fields=['received_at'], name='seenmessage_received'),
+            model_name="seenmessage",
+            index=models.Index(fields=["received_at"], name="seenmessage_received"),
         ),
         migrations.AddConstraint(
-            model_name='seenmessage',
-            constraint=models.UniqueConstraint(fields=('workspace', 'message_id'), name='seenmessage_ws_message_unique'),
+            model_name="seenmessage",
+            constraint=models.UniqueConstraint(
+                fields=("workspace", "message_id"), name="seenmessage_ws_message_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='profile',
-            index=models.Index(fields=['workspace', 'created_at'], name='profile_ws_created'),
+            model_name="profile",
+            index=models.Index(fields=["workspace", "created_at"], name="profile_ws_created"),
         ),
         migrations.AddIndex(
-            model_name='profile',
-            index=models.Index(fields=['workspace', 'status'], name='profile_ws_status'),
+            model_name="profile",
+            index=models.Index(fields=["workspace", "status"], name="profile_ws_status"),
         ),
         migrations.AddIndex(
-            model_name='mergeconflict',
-            index=models.Index(fields=['workspace', 'resolved_at'], name='conflict_ws_open'),
+            model_name="mergeconflict",
+            index=models.Index(fields=["workspace", "resolved_at"], name="conflict_ws_open"),
         ),
         migrations.AddIndex(
-            model_name='merge',
-            index=models.Index(fields=['workspace', 'created_at'], name='merge_ws_created'),
+            model_name="merge",
+            index=models.Index(fields=["workspace", "created_at"], name="merge_ws_created"),
         ),
         migrations.AddConstraint(
-            model_name='identityrule',
-            constraint=models.UniqueConstraint(fields=('workspace', 'identifier_type'), name='identityrule_ws_type_unique'),
+            model_name="identityrule",
+            constraint=models.UniqueConstraint(
+                fields=("workspace", "identifier_type"), name="identityrule_ws_type_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='identitylink',
-            index=models.Index(fields=['workspace', 'seen_at'], name='identitylink_ws_seen'),
+            model_name="identitylink",
+            index=models.Index(fields=["workspace", "seen_at"], name="identitylink_ws_seen"),
         ),
         migrations.AddConstraint(
-            model_name='identitylink',
-            constraint=models.UniqueConstraint(fields=('left', 'right'), name='identitylink_pair_unique'),
+            model_name="identitylink",
+            constraint=models.UniqueConstraint(
+                fields=("left", "right"), name="identitylink_pair_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='identity',
-            index=models.Index(fields=['profile', 'identifier_type'], name='identity_profile'),
+            model_name="identity",
+            index=models.Index(fields=["profile", "identifier_type"], name="identity_profile"),
         ),
         migrations.AddConstraint(
-            model_name='identity',
-            constraint=models.UniqueConstraint(fields=('workspace', 'identifier_type', 'blind_index'), name='identity_ws_type_index_unique'),
+            model_name="identity",
+            constraint=models.UniqueConstraint(
+                fields=("workspace", "identifier_type", "blind_index"),
+                name="identity_ws_type_index_unique",
+            ),
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['profile', '-timestamp'], name='event_profile_time'),
+            model_name="event",
+            index=models.Index(fields=["profile", "-timestamp"], name="event_profile_time"),
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['workspace', 'name', 'timestamp'], name='event_ws_name_time'),
+            model_name="event",
+            index=models.Index(
+                fields=["workspace", "name", "timestamp"], name="event_ws_name_time"
+            ),
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['workspace', 'message_id'], name='event_ws_message'),
+            model_name="event",
+            index=models.Index(fields=["workspace", "message_id"], name="event_ws_message"),
         ),
         migrations.AddIndex(
-            model_name='datakey',
-            index=models.Index(fields=['profile'], name='datakey_profile'),
+            model_name="datakey",
+            index=models.Index(fields=["profile"], name="datakey_profile"),
         ),
         migrations.AddIndex(
-            model_name='datakey',
-            index=models.Index(fields=['kek_id'], name='datakey_kek'),
+            model_name="datakey",
+            index=models.Index(fields=["kek_id"], name="datakey_kek"),
         ),
         migrations.AddConstraint(
-            model_name='datakey',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('destroyed_at__isnull', True), ('wrapped__isnull', False)), models.Q(('destroyed_at__isnull', False), ('wrapped__isnull', True)), _connector='OR'), name='datakey_wrapped_xor_destroyed'),
+            model_name="datakey",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("destroyed_at__isnull", True), ("wrapped__isnull", False)),
+                    models.Q(("destroyed_at__isnull", False), ("wrapped__isnull", True)),
+                    _connector="OR",
+                ),
+                name="datakey_wrapped_xor_destroyed",
+            ),
         ),
     ]
