@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -112,7 +114,29 @@ class WorkspaceRules:
         return found
 
 
+# Rules and trait classifications are read on every batch and change rarely: each process keeps
+# them for CDP_WORKSPACE_CONFIG_SECONDS (a steward's change takes effect within that time).
+_config_cache: dict[tuple[str, int], tuple[float, Any]] = {}
+
+
+def _cached(kind: str, workspace_id: int, load: Any) -> Any:
+    ttl = float(getattr(settings, "CDP_WORKSPACE_CONFIG_SECONDS", 10))
+    now = time.monotonic()
+    hit = _config_cache.get((kind, workspace_id))
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    value = load()
+    if ttl > 0:
+        _config_cache[(kind, workspace_id)] = (now + ttl, value)
+    return value
+
+
 def load_rules(workspace: Workspace) -> WorkspaceRules:
+    """The workspace's identity rules, compiled (cached briefly, see _cached)."""
+    return _cached("rules", workspace.pk, lambda: _load_rules(workspace))
+
+
+def _load_rules(workspace: Workspace) -> WorkspaceRules:
     rules = {spec.identifier_type: compile_rule(spec) for spec in DEFAULT_RULES}
     for row in IdentityRule.objects.filter(workspace=workspace):
         rules[row.identifier_type] = CompiledRule(
@@ -290,17 +314,19 @@ def _load_state(
     plan = _Plan()
     if not idents:
         return plan
-    by_type: dict[str, list[bytes]] = defaultdict(list)
-    for ident in idents:
-        by_type[ident.type].append(ident.index)
+    wanted = {ident.key for ident in idents}
     profile_ids: set[UUID] = set()
-    for kind, indexes in by_type.items():
-        rows = Identity.objects.filter(
-            workspace=workspace, identifier_type=kind, blind_index__in=indexes
-        ).values_list("id", "blind_index", "profile_id")
-        for identity_id, index, profile_id in rows:
-            plan.identity_profile[(kind, bytes(index))] = profile_id
-            plan.identity_id[(kind, bytes(index))] = identity_id
+    # One lookup for every identifier of the batch (the unique index leads with the blind
+    # index after the workspace); blind indexes of different types never coincide in practice,
+    # and the (type, index) check below makes sure.
+    rows = Identity.objects.filter(
+        workspace=workspace, blind_index__in=[ident.index for ident in idents]
+    ).values_list("id", "identifier_type", "blind_index", "profile_id")
+    for identity_id, kind, index, profile_id in rows:
+        key = (kind, bytes(index))
+        if key in wanted:
+            plan.identity_profile[key] = profile_id
+            plan.identity_id[key] = identity_id
             profile_ids.add(profile_id)
     if profile_ids:
         _load_profiles(plan, profile_ids, rules, now)
@@ -457,16 +483,32 @@ def _plan_new_profile(plan: _Plan, now: datetime) -> UUID:
 # --- traits and events ---------------------------------------------------------------------
 
 
-def _trait_schema(workspace: Workspace, keys: set[str]) -> dict[str, TraitSchema]:
-    schema = {t.key: t for t in TraitSchema.objects.filter(workspace=workspace, key__in=keys)}
-    missing = keys - schema.keys()
+def _trait_classes(workspace: Workspace) -> dict[str, bool]:
+    """key -> is personal data, for every classified or seen trait key (cached briefly)."""
+    return _cached(
+        "traits",
+        workspace.pk,
+        lambda: {
+            key: classification != TraitClass.ATTRIBUTE
+            for key, classification in TraitSchema.objects.filter(
+                workspace=workspace
+            ).values_list("key", "classification")
+        },
+    )
+
+
+def _trait_schema(workspace: Workspace, keys: set[str]) -> dict[str, bool]:
+    """key -> is personal data; keys never seen are recorded as unclassified (personal)."""
+    known = _trait_classes(workspace)
+    missing = keys - known.keys()
     if missing:
         TraitSchema.objects.bulk_create(
             [TraitSchema(workspace=workspace, key=k) for k in sorted(missing)],
             ignore_conflicts=True,
         )
-        schema = {t.key: t for t in TraitSchema.objects.filter(workspace=workspace, key__in=keys)}
-    return schema
+        known = {**known, **dict.fromkeys(missing, True)}
+        _config_cache.pop(("traits", workspace.pk), None)
+    return known
 
 
 def truncate_ip(raw: str) -> str | None:
@@ -625,7 +667,7 @@ def _write(
                 now,
             )
             for k in plan.new_keys
-        ],  # fmt: skip
+        ],
     )
     _apply_merges(workspace, plan, now)
     _write_identities(workspace, source, plan, now)
@@ -781,7 +823,7 @@ def _write_traits(
         if before is not None and before[1] > msg.timestamp:
             continue  # a late, older value does not overwrite a newer one
         trait_id = before[0] if before else uuid7()
-        is_pii = schema[key].is_pii
+        is_pii = schema[key]
         key_id = plan.profiles[origin].data_key_id
         if not is_pii:
             changed.add(plan.find(origin))
@@ -853,11 +895,7 @@ def _write_events(
 
 
 def _pii_property_keys(workspace: Workspace) -> frozenset[str]:
-    return frozenset(
-        TraitSchema.objects.filter(workspace=workspace)
-        .exclude(classification=TraitClass.ATTRIBUTE)
-        .values_list("key", flat=True)
-    )
+    return frozenset(key for key, is_pii in _trait_classes(workspace).items() if is_pii)
 
 
 def _refresh_profiles(

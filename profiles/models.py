@@ -228,8 +228,8 @@ class Identity(models.Model):
         verbose_name_plural = "identities"
         constraints = [
             models.UniqueConstraint(
-                fields=["workspace", "identifier_type", "blind_index"],
-                name="identity_ws_type_index_unique",
+                fields=["workspace", "blind_index", "identifier_type"],
+                name="identity_ws_index_type_unique",
             )
         ]
         indexes = [models.Index(fields=["profile", "identifier_type"], name="identity_profile")]
@@ -254,7 +254,7 @@ class IdentityLink(models.Model):
         indexes = [models.Index(fields=["workspace", "seen_at"], name="identitylink_ws_seen")]
 
     def __str__(self) -> str:
-        return f"Link {self.left_id} – {self.right_id}"
+        return f"Link {self.left_id} - {self.right_id}"
 
 
 class TraitSchema(models.Model):

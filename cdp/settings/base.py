@@ -231,3 +231,5 @@ CDP_WORKSPACE_MODEL = "profiles.Workspace"
 # buffer and workers run the identity pipeline; without one (the demo, unit tests) the
 # pipeline runs inside the request.
 COLLECT_ASYNC_INTAKE = env_bool("COLLECT_ASYNC_INTAKE", bool(CELERY_BROKER_URL))
+# How long a process keeps a workspace's identity rules and trait classifications.
+CDP_WORKSPACE_CONFIG_SECONDS = env_int("CDP_WORKSPACE_CONFIG_SECONDS", 10)
