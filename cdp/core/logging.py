@@ -14,15 +14,35 @@ EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 PHONE_RE = re.compile(
     r"(?<![\w.:-])(?!\d{4}-\d{2}-\d{2})\+?\(?\d(?:[\s().\-]{0,2}\d){7,14}(?![\w:])"
 )
+# UUIDs and ISO dates/times are digit runs too: they are set aside before phone numbers are
+# looked for, so that neither a UUID whose first group is all digits ("12345678-1234-...") nor a
+# number written before a date ("batch 7 2026-11-28") is taken for a phone number.
+KEEP_RE = re.compile(
+    r"\b[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b"
+    r"|\b(?:19|20)\d{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+    r"|\b(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:[.,]\d{1,9})?"
+)
 EMAIL_MASK = "[email redacted]"
 PHONE_MASK = "[phone redacted]"
+
+
+def _redact_phones(text: str) -> str:
+    parts: list[str] = []
+    start = 0
+    for kept in KEEP_RE.finditer(text):
+        parts.append(PHONE_RE.sub(PHONE_MASK, text[start : kept.start()]))
+        parts.append(kept.group())
+        start = kept.end()
+    parts.append(PHONE_RE.sub(PHONE_MASK, text[start:]))
+    return "".join(parts)
 
 
 def redact(text: str) -> str:
     """Replace emails and phone numbers in `text`."""
     if "@" in text:
         text = EMAIL_RE.sub(EMAIL_MASK, text)
-    return PHONE_RE.sub(PHONE_MASK, text)
+    return _redact_phones(text)
 
 
 class PiiRedactingFilter(logging.Filter):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -56,7 +57,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         body = error_body(code, _first_message(exc.detail))
     if isinstance(exc, drf.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(int(exc.wait) + 1)
+        # DRF rounds `wait` up already; the header agrees with the message's seconds.
+        headers["Retry-After"] = str(math.ceil(exc.wait))
     if isinstance(exc, drf.AuthenticationFailed | drf.NotAuthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
     return Response(body, status=exc.status_code, headers=headers)

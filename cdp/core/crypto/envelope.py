@@ -21,6 +21,7 @@ from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
 
 from cdp.core.crypto.exceptions import (
     CryptoError,
@@ -76,14 +77,20 @@ def _get_store() -> DataKeyStore:
 
 # Unwrapped keys are cached in memory for a short time so that a batch does not unwrap the
 # same key once per value. Destroying a key evicts it here at once (see forget_data_key).
-_cache: dict[uuid.UUID, tuple[AESGCM, float]] = {}
+#
+# seal and open_sealed run once per value, and for a short value the Python around the AES-GCM
+# call costs as much as the call itself (see bench/crypto.py), so the hot path is kept lean: each
+# entry also holds the header prefix (version byte + key id) and the AAD prefix precomputed, and
+# is stored under two keys, the UUID's int (what seal has; `UUID.bytes` is a slow property) and
+# the 16 id bytes (what a ciphertext header holds; building a UUID is slower still). An int and
+# a bytes key never compare equal, so the two cannot collide.
+_Entry = tuple[AESGCM, float, bytes, bytes]  # aead, expires at, header prefix, AAD prefix
+_cache: dict[int | bytes, _Entry] = {}
 _cache_lock = threading.Lock()
-_CACHE_MAX = 100_000
+_CACHE_MAX = 100_000  # data keys (two entries each)
 
 
 def _cache_ttl() -> float:
-    from django.conf import settings
-
     return float(getattr(settings, "CDP_DATA_KEY_CACHE_SECONDS", 30))
 
 
@@ -95,14 +102,20 @@ def clear_data_key_cache() -> None:
 def forget_data_key(key_id: uuid.UUID) -> None:
     """Drop an unwrapped key from this process's memory (after destroying it)."""
     with _cache_lock:
-        _cache.pop(key_id, None)
+        _cache.pop(key_id.int, None)
+        _cache.pop(key_id.bytes, None)
 
 
-def _remember(key_id: uuid.UUID, aead: AESGCM) -> None:
+def _remember(key_id: uuid.UUID, aead: AESGCM) -> _Entry:
+    key_bytes = key_id.bytes
+    header_prefix = _VERSION_BYTE + key_bytes
+    entry = (aead, time.monotonic() + _cache_ttl(), header_prefix, _AAD_PREFIX + header_prefix)
     with _cache_lock:
-        if len(_cache) >= _CACHE_MAX:
+        if len(_cache) >= 2 * _CACHE_MAX:
             _cache.clear()
-        _cache[key_id] = (aead, time.monotonic() + _cache_ttl())
+        _cache[key_id.int] = entry
+        _cache[key_bytes] = entry
+    return entry
 
 
 def generate_data_key() -> NewDataKey:
@@ -121,19 +134,15 @@ def rewrap_data_key(key_id: uuid.UUID, wrapped: WrappedKey) -> WrappedKey:
     return keyring.wrap(raw, context=key_id.bytes)
 
 
-def _aead_for(key_id: uuid.UUID) -> AESGCM:
-    hit = _cache.get(key_id)
-    if hit is not None and hit[1] > time.monotonic():
-        return hit[0]
+def _load(key_id: uuid.UUID) -> _Entry:
+    """Unwrap a data key from the store (not cached, or expired) and cache it."""
     stored = _get_store().load(key_id)
     if stored is None:
         raise DataKeyNotFound(f"data key {key_id} does not exist")
     if stored.wrapped is None:
         forget_data_key(key_id)
         raise DataKeyShredded(f"data key {key_id} was destroyed")
-    aead = AESGCM(get_keyring().unwrap(stored.wrapped, context=key_id.bytes))
-    _remember(key_id, aead)
-    return aead
+    return _remember(key_id, AESGCM(get_keyring().unwrap(stored.wrapped, context=key_id.bytes)))
 
 
 def location_aad(table: str, column: str, row: object) -> bytes:
@@ -141,28 +150,39 @@ def location_aad(table: str, column: str, row: object) -> bytes:
     return f"{table}|{column}|{row}".encode()
 
 
+_MIN_SIZE = HEADER_SIZE + TAG_SIZE
+
+
 def seal(key_id: uuid.UUID, plaintext: bytes, aad: bytes) -> bytes:
     """Encrypt `plaintext` under data key `key_id`, binding `aad` (see location_aad)."""
-    header = _VERSION_BYTE + key_id.bytes
+    entry = _cache.get(key_id.int)
+    if entry is None or entry[1] <= time.monotonic():
+        entry = _load(key_id)
     nonce = os.urandom(NONCE_SIZE)
-    header += nonce
-    return header + _aead_for(key_id).encrypt(nonce, plaintext, _AAD_PREFIX + header + aad)
+    # AAD: prefix | version | key id | nonce | aad, i.e. _AAD_PREFIX + header + aad
+    return entry[2] + nonce + entry[0].encrypt(nonce, plaintext, entry[3] + nonce + aad)
 
 
 def key_id_of(ciphertext: bytes) -> uuid.UUID:
     """The data key a ciphertext was sealed under."""
-    if len(ciphertext) < HEADER_SIZE + TAG_SIZE or ciphertext[0] != VERSION:
+    if len(ciphertext) < _MIN_SIZE or ciphertext[0] != VERSION:
         raise DecryptionError("not a ciphertext of a known version")
     return uuid.UUID(bytes=bytes(ciphertext[1:17]))
 
 
 def open_sealed(ciphertext: bytes, aad: bytes) -> bytes:
     """Decrypt a value sealed by `seal` with the same `aad`; raises on any mismatch."""
-    key_id = key_id_of(ciphertext)
-    header = bytes(ciphertext[:HEADER_SIZE])
+    if not isinstance(ciphertext, bytes):
+        ciphertext = bytes(ciphertext)  # memoryview from a database driver, bytearray
+    if len(ciphertext) < _MIN_SIZE or ciphertext[0] != VERSION:
+        raise DecryptionError("not a ciphertext of a known version")
+    key_bytes = ciphertext[1:17]
+    entry = _cache.get(key_bytes)
+    if entry is None or entry[1] <= time.monotonic():
+        entry = _load(uuid.UUID(bytes=key_bytes))
+    nonce = ciphertext[17:HEADER_SIZE]
     try:
-        return _aead_for(key_id).decrypt(
-            header[17:], bytes(ciphertext[HEADER_SIZE:]), _AAD_PREFIX + header + aad
-        )
+        return entry[0].decrypt(nonce, ciphertext[HEADER_SIZE:], entry[3] + nonce + aad)
     except InvalidTag as exc:
+        key_id = uuid.UUID(bytes=key_bytes)
         raise DecryptionError(f"value under data key {key_id} failed authentication") from exc

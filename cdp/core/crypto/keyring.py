@@ -115,12 +115,15 @@ def get_keyring() -> KeyEncryptionKeyProvider:
 def reset_keyring() -> None:
     """Forget the built keyring and every derived or cached key (settings changed)."""
     global _keyring  # noqa: PLW0603
-    from cdp.core.crypto import blind_index, envelope
+    # Import the functions, not the modules: the package re-exports the `blind_index` function,
+    # which shadows the `blind_index` submodule as an attribute of `cdp.core.crypto`.
+    from cdp.core.crypto.blind_index import clear_cache as clear_index_cache
+    from cdp.core.crypto.envelope import clear_data_key_cache
 
     with _lock:
         _keyring = None
-    envelope.clear_data_key_cache()
-    blind_index.clear_cache()
+    clear_data_key_cache()
+    clear_index_cache()
 
 
 def _on_setting_changed(*, setting: str, **kwargs: object) -> None:

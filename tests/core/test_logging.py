@@ -1,0 +1,310 @@
+"""No email address or phone number reaches a log in plaintext, whichever logger writes it and
+however it travels (message, %-arguments, exception, stack). The records go through the real
+handlers configured by settings.LOGGING; their streams are swapped for a buffer (caplog would
+capture records before the handlers' filters run)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from celery.app.log import Logging
+from django.conf import settings
+
+from cdp.celery import app as celery_app
+from cdp.core.ids import uuid7
+from cdp.core.logging import EMAIL_MASK, PHONE_MASK, PiiRedactingFilter, redact
+
+EMAIL = "sentinel.person@example.com"
+PHONE_UK = "+44 20 7946 0958"
+PHONE_US = "+1 (650) 555-1212"
+SENTINELS = (EMAIL, PHONE_UK, PHONE_US, "sentinel", "7946", "555-1212")
+
+LOGGERS = [
+    "",
+    "django",
+    "django.request",
+    "django.server",
+    "celery",
+    "celery.worker.strategy",
+    "governance.tasks",
+    "profiles.services",
+]
+
+
+def _all_loggers() -> list[logging.Logger]:
+    named = [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    return [logging.getLogger(), *named]
+
+
+def _is_pytest_handler(handler: logging.Handler) -> bool:
+    return type(handler).__module__.startswith("_pytest")
+
+
+def _live_handlers() -> list[tuple[str, logging.Handler]]:
+    """Every handler attached to any logger, but pytest's own and NullHandlers."""
+    return [
+        (logger.name, handler)
+        for logger in _all_loggers()
+        for handler in logger.handlers
+        if not _is_pytest_handler(handler) and not isinstance(handler, logging.NullHandler)
+    ]
+
+
+@contextmanager
+def _captured_output() -> Iterator[io.StringIO]:
+    """Point every stream handler of every logger at one buffer, for the duration."""
+    buffer = io.StringIO()
+    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for _name, handler in _live_handlers():
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            swapped.append((handler, handler.setStream(buffer)))
+    try:
+        yield buffer
+    finally:
+        for handler, stream in swapped:
+            handler.setStream(stream)
+
+
+def _assert_no_plaintext(text: str) -> None:
+    for sentinel in SENTINELS:
+        assert sentinel not in text
+
+
+def _line(logger: logging.Logger, level: str, message: str) -> str:
+    """How the `plain` formatter ends a line (after its timestamp)."""
+    return f" {level} {logger.name} {message}"
+
+
+@pytest.mark.parametrize("name", LOGGERS)
+def test_pii_in_the_message_is_redacted(name: str) -> None:
+    # given
+    logger = logging.getLogger(name)
+
+    # when
+    with _captured_output() as out:
+        logger.warning(f"no profile for {EMAIL}, tried {PHONE_UK} and {PHONE_US}")
+
+    # then
+    text = out.getvalue()
+    _assert_no_plaintext(text)
+    expected = f"no profile for {EMAIL_MASK}, tried {PHONE_MASK} and {PHONE_MASK}"
+    assert text.splitlines()[-1].endswith(_line(logger, "WARNING", expected))
+    assert text.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", LOGGERS)
+def test_pii_in_percent_args_is_redacted(name: str) -> None:
+    # given
+    logger = logging.getLogger(name)
+
+    # when
+    with _captured_output() as out:
+        logger.warning("no profile for %s, tried %s and %r", EMAIL, PHONE_UK, PHONE_US)
+        logger.warning("identify %(email)s", {"email": EMAIL})
+
+    # then
+    text = out.getvalue()
+    _assert_no_plaintext(text)
+    first, second = text.splitlines()
+    assert first.endswith(
+        _line(
+            logger, "WARNING", f"no profile for {EMAIL_MASK}, tried {PHONE_MASK} and '{PHONE_MASK}'"
+        )
+    )
+    assert second.endswith(_line(logger, "WARNING", f"identify {EMAIL_MASK}"))
+
+
+@pytest.mark.parametrize("name", LOGGERS)
+def test_pii_in_an_exception_traceback_is_redacted(name: str) -> None:
+    # given
+    logger = logging.getLogger(name)
+
+    # when
+    with _captured_output() as out:
+        try:
+            try:
+                raise LookupError(f"no identity {PHONE_US}")
+            except LookupError as inner:
+                raise ValueError(f"cannot merge {EMAIL} into {PHONE_UK}") from inner
+        except ValueError:
+            logger.exception("merge failed for %s", EMAIL)
+
+    # then
+    text = out.getvalue()
+    _assert_no_plaintext(text)
+    lines = text.splitlines()
+    assert lines[0].endswith(_line(logger, "ERROR", f"merge failed for {EMAIL_MASK}"))
+    assert f"LookupError: no identity {PHONE_MASK}" in lines
+    assert f"ValueError: cannot merge {EMAIL_MASK} into {PHONE_MASK}" in lines
+    assert lines[-1] == f"ValueError: cannot merge {EMAIL_MASK} into {PHONE_MASK}"
+
+
+def test_pii_in_a_stack_is_redacted() -> None:
+    # given
+    logger = logging.getLogger("profiles.services")
+    email = EMAIL
+
+    def lookup(value: str) -> None:
+        logger.warning("lookup", stack_info=True)
+
+    # when
+    with _captured_output() as out:
+        lookup(email)
+
+    # then
+    text = out.getvalue()
+    _assert_no_plaintext(text)
+    assert "Stack (most recent call last):" in text
+
+
+def test_django_loggers_are_redacted_when_debug_is_on(settings: Any) -> None:
+    # given: with DEBUG on, Django's default console handler would write django.* records
+    settings.DEBUG = True
+    loggers = [logging.getLogger(name) for name in ("django", "django.request", "django.server")]
+
+    # when
+    with _captured_output() as out:
+        for logger in loggers:
+            logger.warning("Not Found: /unsubscribe?email=%s", EMAIL)
+
+    # then
+    text = out.getvalue()
+    _assert_no_plaintext(text)
+    assert len(text.splitlines()) == 3
+
+
+def test_every_handler_in_settings_has_the_redaction_filter() -> None:
+    # given
+    handlers = settings.LOGGING["handlers"]
+
+    # when
+    without = sorted(name for name, conf in handlers.items() if "redact_pii" not in conf["filters"])
+
+    # then
+    assert sorted(handlers) == ["console"]
+    assert without == []
+    assert settings.LOGGING["filters"]["redact_pii"] == {
+        "()": "cdp.core.logging.PiiRedactingFilter"
+    }
+    assert settings.LOGGING["root"]["handlers"] == ["console"]
+
+
+def _unfiltered_handlers() -> list[str]:
+    return sorted(
+        f"{name or 'root'}: {type(handler).__name__}"
+        for name, handler in _live_handlers()
+        if not any(isinstance(f, PiiRedactingFilter) for f in handler.filters)
+    )
+
+
+def test_every_live_handler_has_the_redaction_filter() -> None:
+    # when
+    unfiltered = _unfiltered_handlers()
+
+    # then
+    assert unfiltered == []
+    assert [
+        type(h).__name__ for h in logging.getLogger().handlers if not _is_pytest_handler(h)
+    ] == ["StreamHandler"]
+
+
+@contextmanager
+def _logging_config_restored() -> Iterator[None]:
+    loggers = _all_loggers()
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    was_setup = Logging._setup
+    try:
+        yield
+    finally:
+        Logging._setup = was_setup
+        for logger, handlers, level, propagate, disabled in saved:
+            logger.handlers = handlers
+            logger.level = level
+            logger.propagate = propagate
+            logger.disabled = disabled
+
+
+def test_a_celery_worker_keeps_the_redacting_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: what `celery worker` does at start-up; Celery's own handlers would not redact
+    for name in ("_MP_FORK_LOGLEVEL_", "_MP_FORK_LOGFILE_", "_MP_FORK_LOGFORMAT_"):
+        monkeypatch.delenv(name, raising=False)
+    with _logging_config_restored():
+        Logging._setup = False
+        celery_app.log.setup_logging_subsystem(loglevel="INFO")
+
+        # when
+        with _captured_output() as out:
+            logging.getLogger("celery.worker.strategy").warning("task for %s", EMAIL)
+            logging.getLogger("governance.tasks").warning("call %s", PHONE_UK)
+
+        # then
+        text = out.getvalue()
+        unfiltered = _unfiltered_handlers()
+    _assert_no_plaintext(text)
+    assert text.splitlines()[0].endswith(f"celery.worker.strategy task for {EMAIL_MASK}")
+    assert text.splitlines()[1].endswith(f"governance.tasks call {PHONE_MASK}")
+    assert unfiltered == []
+
+
+def test_iso_dates_times_and_uuids_are_left_alone() -> None:
+    # given
+    logger = logging.getLogger("governance.tasks")
+    ids = [str(uuid7()), str(uuid.uuid4()), "12345678-1234-4234-8234-123456789012"]
+    message = (
+        f"profiles {ids[0]} {ids[1]} {ids[2]} exported at 2026-11-28T14:36:42.123456+00:00, "
+        "batch 7 2026-11-28 14:36:42, window 2026-11-01..2026-11-28, took 14:36:42,5"
+    )
+
+    # when
+    with _captured_output() as out:
+        logger.info(message)
+
+    # then
+    assert out.getvalue().count("\n") == 1
+    assert out.getvalue().endswith(f" INFO governance.tasks {message}\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (EMAIL, EMAIL_MASK),
+        (f"<{EMAIL}>", f"<{EMAIL_MASK}>"),
+        (PHONE_UK, PHONE_MASK),
+        (PHONE_US, PHONE_MASK),
+        ("+16505551212", PHONE_MASK),
+        ("call 020 7946 0958.", f"call {PHONE_MASK}."),
+        ("phone=07946 095 800", f"phone={PHONE_MASK}"),
+        (f"{PHONE_UK} on 2026-11-28", f"{PHONE_MASK} on 2026-11-28"),
+        ("2026-11-28", "2026-11-28"),
+        ("2026-11-28T14:36:42Z", "2026-11-28T14:36:42Z"),
+        ("2026-11-28 14:36:42,123", "2026-11-28 14:36:42,123"),
+        ("entry 42 2026-11-28", "entry 42 2026-11-28"),
+        (
+            "12345678-1234-4234-8234-123456789012",
+            "12345678-1234-4234-8234-123456789012",
+        ),
+        (
+            "0190f4a2-7c3e-7abc-8def-0123456789ab",
+            "0190f4a2-7c3e-7abc-8def-0123456789ab",
+        ),
+        ("audit chain verified: 1024 entries", "audit chain verified: 1024 entries"),
+    ],
+)
+def test_redact(text: str, expected: str) -> None:
+    # when
+    result = redact(text)
+
+    # then
+    assert result == expected
