@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.db import connection, models
+from django.utils import timezone
 
 CHUNK = 500
 
@@ -33,6 +34,19 @@ def _columns(model: type[models.Model], names: Sequence[str]) -> list[models.Fie
     return fields
 
 
+def _defaults(model: type[models.Model], named: list[models.Field]) -> list[tuple[Any, Any]]:
+    now = timezone.now()
+    found = []
+    for field in model._meta.concrete_fields:
+        if field in named or isinstance(field, models.AutoField):
+            continue
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            found.append((field, now))
+        elif field.has_default():
+            found.append((field, field.get_default()))
+    return found
+
+
 def _adapt_rows(fields: list[models.Field], rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
     adapters = [_adapter(f) for f in fields]
     return [[a(v) for a, v in zip(adapters, row, strict=True)] for row in rows]
@@ -51,6 +65,13 @@ def insert(
     if not rows:
         return
     fields = _columns(model, names)
+    # Columns not named take the model's default (or now, for auto_now fields), so that a
+    # field added later does not break writers that do not know it.
+    defaults = _defaults(model, fields)
+    if defaults:
+        fields = fields + [f for f, _ in defaults]
+        tail = tuple(value for _, value in defaults)
+        rows = [tuple(row) + tail for row in rows]
     table = model._meta.db_table
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     values = _adapt_rows(fields, rows)

@@ -59,3 +59,4 @@ class ProfileStatus(models.TextChoices):
 class DataKeyPurpose(models.TextChoices):
     PROFILE = "profile", "A profile's data"
     INTAKE = "intake", "The collection intake buffer (short-lived, shredded once drained)"
+    SIGNING = "signing", "A workspace's receipt-signing key"

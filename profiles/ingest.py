@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cdp.core.crypto import blind_index, envelope
+from cdp.core.hooks import run_merge_hooks
 from cdp.core.crypto.fields import EncryptedField
 from cdp.core.ids import uuid7
 from profiles import bulk
@@ -729,6 +730,7 @@ def _apply_merges(workspace: Workspace, plan: _Plan, now: datetime) -> None:
         rows=[(a, s, now) for a, s in pairs],
         assignments=["status = 'merged'", "merged_into_id = v.column2", "updated_at = v.column3"],
     )  # fmt: skip
+    run_merge_hooks(workspace.pk, [(survivor, absorbed) for absorbed, survivor in pairs])
     survivors = {plan.find(s) for s, *_ in plan.merges}
     bulk.update_from_values(
         Profile, key="id", names=["merge_count"],

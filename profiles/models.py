@@ -74,6 +74,8 @@ class Profile(models.Model):
     # Attribute traits after survivorship (plain, for audiences); PII traits are in Trait rows.
     attributes = models.JSONField(default=dict, blank=True)
     merge_count = models.PositiveIntegerField(default=0)
+    # Processing restricted (GDPR Art. 18): the consent gate, audiences and activation skip it.
+    restricted = models.BooleanField(default=False)
     first_seen_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
@@ -226,3 +228,8 @@ def workspace_has_events(*, workspace: Workspace) -> bool:
 
 def source_get(*, source_id: int) -> Source:
     return Source.objects.select_related("workspace").get(pk=source_id)
+
+
+def profile_absorbed_ids(*, profile: Profile) -> list[Any]:
+    """Ids of the profiles merged into `profile` (they point straight at it)."""
+    return list(Profile.objects.filter(merged_into=profile).values_list("pk", flat=True))

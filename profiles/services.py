@@ -429,3 +429,16 @@ def intake_keys_shred(*, in_use: set[uuid.UUID]) -> int:
         purpose=DataKeyPurpose.INTAKE, destroyed_at__isnull=True, created_at__lt=cutoff
     ).exclude(pk__in=in_use)
     return data_keys_destroy(key_ids=list(stale.values_list("pk", flat=True)))
+
+
+def data_key_create_unowned(*, workspace_id: int, purpose: str) -> uuid.UUID:
+    """A data key owned by no profile (the intake buffer, a workspace's signing key)."""
+    new = envelope.generate_data_key()
+    DataKey.objects.create(
+        id=new.id,
+        workspace_id=workspace_id,
+        purpose=purpose,
+        kek_id=new.wrapped.kek_id,
+        wrapped=new.wrapped.blob,
+    )
+    return new.id

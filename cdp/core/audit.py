@@ -21,8 +21,10 @@ REDACTED = "[redacted]"
 
 
 def register(model: type[models.Model], *, exclude_fields: tuple[str, ...] = ()) -> None:
-    """Audit every change to `model`, without personal-data fields in the diffs."""
-    hidden = {f.name for f in personal_data_fields(model)} | set(exclude_fields)
+    """Audit every change to `model`, without personal-data or binary fields in the diffs
+    (auditlog would decrypt the former and cannot print the latter)."""
+    binary = {f.name for f in model._meta.concrete_fields if isinstance(f, models.BinaryField)}
+    hidden = {f.name for f in personal_data_fields(model)} | binary | set(exclude_fields)
     auditlog.register(model, exclude_fields=sorted(hidden), serialize_data=False)
 
 

@@ -19,6 +19,8 @@ NOT_AUDITED = {
     "profiles.IdentityLink",
     "profiles.SeenMessage",
     "collect.IntakeBatch",
+    "consent.ConsentRecord",
+    "consent.Receipt",
     "governance.AuditLogEntry",
 }
 
@@ -34,11 +36,13 @@ def _domain_models() -> list[type[models.Model]]:
 
 def _personal_data_models() -> set[str]:
     """Models with an encrypted or blind-index field or a link to a profile, and (to a fixed
-    point) models linking to those."""
+    point) models linking to those; a model may declare `holds_personal_data = False` (an
+    encrypted secret of the workspace, not of a person), which a reviewer must accept."""
     profile = apps.get_model("profiles", "Profile")
+    candidates = [m for m in _domain_models() if getattr(m, "holds_personal_data", True)]
     found = {
         model._meta.label
-        for model in _domain_models()
+        for model in candidates
         if personal_data_fields(model)
         or any(
             isinstance(f, models.ForeignKey) and f.related_model is profile
@@ -48,7 +52,7 @@ def _personal_data_models() -> set[str]:
     while True:
         linked = {
             model._meta.label
-            for model in _domain_models()
+            for model in candidates
             if any(
                 isinstance(f, models.ForeignKey) and f.related_model._meta.label in found
                 for f in model._meta.concrete_fields
@@ -193,3 +197,12 @@ def test_audited_models_never_track_encrypted_or_blind_index_fields() -> None:
     assert {"profiles.Identity", "profiles.Trait"} <= set(tracked)
     assert {"value", "blind_index"} <= audit.excluded_fields(apps.get_model("profiles.Identity"))
     assert "value_pii" in audit.excluded_fields(apps.get_model("profiles.Trait"))
+
+
+def test_only_the_receipt_signing_key_opts_out_of_the_personal_data_rule() -> None:
+    # given / when
+    opted_out = {
+        m._meta.label for m in _domain_models() if not getattr(m, "holds_personal_data", True)
+    }
+    # then
+    assert opted_out == {"consent.SigningKey"}

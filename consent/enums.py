@@ -1,0 +1,33 @@
+from django.db import models
+
+
+class LegalBasis(models.TextChoices):
+    CONSENT = "consent", "Consent"
+    CONTRACT = "contract", "Contract"
+    LEGAL_OBLIGATION = "legal_obligation", "Legal obligation"
+    VITAL_INTERESTS = "vital_interests", "Vital interests"
+    PUBLIC_TASK = "public_task", "Public task"
+    LEGITIMATE_INTERESTS = "legitimate_interests", "Legitimate interests"
+
+
+class Decision(models.TextChoices):
+    GRANTED = "granted", "Granted"
+    DENIED = "denied", "Denied"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    EXPIRED = "expired", "Expired"
+
+
+class Method(models.TextChoices):
+    BANNER = "banner", "Banner"
+    PREFERENCE_CENTRE = "preference_centre", "Preference centre"
+    API = "api", "API"
+    IMPORT = "import", "Import"
+    GPC = "gpc", "Global Privacy Control"
+    TCF = "tcf", "IAB TCF string"
+    STEWARD = "steward", "Steward"
+    REQUEST = "request", "Data-subject request"
+
+
+class DefaultMode(models.TextChoices):
+    OPT_IN = "opt_in", "Opt-in (nothing until granted)"
+    OPT_OUT = "opt_out", "Opt-out (allowed until denied)"

@@ -1,0 +1,473 @@
+"""Consent writes: purposes, the append-only ledger with its per-subject hash chain, the current
+state per profile and purpose, GPC, merges, and signed receipts.
+
+The ledger is only ever appended to by these services (erasure deletes a person's records with
+the person). Every record names its subject (an identity: type and blind index, so consent
+given on an anonymousId before any login is provable), the profile it resolved to at the time,
+the purpose, decision, notice version, method, jurisdiction, client and server time, keyed
+hashes of the IP address, user agent and page URL, and the raw signals (GPC, TC string)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from cdp.core.crypto import blind_index, keyed_hash
+from consent.enums import Decision, DefaultMode, LegalBasis, Method
+from consent.exceptions import NoticeVersionUnknown, PurposeUnknown
+from consent.models import (
+    ConsentRecord,
+    ConsentState,
+    Notice,
+    NoticeVersion,
+    Purpose,
+    Receipt,
+    SigningKey,
+)
+from profiles import services as profile_services
+from profiles.enums import DataKeyPurpose
+
+GENESIS = "0" * 64
+RECEIPT_VERSION = "cdp-consent-receipt/1"
+RESTRICTIVENESS = {
+    Decision.DENIED: 3,
+    Decision.WITHDRAWN: 3,
+    Decision.EXPIRED: 2,
+    Decision.GRANTED: 1,
+}
+
+OPT_IN_REGIONS = {"EU": DefaultMode.OPT_IN, "UK": DefaultMode.OPT_IN, "BR": DefaultMode.OPT_IN}
+DEFAULT_PURPOSES: list[dict[str, Any]] = [
+    {
+        "key": "necessary",
+        "name": "Strictly necessary",
+        "description": "Running the shop: cart, checkout, security, fraud prevention.",
+        "legal_basis": LegalBasis.CONTRACT,
+        "defaults": {"default": DefaultMode.OPT_OUT},
+        "tcf_purposes": [],
+        "dpv_purposes": ["dpv:ServiceProvision"],
+        "data_categories": ["identifying", "transactional"],
+        "retention_days": 730,
+    },
+    {
+        "key": "analytics",
+        "name": "Analytics",
+        "description": "Measuring how the shop is used, to improve it.",
+        "tcf_purposes": [8, 9],
+        "dpv_purposes": ["dpv:ServiceOptimisation"],
+        "data_categories": ["behavioural", "device"],
+        "retention_days": 395,
+    },
+    {
+        "key": "personalization",
+        "name": "Personalisation",
+        "description": "Recommendations and content chosen for you.",
+        "tcf_purposes": [5, 6],
+        "dpv_purposes": ["dpv:PersonalisedServices"],
+        "data_categories": ["behavioural", "preference"],
+        "retention_days": 395,
+    },
+    {
+        "key": "marketing_email",
+        "name": "Marketing email",
+        "description": "News and offers by email.",
+        "tcf_purposes": [],
+        "dpv_purposes": ["dpv:DirectMarketing"],
+        "data_categories": ["contact"],
+        "retention_days": 730,
+    },
+    {
+        "key": "advertising",
+        "name": "Advertising (sale or sharing)",
+        "description": "Sharing data with advertising partners to show you relevant ads.",
+        "sale_or_share": True,
+        "tcf_purposes": [2, 3, 4, 7],
+        "dpv_purposes": ["dpv:Advertising", "dpv:PersonalisedAdvertising"],
+        "data_categories": ["behavioural", "identifying"],
+        "retention_days": 180,
+    },
+    {
+        "key": "profiling",
+        "name": "Profiling",
+        "description": "Predicting interests and value from what you do.",
+        "tcf_purposes": [3, 5],
+        "dpv_purposes": ["dpv:CustomerProfiling"],
+        "data_categories": ["behavioural", "inferred"],
+        "retention_days": 395,
+    },
+]
+
+
+@transaction.atomic
+def purposes_ensure_defaults(*, workspace: Any) -> list[Purpose]:
+    """Seed the default purposes and a first banner notice, once per workspace."""
+    if not Purpose.objects.filter(workspace=workspace).exists():
+        for position, spec in enumerate(DEFAULT_PURPOSES):
+            Purpose.objects.create(
+                workspace=workspace,
+                position=position,
+                defaults=spec.get("defaults", {**OPT_IN_REGIONS, "default": DefaultMode.OPT_OUT}),
+                **{k: v for k, v in spec.items() if k != "defaults"},
+            )
+    if not Notice.objects.filter(workspace=workspace).exists():
+        notice = Notice.objects.create(workspace=workspace, key="banner", title="Cookie banner")
+        notice_version_publish(
+            notice=notice,
+            text=(
+                f"{workspace.name} and its partners use cookies and similar technologies for "
+                "the purposes below. You can accept, reject or choose, and change your mind "
+                "at any time."
+            ),
+            purposes=[p["key"] for p in DEFAULT_PURPOSES],
+        )
+    return list(Purpose.objects.filter(workspace=workspace))
+
+
+def notice_version_publish(
+    *,
+    notice: Notice,
+    text: str,
+    purposes: Sequence[str],
+    language: str = "en",
+    policy_url: str = "",
+) -> NoticeVersion:
+    """A new version of a notice; versions are never edited."""
+    last = notice.versions.order_by("-version").values_list("version", flat=True).first() or 0
+    return NoticeVersion.objects.create(
+        notice=notice,
+        version=last + 1,
+        language=language,
+        text=text,
+        text_hash=hashlib.sha256(text.encode()).hexdigest(),
+        purposes=list(purposes),
+        policy_url=policy_url,
+    )
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who a consent is about: an identity (normalized value) and the profile it resolves to."""
+
+    type: str
+    value: str
+    profile_id: Any
+
+
+@dataclass(frozen=True)
+class Evidence:
+    method: str
+    jurisdiction: str = ""
+    source_id: int | None = None
+    notice_version: NoticeVersion | None = None
+    client_time: datetime | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    page_url: str | None = None
+    signals: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RecordedConsent:
+    records: list[ConsentRecord]
+    receipt: Receipt | None
+
+
+def _canonical(record: ConsentRecord, purpose_key: str) -> bytes:
+    data = {
+        "id": str(record.id),
+        "workspace": record.workspace_id,
+        "profile": str(record.profile_id) if record.profile_id else None,
+        "subject_type": record.subject_type,
+        "subject_index": bytes(record.subject_index).hex(),
+        "purpose": purpose_key,
+        "decision": record.decision,
+        "notice_version": record.notice_version_id,
+        "method": record.method,
+        "jurisdiction": record.jurisdiction,
+        "source": record.source_id,
+        "client_time": record.client_time.isoformat() if record.client_time else None,
+        "server_time": record.server_time.isoformat(timespec="microseconds"),
+        "proof": record.proof,
+        "signals": record.signals,
+    }
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def record_hash(prev_hash: str, record: ConsentRecord, purpose_key: str) -> str:
+    return hashlib.sha256(prev_hash.encode() + _canonical(record, purpose_key)).hexdigest()
+
+
+def _lock_subject(index: bytes) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(index[:8], "big", signed=True)]
+            )
+
+
+def _proof(workspace_id: int, evidence: Evidence) -> dict[str, str]:
+    proof = {}
+    for name, value in (
+        ("ip", evidence.ip),
+        ("user_agent", evidence.user_agent),
+        ("page_url", evidence.page_url),
+    ):
+        if value:
+            proof[name] = keyed_hash("consent-proof", workspace_id, name, value).hex()
+    return proof
+
+
+@transaction.atomic
+def consent_record(
+    *,
+    workspace: Any,
+    subject: Subject,
+    decisions: dict[str, str],
+    evidence: Evidence,
+    needs_reconsent: Iterable[str] = (),
+    issue_receipt: bool = True,
+) -> RecordedConsent:
+    """Append one record per purpose decision to the subject's chain, update the current state
+    of the subject's profile, and issue one signed receipt for the change."""
+    purposes = {p.key: p for p in Purpose.objects.filter(workspace=workspace)}
+    unknown = sorted(set(decisions) - purposes.keys())
+    if unknown:
+        raise PurposeUnknown(f"Unknown purpose(s): {', '.join(unknown)}.")
+    bad = sorted(d for d in decisions.values() if d not in Decision.values)
+    if bad:
+        raise PurposeUnknown(f"Unknown decision(s): {', '.join(bad)}.", code="unknown_decision")
+    if evidence.notice_version is not None and (
+        evidence.notice_version.notice.workspace_id != workspace.pk
+    ):
+        raise NoticeVersionUnknown()
+    index = blind_index(workspace.pk, subject.type, subject.value)
+    _lock_subject(index)
+    prev = (
+        ConsentRecord.objects.filter(workspace=workspace, subject_index=index)
+        .order_by("-server_time", "-id")
+        .values_list("record_hash", flat=True)
+        .first()
+    ) or GENESIS
+    now = timezone.now()
+    proof = _proof(workspace.pk, evidence)
+    reconsent = set(needs_reconsent)
+    records = []
+    for key in sorted(decisions):
+        record = ConsentRecord(
+            workspace=workspace,
+            profile_id=subject.profile_id,
+            subject_type=subject.type,
+            subject_index=index,
+            purpose=purposes[key],
+            decision=decisions[key],
+            notice_version=evidence.notice_version,
+            method=evidence.method,
+            jurisdiction=evidence.jurisdiction[:16],
+            source_id=evidence.source_id,
+            client_time=evidence.client_time,
+            server_time=now,
+            proof=proof,
+            signals=evidence.signals or {},
+            prev_hash=prev,
+        )
+        record.record_hash = record_hash(prev, record, key)
+        prev = record.record_hash
+        records.append(record)
+    ConsentRecord.objects.bulk_create(records)
+    if subject.profile_id is not None:
+        for record in records:
+            _state_set(record, reconsent=record.purpose.key in reconsent)
+    receipt = receipt_issue(workspace=workspace, records=records) if issue_receipt else None
+    return RecordedConsent(records=records, receipt=receipt)
+
+
+def _state_set(record: ConsentRecord, *, reconsent: bool) -> None:
+    ConsentState.objects.update_or_create(
+        profile_id=record.profile_id,
+        purpose=record.purpose,
+        defaults={
+            "workspace_id": record.workspace_id,
+            "decision": record.decision,
+            "record": record,
+            "updated_at": record.server_time,
+            "needs_reconsent": reconsent,
+        },
+    )
+
+
+def consent_apply_gpc(*, workspace: Any, subject: Subject, evidence: Evidence) -> RecordedConsent:
+    """A Global Privacy Control signal: opt the subject out of every sale/share purpose, even
+    over an earlier opt-in (then flagged so the site may ask again). Nothing is recorded when
+    the subject is already opted out, so a header on every request is one record, not many."""
+    purposes = list(Purpose.objects.filter(workspace=workspace, sale_or_share=True))
+    current = {}
+    if subject.profile_id is not None:
+        current = dict(
+            ConsentState.objects.filter(
+                profile_id=subject.profile_id, purpose__in=purposes
+            ).values_list("purpose__key", "decision")
+        )
+    decisions = {
+        p.key: Decision.DENIED
+        for p in purposes
+        if current.get(p.key) not in (Decision.DENIED, Decision.WITHDRAWN)
+    }
+    if not decisions:
+        return RecordedConsent(records=[], receipt=None)
+    overridden = [key for key in decisions if current.get(key) == Decision.GRANTED]
+    signals = {**(evidence.signals or {}), "gpc": True}
+    return consent_record(
+        workspace=workspace,
+        subject=subject,
+        decisions=decisions,
+        evidence=Evidence(**{**evidence.__dict__, "method": Method.GPC, "signals": signals}),
+        needs_reconsent=overridden,
+    )
+
+
+def consent_states_merge(workspace_id: int, merges: Sequence[tuple[Any, Any]]) -> None:
+    """Merge hook: the survivor keeps, per purpose, the most restrictive decision of the
+    profiles merged into it; a disagreement is flagged for re-consent."""
+    if not merges:
+        return
+    survivor_of = dict((absorbed, survivor) for survivor, absorbed in merges)
+    involved = set(survivor_of) | set(survivor_of.values())
+    states = list(ConsentState.objects.filter(profile_id__in=involved).select_related("record"))
+    by_target: dict[tuple[Any, int], list[ConsentState]] = {}
+    for state in states:
+        target = survivor_of.get(state.profile_id, state.profile_id)
+        by_target.setdefault((target, state.purpose_id), []).append(state)
+    for (target, purpose_id), group in by_target.items():
+        winner = max(group, key=lambda s: (RESTRICTIVENESS[s.decision], s.updated_at))
+        conflict = len({s.decision for s in group}) > 1 or any(s.needs_reconsent for s in group)
+        ConsentState.objects.filter(profile_id__in=[s.profile_id for s in group]).filter(
+            purpose_id=purpose_id
+        ).exclude(profile_id=target).delete()
+        ConsentState.objects.update_or_create(
+            profile_id=target,
+            purpose_id=purpose_id,
+            defaults={
+                "workspace_id": workspace_id,
+                "decision": winner.decision,
+                "record_id": winner.record_id,
+                "updated_at": winner.updated_at,
+                "needs_reconsent": conflict,
+            },
+        )
+
+
+# --- receipts --------------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def canonical_json(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@transaction.atomic
+def signing_key_current(*, workspace: Any) -> SigningKey:
+    """The workspace's active receipt key, made on first use."""
+    key = SigningKey.objects.filter(workspace=workspace, retired_at__isnull=True).first()
+    if key is not None:
+        return key
+    private = Ed25519PrivateKey.generate()
+    public = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    raw_private = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    key = SigningKey(
+        workspace=workspace,
+        kid=f"{workspace.slug}-{_b64(hashlib.sha256(public).digest()[:9])}",
+        public_key=public,
+        data_key_id=profile_services.data_key_create_unowned(
+            workspace_id=workspace.pk, purpose=DataKeyPurpose.SIGNING
+        ),
+    )
+    key.private_key = _b64(raw_private)
+    key.save(force_insert=True)
+    return key
+
+
+def receipt_body(*, workspace: Any, records: Sequence[ConsentRecord], receipt_id: str) -> dict:
+    """The receipt's fields, after ISO/IEC TS 27560 and the Kantara Consent Receipt v1.1. The
+    principal is named by a pseudonymous id, never by an email or other identifier value."""
+    first = records[0]
+    notice = first.notice_version
+    return {
+        "version": RECEIPT_VERSION,
+        "conformsTo": ["ISO/IEC TS 27560:2023", "Kantara Consent Receipt v1.1"],
+        "receiptId": receipt_id,
+        "recordIds": [str(r.id) for r in records],
+        "recordHashes": [r.record_hash for r in records],
+        "jurisdiction": first.jurisdiction,
+        "consentTimestamp": first.server_time.isoformat(),
+        "collectionMethod": first.method,
+        "language": notice.language if notice else "en",
+        "piiPrincipalId": f"{first.subject_type}:{bytes(first.subject_index).hex()}",
+        "piiControllers": [
+            {"piiController": workspace.name, "contact": settings.DEFAULT_FROM_EMAIL}
+        ],
+        "policyUrl": notice.policy_url if notice else "",
+        "notice": (
+            {"key": notice.notice.key, "version": notice.version, "textHash": notice.text_hash}
+            if notice
+            else None
+        ),
+        "services": [
+            {
+                "service": workspace.name,
+                "purposes": [
+                    {
+                        "purpose": r.purpose.key,
+                        "purposeCategory": r.purpose.dpv_purposes,
+                        "legalBasis": r.purpose.legal_basis,
+                        "consentStatus": r.decision,
+                        "piiCategory": r.purpose.data_categories,
+                        "termination": (
+                            f"P{r.purpose.retention_days}D" if r.purpose.retention_days else ""
+                        ),
+                        "thirdPartyDisclosure": r.purpose.sale_or_share,
+                    }
+                    for r in records
+                ],
+            }
+        ],
+        "withdrawalMethod": "POST /v1/consent, or the preference centre",
+        "signals": first.signals,
+    }
+
+
+def receipt_issue(*, workspace: Any, records: Sequence[ConsentRecord]) -> Receipt:
+    """Sign and store the receipt of one consent change."""
+    key = signing_key_current(workspace=workspace)
+    receipt = Receipt(
+        workspace=workspace,
+        profile_id=records[0].profile_id,
+        subject_index=records[0].subject_index,
+        records=[str(r.id) for r in records],
+        kid=key.kid,
+        created_at=records[0].server_time,
+    )
+    receipt.body = receipt_body(workspace=workspace, records=records, receipt_id=str(receipt.id))
+    private = Ed25519PrivateKey.from_private_bytes(
+        base64.urlsafe_b64decode(key.private_key + "=" * (-len(key.private_key) % 4))
+    )
+    receipt.signature = _b64(private.sign(canonical_json(receipt.body)))
+    receipt.save(force_insert=True)
+    return receipt
