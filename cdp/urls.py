@@ -21,5 +21,6 @@ urlpatterns = [
         name="health",
     ),
     path("api/v1/", include("profiles.api.urls")),
+    path("consent/", include("consent.urls")),
     path("v1/", include("collect.api.urls")),
 ]

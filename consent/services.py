@@ -14,13 +14,15 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
+from django.core import signing
 from django.db import connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from cdp.core.crypto import blind_index, keyed_hash
@@ -35,12 +37,13 @@ from consent.models import (
     Receipt,
     SigningKey,
 )
+from profiles import selectors as profile_selectors
 from profiles import services as profile_services
 from profiles.enums import DataKeyPurpose
 
 GENESIS = "0" * 64
 RECEIPT_VERSION = "cdp-consent-receipt/1"
-RESTRICTIVENESS = {
+RESTRICTIVENESS: dict[str, int] = {
     Decision.DENIED: 3,
     Decision.WITHDRAWN: 3,
     Decision.EXPIRED: 2,
@@ -293,6 +296,7 @@ def consent_record(
 
 
 def _state_set(record: ConsentRecord, *, reconsent: bool) -> None:
+    assert record.profile_id is not None  # a state belongs to a profile
     ConsentState.objects.update_or_create(
         profile_id=record.profile_id,
         purpose=record.purpose,
@@ -312,13 +316,14 @@ def consent_apply_gpc(*, workspace: Any, subject: Subject, evidence: Evidence) -
     the subject is already opted out, so a header on every request is one record, not many."""
     purposes = list(Purpose.objects.filter(workspace=workspace, sale_or_share=True))
     current = {}
-    if subject.profile_id is not None:
+    profile_id = subject.profile_id
+    if profile_id is not None:
         current = dict(
             ConsentState.objects.filter(
-                profile_id=subject.profile_id, purpose__in=purposes
+                profile_id=profile_id, purpose__in=purposes
             ).values_list("purpose__key", "decision")
         )
-    decisions = {
+    decisions: dict[str, str] = {
         p.key: Decision.DENIED
         for p in purposes
         if current.get(p.key) not in (Decision.DENIED, Decision.WITHDRAWN)
@@ -471,3 +476,115 @@ def receipt_issue(*, workspace: Any, records: Sequence[ConsentRecord]) -> Receip
     receipt.signature = _b64(private.sign(canonical_json(receipt.body)))
     receipt.save(force_insert=True)
     return receipt
+
+
+# --- preference centre -----------------------------------------------------------------------
+
+PREFERENCE_LINK_SALT = "cdp-preference-centre"
+PREFERENCE_LINK_MAX_AGE = timedelta(days=30)
+# Purposes that rest on a basis other than consent: shown, never asked (the gate allows them).
+NOT_ASKED_BASES = frozenset(
+    {
+        LegalBasis.CONTRACT,
+        LegalBasis.LEGAL_OBLIGATION,
+        LegalBasis.VITAL_INTERESTS,
+        LegalBasis.PUBLIC_TASK,
+    }
+)
+
+
+@dataclass(frozen=True)
+class PreferenceLink:
+    workspace_id: int
+    profile_id: str
+
+
+def preference_link_create(*, workspace: Any, profile_id: Any, base_url: str) -> str:
+    """A link to the hosted preference centre of one profile, signed and valid for 30 days;
+    it names no identifier, only the workspace and profile ids."""
+    token = signing.TimestampSigner(salt=PREFERENCE_LINK_SALT).sign_object(
+        {"w": workspace.pk, "p": str(profile_id)}
+    )
+    return base_url.rstrip("/") + reverse("consent-preference-centre", args=[token])
+
+
+def preference_link_read(*, token: str) -> PreferenceLink | None:
+    """The workspace and profile a preference-centre token was signed for; None when it was
+    tampered with, is malformed or is older than 30 days."""
+    try:
+        data = signing.TimestampSigner(salt=PREFERENCE_LINK_SALT).unsign_object(
+            token, max_age=PREFERENCE_LINK_MAX_AGE
+        )
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("w"), int):
+        return None
+    if not isinstance(data.get("p"), str):
+        return None
+    return PreferenceLink(workspace_id=data["w"], profile_id=data["p"])
+
+
+def purpose_is_asked(purpose: Purpose) -> bool:
+    """Whether a purpose rests on consent (or an objection to legitimate interests), so that
+    a person decides it; the others are required to run the service."""
+    return purpose.legal_basis not in NOT_ASKED_BASES
+
+
+def _notice_version_current(*, workspace: Any) -> NoticeVersion | None:
+    return (
+        NoticeVersion.objects.filter(notice__workspace=workspace)
+        .select_related("notice")
+        .order_by("-published_at", "-version")
+        .first()
+    )
+
+
+@transaction.atomic
+def preference_centre_save(
+    *,
+    workspace: Any,
+    profile: Any,
+    choices: dict[str, bool],
+    ip: str | None = None,
+    user_agent: str | None = None,
+    page_url: str | None = None,
+) -> RecordedConsent:
+    """Record what a known person chose in the preference centre (purpose key -> allowed),
+    against the profile's strongest identity. Only changes are recorded: a purpose chosen as
+    it already stands adds nothing to the ledger; taking back a granted consent is recorded
+    as withdrawn."""
+    asked = {p.key for p in Purpose.objects.filter(workspace=workspace) if purpose_is_asked(p)}
+    unknown = sorted(set(choices) - asked)
+    if unknown:
+        raise PurposeUnknown(f"Not a purpose to choose: {', '.join(unknown)}.")
+    current = dict(
+        ConsentState.objects.filter(workspace=workspace, profile_id=profile.pk).values_list(
+            "purpose__key", "decision"
+        )
+    )
+    decisions: dict[str, str] = {}
+    for key, allowed in choices.items():
+        before = current.get(key)
+        if before is not None and (before == Decision.GRANTED) == allowed:
+            continue  # chosen as it stands
+        if allowed:
+            decisions[key] = Decision.GRANTED
+        else:
+            decisions[key] = Decision.WITHDRAWN if before == Decision.GRANTED else Decision.DENIED
+    if not decisions:
+        return RecordedConsent(records=[], receipt=None)
+    identity = profile_selectors.profile_primary_identity(workspace=workspace, profile=profile)
+    # A profile with no identity left (all erased but the row) is still a subject: its id.
+    kind, value = identity if identity else ("profile_id", str(profile.pk))
+    return consent_record(
+        workspace=workspace,
+        subject=Subject(kind, value, profile.pk),
+        decisions=decisions,
+        evidence=Evidence(
+            method=Method.PREFERENCE_CENTRE,
+            notice_version=_notice_version_current(workspace=workspace),
+            ip=ip,
+            user_agent=user_agent,
+            page_url=page_url,
+        ),
+    )

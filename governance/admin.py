@@ -20,7 +20,7 @@ if admin.site.is_registered(AuditLogEntry):
 
 
 @admin.register(AuditLogEntry)
-class AuditTrailAdmin(ReadOnlyAdminMixin, LogEntryAdmin):  # type: ignore[misc]
+class AuditTrailAdmin(ReadOnlyAdminMixin, LogEntryAdmin):
     change_list_template = "admin/governance/audit_trail_change_list.html"
 
     def has_module_permission(self, request: HttpRequest) -> bool:

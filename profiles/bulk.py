@@ -73,7 +73,7 @@ def insert(
         tail = tuple(value for _, value in defaults)
         rows = [tuple(row) + tail for row in rows]
     table = model._meta.db_table
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
     values = _adapt_rows(fields, rows)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and not on_conflict:

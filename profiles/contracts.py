@@ -26,6 +26,7 @@ class InboundMessage:
     traits: dict[str, Any] = field(default_factory=dict)  # identify traits (+ context.traits)
     context: dict[str, Any] = field(default_factory=dict)
     ip: str | None = None  # context.ip, else the request's address
+    gpc: bool = False  # the request carried `Sec-GPC: 1` (a Global Privacy Control opt-out)
     # The index of the message in its request, so errors can name it.
     index: int = 0
 

@@ -190,7 +190,7 @@ def _raw_identifiers(
     if msg.previous_id is not None:
         # alias: previousId is usually an anonymousId, sometimes an earlier userId
         previous = str(msg.previous_id).strip()
-        kind = (
+        kind: str = (
             IdentifierType.USER_ID if previous in previous_user_ids else IdentifierType.ANONYMOUS_ID
         )
         found.append((kind, previous))
@@ -367,6 +367,11 @@ def _load_profiles(
         )
 
 
+def _limit(rules: WorkspaceRules, kind: str) -> float:
+    limit = rules.rule(kind).max_per_profile
+    return float("inf") if limit is None else limit
+
+
 def _within_limits(counts: Counter[str], rules: WorkspaceRules) -> bool:
     for kind, count in counts.items():
         limit = rules.rule(kind).max_per_profile
@@ -402,11 +407,7 @@ def _resolve(
             continue
         trial = counts + state.counts
         if not _within_limits(trial, rules):
-            broken = sorted(
-                k
-                for k, c in trial.items()
-                if rules.rule(k).max_per_profile is not None and c > rules.rule(k).max_per_profile
-            )
+            broken = sorted(k for k, c in trial.items() if c > _limit(rules, k))
             refused.append((ident, owner, f"limit per profile of {', '.join(broken)}"))
             continue
         trial_merges = merges + state.merge_count + (1 if members else 0)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import transaction
@@ -99,7 +99,7 @@ class _Clusters:
 
 
 def _blocked_identities(
-    workspace: Workspace, rows: list[tuple[UUID, str, UUID, object, object]], rules: WorkspaceRules
+    workspace: Workspace, rows: list[tuple[UUID, str, UUID, datetime, datetime]], rules: WorkspaceRules
 ) -> set[UUID]:
     """Identities whose value the current rules block (decrypting only those stored before
     their rule last changed)."""
@@ -111,7 +111,7 @@ def _blocked_identities(
     stale = [
         identity_id
         for identity_id, kind, _profile, first_seen, _last in rows
-        if kind in changed_at and first_seen <= changed_at[kind]  # type: ignore[operator]
+        if kind in changed_at and first_seen <= changed_at[kind]
     ]
     blocked: set[UUID] = set()
     for start in range(0, len(stale), DECRYPT_BATCH):
@@ -184,7 +184,7 @@ def identities_rebuild(*, workspace: Workspace, apply: bool) -> RebuildReport:
 def _apply(
     workspace: Workspace,
     report: RebuildReport,
-    rows: list[tuple[UUID, str, UUID, object, object]],
+    rows: list[tuple[UUID, str, UUID, datetime, datetime]],
     now: object,
 ) -> None:
     plan = _Plan()

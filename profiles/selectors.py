@@ -12,13 +12,18 @@ from guardian.shortcuts import get_objects_for_user
 from cdp.core.crypto import blind_index
 from profiles.enums import IdentifierType, ProfileStatus, Survivorship, WorkspaceRole
 from profiles.exceptions import ProfileNotFound, WorkspaceNotFound
-from profiles.identifiers import normalize_identifier, normalize_identifier_type
+from profiles.identifiers import (
+    FALLBACK_PRIORITY,
+    normalize_identifier,
+    normalize_identifier_type,
+)
 from profiles.ingest import pick_surviving_value
 from profiles.models import (
     ApiToken,
     DataKey,
     Event,
     Identity,
+    IdentityRule,
     Merge,
     MergeConflict,
     Profile,
@@ -53,9 +58,7 @@ def workspace_list_for_user(
     )
 
 
-def user_has_role(
-    *, user: AbstractBaseUser | AnonymousUser, workspace: Workspace, role: str
-) -> bool:
+def user_has_role(*, user: Any, workspace: Workspace, role: str) -> bool:
     if not user.is_authenticated or not user.is_active:
         return False
     return bool(user.has_perm(f"profiles.{role}", workspace))
@@ -69,7 +72,7 @@ def api_token_get_active(*, token_hash: str) -> ApiToken | None:
     )
 
 
-def profile_get(*, workspace: Workspace, profile_id: object) -> Profile:
+def profile_get(*, workspace: Workspace, profile_id: Any) -> Profile:
     """A profile of the workspace; an id absorbed by a merge answers with the survivor."""
     try:
         profile = Profile.objects.get(workspace=workspace, pk=profile_id)
@@ -188,7 +191,7 @@ def profile_conflicts(*, workspace: Workspace, profile: Profile) -> QuerySet[Mer
     )
 
 
-def data_key_ids_for_profile(*, workspace: Workspace, profile_id: object) -> list[object]:
+def data_key_ids_for_profile(*, workspace: Workspace, profile_id: Any) -> list[Any]:
     return list(
         DataKey.objects.filter(workspace=workspace, profile_id=profile_id).values_list(
             "pk", flat=True
@@ -233,3 +236,39 @@ def source_get(*, source_id: int) -> Source:
 def profile_absorbed_ids(*, profile: Profile) -> list[Any]:
     """Ids of the profiles merged into `profile` (they point straight at it)."""
     return list(Profile.objects.filter(merged_into=profile).values_list("pk", flat=True))
+
+
+def workspace_get_by_id(*, workspace_id: Any) -> Workspace:
+    """The workspace with this primary key (ids come from signed tokens, never from input)."""
+    try:
+        return Workspace.objects.get(pk=workspace_id)
+    except (Workspace.DoesNotExist, ValueError, TypeError):
+        raise WorkspaceNotFound() from None
+
+
+def profile_primary_identity(*, workspace: Workspace, profile: Profile) -> tuple[str, str] | None:
+    """The profile's strongest identifier as (type, value): lowest identity-rule priority,
+    then the earliest seen. Only that one value is decrypted; None if it has none."""
+    priority = dict(
+        IdentityRule.objects.filter(workspace=workspace).values_list("identifier_type", "priority")
+    )
+    candidates = Identity.objects.filter(workspace=workspace, profile=profile).defer("value")
+    strongest = min(
+        candidates,
+        key=lambda i: (
+            priority.get(i.identifier_type, FALLBACK_PRIORITY),
+            i.first_seen_at,
+            str(i.pk),
+        ),
+        default=None,
+    )
+    if strongest is None:
+        return None
+    return strongest.identifier_type, str(strongest.value)
+
+
+def identifier_normalize(*, identifier_type: str, value: object) -> str | None:
+    """The canonical form of an identifier value, as ingestion and lookups use it (None when
+    not usable), for apps that key records of their own by an identity (the consent ledger)."""
+    kind = normalize_identifier_type(identifier_type)
+    return normalize_identifier(kind, value) if kind else None

@@ -132,7 +132,7 @@ def api_token_create(
     workspace: Workspace,
     name: str,
     permissions: Iterable[str],
-    created_by: AbstractBaseUser | None = None,
+    created_by: Any = None,
 ) -> IssuedToken:
     """Issue a management-API token; the secret is returned once and only its hash is kept."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -224,6 +224,7 @@ def data_keys_rewrap(*, batch_size: int = 1000) -> RewrapResult:
                 break
             now = timezone.now()
             for key in batch:
+                assert key.wrapped is not None  # live keys only (filtered above)
                 rewrapped = envelope.rewrap_data_key(
                     key.id, WrappedKey(kek_id=key.kek_id, blob=bytes(key.wrapped))
                 )

@@ -36,7 +36,7 @@ WORKSPACE_URL = "/api/v1/workspace/"
 class _Raising(APIView):
     """Raises whatever the test put in `error`."""
 
-    permission_classes: ClassVar[list[Any]] = [AllowAny]
+    permission_classes: ClassVar[list[Any]] = [AllowAny]  # type: ignore[misc]
     error: ClassVar[Exception | None] = None
 
     def get(self, request: Request) -> Response:
@@ -48,7 +48,7 @@ class _Raising(APIView):
 
 
 class _GetOnly(APIView):
-    permission_classes: ClassVar[list[Any]] = [AllowAny]
+    permission_classes: ClassVar[list[Any]] = [AllowAny]  # type: ignore[misc]
 
     def get(self, request: Request) -> Response:
         return Response({})
@@ -61,7 +61,7 @@ class _Quota(Conflict):
 
 
 def _raise(error: Exception) -> Any:
-    view = type("View", (_Raising,), {"error": error}).as_view()
+    view = type("View", (_Raising,), {"error": error}).as_view()  # type: ignore[attr-defined]
     response = view(factory.get("/"))
     response.render()
     return response
@@ -278,7 +278,7 @@ def test_a_method_not_allowed_answers_405() -> None:
 
 def test_an_unexpected_exception_is_not_turned_into_a_body() -> None:
     # given
-    view = type("View", (_Raising,), {"error": RuntimeError("boom")}).as_view()
+    view = type("View", (_Raising,), {"error": RuntimeError("boom")}).as_view()  # type: ignore[attr-defined]
 
     # when / then: Django's 500 handling takes over, nothing of the message is rendered
     with pytest.raises(RuntimeError, match="boom"):

@@ -120,17 +120,17 @@ def test_the_ciphertext_follows_the_documented_layout_and_aad(store: MemoryStore
     nonce = bytes(range(100, 112))
     header = b"\x01" + key.bytes + nonce
     by_hand = header + AESGCM(raw_key).encrypt(
-        nonce, b"ada@example.com", b"cdp/v1|" + header + LOCATION
+        nonce, b"ada@example.com", b"cdp/v1|" + b"\x01" + key.bytes + LOCATION
     )
 
     # when
     opened = envelope.open_sealed(by_hand, LOCATION)
     sealed = envelope.seal(key, b"grace@example.com", LOCATION)
 
-    # then: 0x01 | key id | nonce | AES-GCM(plaintext, AAD = "cdp/v1|" + header + location)
+    # then: 0x01 | key id | nonce | AES-GCM(plaintext, AAD = "cdp/v1|" + 0x01 | key id + location)
     assert opened == b"ada@example.com"
     assert (
-        AESGCM(raw_key).decrypt(sealed[17:29], sealed[29:], b"cdp/v1|" + sealed[:29] + LOCATION)
+        AESGCM(raw_key).decrypt(sealed[17:29], sealed[29:], b"cdp/v1|" + sealed[:17] + LOCATION)
         == b"grace@example.com"
     )
 

@@ -365,7 +365,7 @@ def test_assigning_a_value_of_the_wrong_kind_fails_at_assignment() -> None:
 
     # when / then
     with pytest.raises(TypeError, match=r"^value takes a string$"):
-        identity.value = b"ada@example.com"
+        identity.value = b"ada@example.com"  # type: ignore[assignment]
     with pytest.raises(TypeError):
         trait.value_pii = {"when": object()}
 

@@ -190,15 +190,15 @@ def test_every_handler_in_settings_has_the_redaction_filter() -> None:
     handlers = settings.LOGGING["handlers"]
 
     # when
-    without = sorted(name for name, conf in handlers.items() if "redact_pii" not in conf["filters"])
+    without = sorted(name for name, conf in handlers.items() if "redact_pii" not in conf["filters"])  # type: ignore[attr-defined]
 
     # then
-    assert sorted(handlers) == ["console"]
+    assert sorted(handlers) == ["console"]  # type: ignore[call-overload]
     assert without == []
-    assert settings.LOGGING["filters"]["redact_pii"] == {
+    assert settings.LOGGING["filters"]["redact_pii"] == {  # type: ignore[index]
         "()": "cdp.core.logging.PiiRedactingFilter"
     }
-    assert settings.LOGGING["root"]["handlers"] == ["console"]
+    assert settings.LOGGING["root"]["handlers"] == ["console"]  # type: ignore[index]
 
 
 def _unfiltered_handlers() -> list[str]:
@@ -224,11 +224,11 @@ def test_every_live_handler_has_the_redaction_filter() -> None:
 def _logging_config_restored() -> Iterator[None]:
     loggers = _all_loggers()
     saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
-    was_setup = Logging._setup
+    was_setup = Logging._setup  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        Logging._setup = was_setup
+        Logging._setup = was_setup  # type: ignore[attr-defined]
         for logger, handlers, level, propagate, disabled in saved:
             logger.handlers = handlers
             logger.level = level
@@ -241,7 +241,7 @@ def test_a_celery_worker_keeps_the_redacting_handlers(monkeypatch: pytest.Monkey
     for name in ("_MP_FORK_LOGLEVEL_", "_MP_FORK_LOGFILE_", "_MP_FORK_LOGFORMAT_"):
         monkeypatch.delenv(name, raising=False)
     with _logging_config_restored():
-        Logging._setup = False
+        Logging._setup = False  # type: ignore[attr-defined]
         celery_app.log.setup_logging_subsystem(loglevel="INFO")
 
         # when

@@ -62,6 +62,7 @@ def test_erase_leaves_no_row_and_no_readable_key(person: Profile) -> None:
     # then
     assert [r.store for r in reports] == [
         "collect.intake",
+        "consent.ledger",
         "profiles.events",
         "profiles.merges",
         "profiles.traits",
@@ -76,9 +77,7 @@ def test_erase_leaves_no_row_and_no_readable_key(person: Profile) -> None:
     assert Profile.objects.count() == 0
     assert Event.objects.count() == 0
     assert Identity.objects.count() == 0
-    assert set(DataKey.objects.filter(pk__in=key_ids).values_list("wrapped", flat=True)) == {
-        None
-    }
+    assert set(DataKey.objects.filter(pk__in=key_ids).values_list("wrapped", flat=True)) == {None}
     with pytest.raises(DataKeyShredded):
         identity.value  # noqa: B018 — the read itself must fail
     with connection.cursor() as cursor:

@@ -56,9 +56,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body = error_body(code, _first_message(exc.detail), errors=exc.detail)
     else:
         body = error_body(code, _first_message(exc.detail))
-    if isinstance(exc, drf.Throttled) and exc.wait is not None:
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, drf.Throttled) and wait is not None:
         # DRF rounds `wait` up already; the header agrees with the message's seconds.
-        headers["Retry-After"] = str(math.ceil(exc.wait))
+        headers["Retry-After"] = str(math.ceil(wait))
     if isinstance(exc, drf.AuthenticationFailed | drf.NotAuthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
     return Response(body, status=exc.status_code, headers=headers)

@@ -6,8 +6,9 @@ Ciphertext layout (version 1):
 
     0x01 | key id (16 bytes, UUID) | nonce (12 bytes) | AES-GCM ciphertext and 16-byte tag
 
-The AAD is the header plus the value's location (table, column, row), so a ciphertext copied to
-another row or column, or given another key id, fails to open. A failed open always raises.
+The AAD is "cdp/v1|", the version and key id, and the value's location (table, column, row), so
+a ciphertext copied to another row or column, or given another key id, fails to open (the nonce
+is GCM's IV and authenticated by the tag). A failed open always raises.
 """
 
 from __future__ import annotations
@@ -159,8 +160,9 @@ def seal(key_id: uuid.UUID, plaintext: bytes, aad: bytes) -> bytes:
     if entry is None or entry[1] <= time.monotonic():
         entry = _load(key_id)
     nonce = os.urandom(NONCE_SIZE)
-    # AAD: prefix | version | key id | nonce | aad, i.e. _AAD_PREFIX + header + aad
-    return entry[2] + nonce + entry[0].encrypt(nonce, plaintext, entry[3] + nonce + aad)
+    # AAD: prefix | version | key id | location. The nonce is GCM's IV, authenticated by the
+    # tag itself, so it need not be repeated in the AAD.
+    return entry[2] + nonce + entry[0].encrypt(nonce, plaintext, entry[3] + aad)
 
 
 def key_id_of(ciphertext: bytes) -> uuid.UUID:
@@ -182,7 +184,7 @@ def open_sealed(ciphertext: bytes, aad: bytes) -> bytes:
         entry = _load(uuid.UUID(bytes=key_bytes))
     nonce = ciphertext[17:HEADER_SIZE]
     try:
-        return entry[0].decrypt(nonce, ciphertext[HEADER_SIZE:], entry[3] + nonce + aad)
+        return entry[0].decrypt(nonce, ciphertext[HEADER_SIZE:], entry[3] + aad)
     except InvalidTag as exc:
         key_id = uuid.UUID(bytes=key_bytes)
         raise DecryptionError(f"value under data key {key_id} failed authentication") from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -79,13 +80,15 @@ class EncryptedField(models.BinaryField, abc.ABC):
         kwargs.setdefault("editable", False)
         super().__init__(*args, **kwargs)
 
-    def deconstruct(self) -> tuple[str, str, list[Any], dict[str, Any]]:
+    def deconstruct(self) -> tuple[str, str, Sequence[Any], dict[str, Any]]:
         name, path, args, kwargs = super().deconstruct()
         kwargs["key_field"] = self.key_field
         kwargs.pop("editable", None)
         return name, path, args, kwargs
 
-    def contribute_to_class(self, cls: type[models.Model], name: str, **kwargs: Any) -> None:
+    def contribute_to_class(  # type: ignore[override]
+        self, cls: type[models.Model], name: str, **kwargs: Any
+    ) -> None:
         super().contribute_to_class(cls, name, **kwargs)
         setattr(cls, self.attname, _EncryptedDescriptor(self))
 
@@ -122,10 +125,12 @@ class EncryptedField(models.BinaryField, abc.ABC):
 
     # -- crypto ------------------------------------------------------------------------------
     def _aad(self, instance: models.Model) -> bytes:
-        return location_aad(self.model._meta.db_table, self.column, instance.pk)
+        return location_aad(self.model._meta.db_table, str(self.column), instance.pk)
 
     def _key_id(self, instance: models.Model) -> uuid.UUID:
-        key_attname = self.model._meta.get_field(self.key_field).attname
+        key_field = self.model._meta.get_field(self.key_field)
+        assert isinstance(key_field, models.Field)
+        key_attname = key_field.attname
         key_id = getattr(instance, key_attname)
         if key_id is None:
             raise CryptoError(
@@ -139,7 +144,7 @@ class EncryptedField(models.BinaryField, abc.ABC):
     def seal_value(self, *, key_id: uuid.UUID, row_id: object, value: Any) -> bytes:
         """Seal a plain value for a row that is written without model instances (bulk
         ingestion): the same AAD (table, column, primary key) the descriptor uses."""
-        aad = location_aad(self.model._meta.db_table, self.column, row_id)
+        aad = location_aad(self.model._meta.db_table, str(self.column), row_id)
         return seal(key_id, self.to_bytes(self.check_plain(value)), aad)
 
     def seal_for(self, instance: models.Model, value: Any) -> Sealed:
@@ -185,6 +190,9 @@ def _sealed_key(sealed: bytes) -> uuid.UUID:
 class EncryptedTextField(EncryptedField):
     """An encrypted string."""
 
+    _pyi_private_set_type: str | None
+    _pyi_private_get_type: str  # type: ignore[assignment]
+
     def check_plain(self, value: Any) -> str:
         if not isinstance(value, str):
             raise TypeError(f"{self.name} takes a string")
@@ -199,6 +207,9 @@ class EncryptedTextField(EncryptedField):
 
 class EncryptedJSONField(EncryptedField):
     """An encrypted JSON value (anything orjson serializes)."""
+
+    _pyi_private_set_type: Any
+    _pyi_private_get_type: Any
 
     def check_plain(self, value: Any) -> Any:
         orjson.dumps(value)  # fail at assignment, not at save
@@ -219,7 +230,7 @@ class BlindIndexField(models.BinaryField):
         kwargs.setdefault("editable", False)
         super().__init__(*args, **kwargs)
 
-    def deconstruct(self) -> tuple[str, str, list[Any], dict[str, Any]]:
+    def deconstruct(self) -> tuple[str, str, Sequence[Any], dict[str, Any]]:
         name, path, args, kwargs = super().deconstruct()
         kwargs.pop("editable", None)
         if kwargs.get("max_length") == 32:

@@ -1,0 +1,539 @@
+/*!
+ * cdp-consent.js: the CDP's consent banner, for a website to embed.
+ *
+ *   <script src="https://cdp.example/static/consent/cdp-consent.js"
+ *           data-write-key="KEY" data-api="https://cdp.example" data-jurisdiction="EU"
+ *           defer></script>
+ *
+ * It asks the CDP which purposes and which notice apply (GET /v1/consent/config), shows an
+ * accessible banner, remembers the choice on this site (localStorage and a first-party
+ * `cdp_consent` cookie, both carrying the notice version) and records it with the CDP
+ * (POST /v1/consent). It talks to nothing but `data-api`, loads nothing else and has no
+ * dependencies. ES2017, no build step.
+ *
+ * Page API:
+ *   window.cdpConsent.get(purpose)  -> "granted" | "denied" | undefined (no choice yet)
+ *   window.cdpConsent.show()        -> opens the banner again (for a "Privacy choices" link)
+ *   window.cdpConsent.onChange(fn)  -> fn({state, receipt}) after each change; returns a
+ *                                      function that unsubscribes
+ *   "cdp:consent" on document       -> a CustomEvent with detail {state, receipt}, likewise
+ */
+(() => {
+  "use strict";
+
+  if (window.cdpConsent) {
+    return; // embedded twice: the first one wins
+  }
+
+  // document.currentScript is set while a classic script runs, deferred or not; the selector
+  // is for loaders that inject the tag some other way.
+  const script =
+    document.currentScript || document.querySelector("script[data-write-key][src*='cdp-consent']");
+  const attr = (name) => (script && script.getAttribute(name)) || "";
+  const WRITE_KEY = attr("data-write-key");
+  const API = attr("data-api").replace(/\/+$/, "");
+  const JURISDICTION = attr("data-jurisdiction");
+  // A site with a strict Content-Security-Policy gives this script a nonce; the banner's
+  // <style> element carries the same one so that it is not blocked.
+  const NONCE = (script && script.nonce) || "";
+
+  const STORE_KEY = "cdp_consent";
+  const ANON_KEY = "ajs_anonymous_id"; // analytics.js' key: one anonymous id for both
+  const USER_KEY = "ajs_user_id";
+  const CHOICE_DAYS = 395; // 13 months, the longest regulators accept before asking again
+  const ANON_DAYS = 365; // what analytics.js uses for its own cookie
+  const REQUEST_TIMEOUT_MS = 10000;
+  const PREFIX = "cdp-consent";
+  const GRANTED = "granted";
+  const DENIED = "denied";
+
+  // --- storage on the site --------------------------------------------------------------
+
+  function readCookie(name) {
+    for (const part of document.cookie ? document.cookie.split("; ") : []) {
+      const eq = part.indexOf("=");
+      if (part.slice(0, eq) === name) {
+        try {
+          return decodeURIComponent(part.slice(eq + 1));
+        } catch (error) {
+          return part.slice(eq + 1);
+        }
+      }
+    }
+    return null;
+  }
+
+  function writeCookie(name, value, days) {
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = `${name}=${encodeURIComponent(value)}; Path=/; Max-Age=${days * 86400}; SameSite=Lax${secure}`;
+  }
+
+  function readLocal(key) {
+    try {
+      return window.localStorage.getItem(key);
+    } catch (error) {
+      return null; // storage disabled (browser settings, a sandboxed iframe)
+    }
+  }
+
+  function writeLocal(key, value) {
+    try {
+      window.localStorage.setItem(key, value);
+    } catch (error) {
+      // full or disabled: the cookie still carries the choice
+    }
+  }
+
+  // analytics.js keeps ids JSON-encoded in localStorage ("\"abc\"") and raw in its cookie,
+  // and reads either form from either place; so does this.
+  function parseId(raw) {
+    if (!raw) return null;
+    try {
+      const value = JSON.parse(raw);
+      return typeof value === "string" && value ? value : null;
+    } catch (error) {
+      return raw;
+    }
+  }
+
+  function uuid4() {
+    if (typeof crypto.randomUUID === "function") {
+      return crypto.randomUUID(); // secure contexts only (https, localhost)
+    }
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = Array.from(bytes, (b) => (b + 0x100).toString(16).slice(1)).join("");
+    return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
+  }
+
+  // The anonymous id is made only when a choice is recorded: proving consent needs a subject,
+  // but nobody needs an identifier on a visitor who has not decided anything yet.
+  function anonymousId() {
+    const id = parseId(readLocal(ANON_KEY)) || parseId(readCookie(ANON_KEY)) || uuid4();
+    // written back both ways, so that analytics.js, loaded later, takes up the same id
+    writeLocal(ANON_KEY, JSON.stringify(id));
+    writeCookie(ANON_KEY, id, ANON_DAYS);
+    return id;
+  }
+
+  const userId = () => parseId(readLocal(USER_KEY)) || parseId(readCookie(USER_KEY));
+
+  function parseChoice(raw) {
+    try {
+      const value = raw ? JSON.parse(raw) : null;
+      return value && typeof value.decisions === "object" && value.decisions ? value : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  // localStorage has everything; the cookie (what the site's own server can read) has the
+  // decisions and the notice version, and stands in when localStorage was cleared.
+  const loadChoice = () => parseChoice(readLocal(STORE_KEY)) || parseChoice(readCookie(STORE_KEY));
+
+  function saveChoice(current) {
+    writeLocal(STORE_KEY, JSON.stringify(current));
+    const { version, notice, decisions } = current;
+    writeCookie(STORE_KEY, JSON.stringify({ version, notice, decisions }), CHOICE_DAYS);
+  }
+
+  // --- state ----------------------------------------------------------------------------
+
+  let config = null; // the answer of GET /v1/consent/config
+  // {version, notice, jurisdiction, decisions, gpc, timestamp, receipt, sent}; `decisions`
+  // holds every purpose, the required ones as granted, so get() answers before the config
+  // has loaded on the next page.
+  let choice = loadChoice();
+  let listeners = [];
+  let ui = null; // the banner's elements while it is open
+  let ready = null; // resolves true once the config is in, false if it could not be had
+
+  const purposes = () => (config && config.purposes) || [];
+
+  // The Sec-GPC header is invisible to page script; the server reports it as config.gpc.
+  const gpcOn = () => navigator.globalPrivacyControl === true || Boolean(config && config.gpc);
+
+  function choiceIsCurrent() {
+    return Boolean(
+      choice &&
+        config &&
+        config.notice &&
+        choice.version === config.notice.version &&
+        choice.notice === config.notice.key &&
+        purposes().every((purpose) => purpose.key in choice.decisions)
+    );
+  }
+
+  function announce(receipt) {
+    const detail = { state: Object.assign({}, choice.decisions), receipt: receipt || null };
+    for (const fn of listeners.slice()) {
+      try {
+        fn(detail);
+      } catch (error) {
+        console.error("cdp-consent: an onChange listener failed", error);
+      }
+    }
+    document.dispatchEvent(new CustomEvent("cdp:consent", { detail }));
+  }
+
+  // --- the CDP's API --------------------------------------------------------------------
+
+  async function request(path, init) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
+    try {
+      const defaults = {
+        credentials: "omit", // the CDP sets no cookies; the site's are none of its business
+        cache: "no-store",
+        signal: controller.signal,
+      };
+      const response = await fetch(API + path, Object.assign(defaults, init));
+      const body = await response.json();
+      if (!response.ok) {
+        throw new Error((body && body.code) || `HTTP ${response.status}`);
+      }
+      return body;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  function fetchConfig() {
+    let query = `?writeKey=${encodeURIComponent(WRITE_KEY)}`;
+    if (JURISDICTION) query += `&jurisdiction=${encodeURIComponent(JURISDICTION)}`;
+    return request(`/v1/consent/config${query}`, { method: "GET" });
+  }
+
+  function postChoice(current) {
+    const required = new Set(purposes().filter((p) => p.required).map((p) => p.key));
+    const decisions = {};
+    for (const [key, decision] of Object.entries(current.decisions)) {
+      // Required purposes rest on another legal basis than consent: nothing to record.
+      if (!required.has(key)) decisions[key] = decision;
+    }
+    const body = {
+      writeKey: WRITE_KEY,
+      anonymousId: anonymousId(),
+      decisions,
+      noticeVersion: current.version,
+      jurisdiction: current.jurisdiction,
+      gpc: current.gpc,
+      timestamp: current.timestamp,
+      context: { page: { url: location.href }, userAgent: navigator.userAgent },
+      method: "banner",
+    };
+    const user = userId();
+    if (user) body.userId = user;
+    // A string body goes as text/plain and the write key rides in the body, not in an
+    // Authorization header: a "simple" cross-origin request, so no CORS preflight. keepalive
+    // lets the request finish when the visitor navigates away at once.
+    return request("/v1/consent", { method: "POST", body: JSON.stringify(body), keepalive: true });
+  }
+
+  async function send(current) {
+    try {
+      const answer = await postChoice(current);
+      const receipt = answer.receipt || null;
+      if (current === choice) {
+        choice.receipt = receipt;
+        choice.sent = true;
+        saveChoice(choice);
+      }
+      return receipt;
+    } catch (error) {
+      console.warn("cdp-consent: the choice is kept on this site but not recorded yet:", error.message);
+      return null;
+    }
+  }
+
+  async function record(decisions) {
+    const notice = config.notice || {};
+    choice = {
+      version: notice.version,
+      notice: notice.key,
+      jurisdiction: config.jurisdiction || JURISDICTION,
+      decisions,
+      gpc: gpcOn(),
+      timestamp: new Date().toISOString(),
+      receipt: null,
+      sent: false,
+    };
+    // Stored before sending, so that get() answers at once, and a failed send is retried on
+    // the next page view instead of asking the visitor again.
+    saveChoice(choice);
+    announce(await send(choice));
+  }
+
+  // --- decisions from the banner --------------------------------------------------------
+
+  function decide(pick) {
+    const decisions = {};
+    for (const purpose of purposes()) {
+      decisions[purpose.key] = purpose.required ? GRANTED : pick(purpose);
+    }
+    return decisions;
+  }
+
+  // "Accept all" is no explicit opt-in to sale or sharing over a GPC signal; ticking that
+  // purpose in the customise view is.
+  const acceptAll = () => decide((p) => (p.sale_or_share && gpcOn() ? DENIED : GRANTED));
+  const rejectAll = () => decide(() => DENIED);
+  const fromCheckboxes = () =>
+    decide((p) => (document.getElementById(`${PREFIX}-purpose-${p.key}`).checked ? GRANTED : DENIED));
+
+  // A checkbox starts as the previous choice when asking again, else the purpose's default
+  // for the jurisdiction; a GPC signal always starts a sale/share purpose off.
+  function initialDecision(purpose) {
+    if (purpose.required) return GRANTED;
+    if (purpose.sale_or_share && gpcOn()) return DENIED;
+    if (choice && choice.decisions[purpose.key]) return choice.decisions[purpose.key];
+    return purpose.default === "opt_out" ? GRANTED : DENIED;
+  }
+
+  // --- the banner -----------------------------------------------------------------------
+
+  const P = `.${PREFIX}`;
+  const CSS = `
+${P}{position:fixed;z-index:2147483647;left:0;right:0;bottom:0;max-height:90vh;overflow:auto;
+box-sizing:border-box;padding:1.25rem;background:#fff;color:#1a1a1a;border-top:2px solid #1a1a1a;
+font:16px/1.5 system-ui,sans-serif;box-shadow:0 -4px 16px rgba(0,0,0,.2)}
+${P}:focus{outline:none}
+${P} h2{margin:0 0 .5rem;font-size:1.25rem}
+${P} p{margin:0 0 1rem}
+${P}-actions{display:flex;flex-wrap:wrap;gap:.5rem}
+${P} button{font:inherit;padding:.5rem 1rem;border:2px solid #1a1a1a;border-radius:4px;
+background:#fff;color:#1a1a1a;cursor:pointer}
+${P} button:hover{background:#eee}
+${P} :focus-visible{outline:3px solid #1558d6;outline-offset:2px}
+${P} fieldset{border:0;margin:0 0 1rem;padding:0}
+${P} legend{font-weight:600;margin-bottom:.5rem}
+${P}-purpose{margin:0 0 .75rem}
+${P}-purpose label{font-weight:600}
+${P}-purpose input{width:1.1rem;height:1.1rem;margin:0 .5rem 0 0;vertical-align:middle}
+${P}-purpose p{margin:.25rem 0 0 1.6rem;font-size:.9rem;color:#444}
+${P} a{color:#1558d6}
+`;
+  // Accept and reject look alike on purpose: regulators ask for equal prominence. Focus is
+  // always visible (:focus-visible), whatever the site's own stylesheet resets.
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (name === "text") {
+        node.textContent = value; // never innerHTML: the texts come from the server
+      } else if (value === true) {
+        node.setAttribute(name, "");
+      } else if (value !== false && value !== null && value !== undefined) {
+        node.setAttribute(name, value);
+      }
+    }
+    for (const child of children || []) {
+      if (child) node.appendChild(child);
+    }
+    return node;
+  }
+
+  function button(id, label, onClick) {
+    const node = el("button", { type: "button", id: `${PREFIX}-${id}`, text: label });
+    node.addEventListener("click", onClick);
+    return node;
+  }
+
+  function ensureStyle() {
+    if (document.getElementById(`${PREFIX}-style`)) return;
+    const style = el("style", { id: `${PREFIX}-style`, nonce: NONCE || null });
+    style.textContent = CSS;
+    document.head.appendChild(style);
+  }
+
+  // Only web links: a javascript: URL in a tampered config must not become a link.
+  const safeLink = (url) => (/^https?:\/\//i.test(url || "") ? url : null);
+
+  function purposeRow(purpose) {
+    const id = `${PREFIX}-purpose-${purpose.key}`;
+    const notes = [purpose.description || ""];
+    if (purpose.required) {
+      notes.push("Always on: the site needs it to work.");
+    } else if (purpose.sale_or_share && gpcOn()) {
+      notes.push("Off to start with, because your browser sends a Global Privacy Control signal.");
+    }
+    const note = notes.filter(Boolean).join(" ");
+    const box = el("input", {
+      type: "checkbox",
+      id,
+      name: purpose.key,
+      "aria-describedby": note ? `${id}-description` : null,
+      disabled: Boolean(purpose.required),
+    });
+    box.checked = initialDecision(purpose) === GRANTED;
+    return el("div", { class: `${PREFIX}-purpose` }, [
+      box,
+      el("label", { for: id, text: purpose.name || purpose.key }),
+      note ? el("p", { id: `${id}-description`, text: note }) : null,
+    ]);
+  }
+
+  function buildBanner() {
+    const notice = config.notice || {};
+    const policy = safeLink(notice.policy_url);
+    const main = el("div", { id: `${PREFIX}-main`, class: `${PREFIX}-actions` }, [
+      button("accept", "Accept all", () => choose(acceptAll())),
+      button("reject", "Reject all", () => choose(rejectAll())),
+      button("customise", "Customise", () => showView("customise")),
+    ]);
+    const customise = el("div", { id: `${PREFIX}-customise`, hidden: true }, [
+      el("fieldset", {}, [el("legend", { text: "Purposes" }), ...purposes().map(purposeRow)]),
+      el("div", { class: `${PREFIX}-actions` }, [
+        button("save", "Save choices", () => choose(fromCheckboxes())),
+        button("accept-all-customise", "Accept all", () => choose(acceptAll())),
+        button("back", "Back", () => showView("main")),
+      ]),
+    ]);
+    const dialog = el(
+      "div",
+      {
+        class: PREFIX,
+        id: `${PREFIX}-dialog`,
+        role: "dialog",
+        "aria-modal": "true",
+        "aria-labelledby": `${PREFIX}-title`,
+        "aria-describedby": `${PREFIX}-text`,
+        lang: notice.language || null,
+        // focusable by script only: opening focuses the dialog itself, so a screen reader reads
+        // its name and text first, and no button is pre-selected for a stray Enter
+        tabindex: "-1",
+      },
+      [
+        el("h2", { id: `${PREFIX}-title`, text: "Your privacy choices" }),
+        el("p", { id: `${PREFIX}-text` }, [
+          document.createTextNode(notice.text || ""),
+          policy ? document.createTextNode(" ") : null,
+          policy ? el("a", { href: policy, text: "Privacy policy", target: "_blank", rel: "noopener" }) : null,
+        ]),
+        main,
+        customise,
+      ]
+    );
+    dialog.addEventListener("keydown", onKeydown);
+    return { dialog, main, customise, returnFocus: null };
+  }
+
+  function focusable() {
+    if (!ui) return [];
+    const nodes = ui.dialog.querySelectorAll("button, input, a[href]");
+    return Array.from(nodes).filter((node) => !node.disabled && !node.closest("[hidden]"));
+  }
+
+  function onKeydown(event) {
+    if (event.key === "Escape" && !ui.customise.hidden) {
+      // Escape leaves the customise view. It does not dismiss the banner, which waits for an
+      // answer: closing it without one would be neither a consent nor a refusal.
+      event.preventDefault();
+      showView("main");
+      return;
+    }
+    if (event.key !== "Tab") return;
+    // aria-modal tells assistive technology that the page behind is inert; keyboard focus
+    // stays inside as well, wrapping at both ends.
+    const nodes = focusable();
+    if (!nodes.length) return;
+    const first = nodes[0];
+    const last = nodes[nodes.length - 1];
+    const active = document.activeElement;
+    if (event.shiftKey && (active === first || active === ui.dialog)) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && active === last) {
+      event.preventDefault();
+      first.focus();
+    }
+  }
+
+  // Focus that strays out while the dialog is open (a click on the page behind) comes back.
+  function onFocusIn(event) {
+    if (ui && !ui.dialog.contains(event.target)) {
+      ui.dialog.focus();
+    }
+  }
+
+  function showView(name) {
+    ui.main.hidden = name !== "main";
+    ui.customise.hidden = name !== "customise";
+    const target =
+      name === "main"
+        ? document.getElementById(`${PREFIX}-customise`)
+        : ui.customise.querySelector("input:not([disabled])") || focusable()[0];
+    if (target) target.focus();
+  }
+
+  function open() {
+    if (ui) return;
+    ensureStyle();
+    ui = buildBanner();
+    ui.returnFocus = document.activeElement;
+    document.body.appendChild(ui.dialog);
+    document.addEventListener("focusin", onFocusIn);
+    ui.dialog.focus();
+  }
+
+  function close() {
+    if (!ui) return;
+    document.removeEventListener("focusin", onFocusIn);
+    ui.dialog.remove();
+    const back = ui.returnFocus;
+    ui = null;
+    if (back && back !== document.body && typeof back.focus === "function") back.focus();
+  }
+
+  function choose(decisions) {
+    close();
+    return record(decisions);
+  }
+
+  // --- start ----------------------------------------------------------------------------
+
+  async function start() {
+    if (!WRITE_KEY || !API) {
+      console.error("cdp-consent: the script tag needs data-write-key and data-api");
+      return false;
+    }
+    try {
+      config = await fetchConfig();
+    } catch (error) {
+      // Without a config there is nothing to show; the site keeps its no-consent default.
+      console.warn("cdp-consent: the consent configuration could not be loaded:", error.message);
+      return false;
+    }
+    if (!choiceIsCurrent()) {
+      open(); // no choice yet, or one made under another notice version
+    } else if (!choice.sent) {
+      send(choice); // made here last time, but the CDP never got it
+    }
+    return true;
+  }
+
+  window.cdpConsent = {
+    get(purpose) {
+      const decision = choice ? choice.decisions[purpose] : undefined;
+      return decision === GRANTED || decision === DENIED ? decision : undefined;
+    },
+    async show() {
+      if (await (ready || (ready = start()))) open();
+    },
+    onChange(fn) {
+      listeners.push(fn);
+      return () => {
+        listeners = listeners.filter((other) => other !== fn);
+      };
+    },
+  };
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", () => {
+      ready = ready || start();
+    });
+  } else {
+    ready = start();
+  }
+})();
