@@ -17,6 +17,7 @@ from django.utils import timezone
 from cdp.core.env import env
 from collect import services as collect_services
 from collect import synthetic
+from consent import services as consent_services
 from profiles import selectors, services
 from profiles.enums import SourceKind, WorkspaceRole
 from profiles.exceptions import WorkspaceNotFound
@@ -46,10 +47,12 @@ class Command(BaseCommand):
 
     def _workspace(self) -> Any:
         try:
-            return selectors.workspace_get(slug=SLUG)
+            workspace = selectors.workspace_get(slug=SLUG)
         except WorkspaceNotFound:
             self.stdout.write(f"Creating workspace {SLUG}")
-            return services.workspace_create(slug=SLUG, name="Demo Store")
+            workspace = services.workspace_create(slug=SLUG, name="Demo Store")
+        consent_services.purposes_ensure_defaults(workspace=workspace)
+        return workspace
 
     def _users(self, workspace: Any) -> str | None:
         """admin (superuser), steward (every role) and analyst (view profiles only). The password
