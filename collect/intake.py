@@ -14,9 +14,10 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from collect.consent_signals import consent_signals_apply
 from collect.models import IntakeBatch
-from profiles import services as profile_services
 from profiles import selectors as profile_selectors
+from profiles import services as profile_services
 from profiles.contracts import InboundMessage
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,10 @@ def _drain_once(max_batches: int) -> int | None:
                 by_source[batch.source_id].extend(_deserialize(m) for m in batch.payload)
             for source_id, messages in by_source.items():
                 source = profile_selectors.source_get(source_id=source_id)
-                profile_services.ingest_messages(source=source, messages=messages)
+                outcome = profile_services.ingest_messages(source=source, messages=messages)
+                consent_signals_apply(
+                    source=source, messages=messages, profile_ids=outcome.profile_ids
+                )
             IntakeBatch.objects.filter(pk__in=[b.pk for b in claimed]).delete()
             return sum(b.message_count for b in claimed)
     except Exception as exc:

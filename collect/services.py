@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
 from collect import intake
+from collect.consent_signals import consent_signals_apply
 from collect.exceptions import SourceDisabled
 from collect.ratelimit import rate_limit_consume
 from collect.validation import MessageError, RequestMeta, validate_message
@@ -34,7 +36,8 @@ def collect_messages(
     enforce_rate_limit: bool = True,
 ) -> CollectResult:
     """Rate-limit, validate and store the messages of one request from `source` (a profiles
-    Source). Invalid messages are returned as rejected; the valid ones are stored together.
+    Source). Invalid messages are returned as rejected; the valid ones are stored together,
+    with the consent signals they carry (`collect.consent_signals`).
 
     Raises `SourceDisabled` and `RateLimited` before anything is stored. Operator-run loads
     (seed data, imports from a file) pass `enforce_rate_limit=False`: the limit protects the
@@ -57,5 +60,9 @@ def collect_messages(
     if valid and settings.COLLECT_ASYNC_INTAKE:
         intake.intake_store(source=source, messages=valid)
     elif valid:
-        outcome = profile_services.ingest_messages(source=source, messages=valid)
+        # One transaction: a failure leaves no event claimed as seen without its consent, so
+        # the client's retry stores both.
+        with transaction.atomic():
+            outcome = profile_services.ingest_messages(source=source, messages=valid)
+            consent_signals_apply(source=source, messages=valid, profile_ids=outcome.profile_ids)
     return CollectResult(accepted=len(valid), rejected=rejected, outcome=outcome)

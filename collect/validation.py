@@ -60,6 +60,7 @@ class RequestMeta:
     context: dict[str, Any] = field(default_factory=dict)  # batch-level, merged under each
     integrations: dict[str, Any] = field(default_factory=dict)
     message_type: str | None = None  # from the path of a single-message endpoint
+    gpc: bool = False  # the `Sec-GPC: 1` header; see collect.consent_signals
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def _validate(raw: object, *, index: int, meta: RequestMeta) -> InboundMessage:
         traits=traits,
         context=context,
         ip=ip or None,
+        gpc=meta.gpc,
         index=index,
     )
 

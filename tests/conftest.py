@@ -80,9 +80,7 @@ def member(workspace: Any) -> Any:
 @pytest.fixture
 def outsider(other_workspace: Any) -> Any:
     user = UserFactory(username="outsider", is_staff=True)
-    services.steward_grant_roles(
-        workspace=other_workspace, user=user, roles=WorkspaceRole.values
-    )
+    services.steward_grant_roles(workspace=other_workspace, user=user, roles=WorkspaceRole.values)
     return user
 
 

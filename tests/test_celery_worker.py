@@ -40,11 +40,11 @@ def _logging_restored() -> Iterator[None]:
         lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
     ]
     saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
-    was_setup = Logging._setup
+    was_setup = Logging._setup  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        Logging._setup = was_setup
+        Logging._setup = was_setup  # type: ignore[attr-defined]
         logging.captureWarnings(False)
         for logger, handlers, level, propagate, disabled in saved:
             logger.handlers = handlers
@@ -104,7 +104,7 @@ def test_a_real_worker_runs_audit_chain_verify(redis_app: Any) -> None:
     assert entries > 0
 
     with start_worker(redis_app, pool="solo", perform_ping_check=False) as worker:
-        consumed = sorted(q.name for q in worker.consumer.task_consumer.queues)
+        consumed = sorted(q.name for q in worker.consumer.task_consumer.queues)  # type: ignore[attr-defined]
 
         # when
         result = audit_chain_verify.delay()

@@ -50,7 +50,7 @@ def scan_all_tables() -> list[tuple[str, str, str]]:
             if not model._meta.managed or model._meta.proxy:
                 continue
             table = model._meta.db_table
-            columns = [f.column for f in model._meta.concrete_fields if isinstance(f, TEXTUAL)]
+            columns = [str(f.column) for f in model._meta.concrete_fields if isinstance(f, TEXTUAL)]
             if not columns or table not in connection.introspection.table_names(cursor):
                 continue
             quoted = ", ".join(connection.ops.quote_name(c) for c in columns)

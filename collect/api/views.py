@@ -102,6 +102,7 @@ class _CollectApi(APIView):
         return services.RequestMeta(
             received_at=timezone.now(),
             ip=request.META.get("REMOTE_ADDR") or None,
+            gpc=request.headers.get("Sec-GPC", "").strip() == "1",
             **extra,
         )
 

@@ -33,7 +33,7 @@ def post(client: Any, source: Any, batch: list[dict[str, Any]]) -> Any:
     )
 
 
-BATCH = [
+BATCH: list[dict[str, Any]] = [
     {"type": "identify", "userId": "u-9", "anonymousId": "a-9", "traits": {"email": SENTINEL}},
     {"type": "track", "anonymousId": "a-9", "event": "Viewed", "messageId": "m-2"},
 ]
