@@ -22,5 +22,7 @@ urlpatterns = [
     ),
     path("api/v1/", include("profiles.api.urls")),
     path("consent/", include("consent.urls")),
+    # /v1/consent... and /.well-known/: before collection's /v1/ catch-all.
+    path("", include("consent.api.urls")),
     path("v1/", include("collect.api.urls")),
 ]

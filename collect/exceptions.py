@@ -4,6 +4,7 @@ they retry). Messages never carry personal data or the write key."""
 
 from __future__ import annotations
 
+from cdp.core.exceptions import RateLimited as CoreRateLimited
 from cdp.core.exceptions import ApplicationError
 
 
@@ -37,15 +38,8 @@ class OriginNotAllowed(CollectError):
     default_message = "This source does not accept requests from this origin."
 
 
-class RateLimited(CollectError):
-    code = "rate_limited"
-    status = 429
-    default_message = "Too many messages for this source; retry later."
-
-    def __init__(self, *, retry_after: int) -> None:
-        super().__init__(f"Too many messages for this source; retry in {retry_after} s.")
-        self.retry_after = retry_after
-        self.headers = {"Retry-After": str(retry_after), "X-RateLimit-Reset": str(retry_after)}
+# The per-source limit is shared with the consent API (cdp.core.ratelimit).
+RateLimited = CoreRateLimited
 
 
 class RequestTooLarge(CollectError):

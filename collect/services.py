@@ -12,7 +12,7 @@ from django.db import transaction
 from collect import intake
 from collect.consent_signals import consent_signals_apply
 from collect.exceptions import SourceDisabled
-from collect.ratelimit import rate_limit_consume
+from cdp.core.ratelimit import rate_limit_consume
 from collect.validation import MessageError, RequestMeta, validate_message
 from profiles import services as profile_services
 from profiles.contracts import InboundMessage, IngestOutcome

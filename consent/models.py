@@ -9,6 +9,13 @@ from cdp.core.ids import uuid7
 from consent.enums import Decision, DefaultMode, LegalBasis, Method
 
 
+# EEA member states answer to the "EU" defaults; GB (ISO) to the "UK" ones.
+EEA = (
+    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO"
+).split()
+JURISDICTION_GROUPS = {**dict.fromkeys(EEA, "EU"), "GB": "UK"}
+
+
 class Purpose(models.Model):
     """Why data is processed. Activation asks the consent gate per purpose."""
 
@@ -41,9 +48,11 @@ class Purpose(models.Model):
         return self.name
 
     def default_mode(self, jurisdiction: str) -> str:
-        """opt_in or opt_out for a jurisdiction (exact, then its country, then 'default')."""
-        for candidate in (jurisdiction, jurisdiction.split("-")[0], "default"):
-            if candidate in self.defaults:
+        """opt_in or opt_out for a jurisdiction: the exact code (US-CA), then its country (US),
+        then its group (an EEA country -> EU, GB -> UK), then 'default'."""
+        country = jurisdiction.split("-")[0]
+        for candidate in (jurisdiction, country, JURISDICTION_GROUPS.get(country), "default"):
+            if candidate and candidate in self.defaults:
                 return str(self.defaults[candidate])
         return DefaultMode.OPT_IN
 

@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import hmac
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
+from cdp.core.crypto import blind_index
 from consent.enums import Decision, DefaultMode, LegalBasis
-from consent.models import ConsentRecord, ConsentState, Purpose, Receipt, SigningKey
-from consent.services import GENESIS, record_hash
+from consent.models import (
+    ConsentRecord,
+    ConsentState,
+    NoticeVersion,
+    Purpose,
+    Receipt,
+    SigningKey,
+)
+from consent.services import GENESIS, canonical_json, record_hash
 from profiles import selectors as profile_selectors
 
 ALLOWING = (Decision.GRANTED,)
+RECEIPT_ALG = "EdDSA"
 
 
 def purpose_list(*, workspace: Any) -> QuerySet[Purpose]:
@@ -151,3 +166,125 @@ def receipt_public_keys(*, workspace: Any | None = None) -> list[dict[str, Any]]
         }
         for k in keys.select_related("workspace").order_by("created_at")
     ]
+
+
+# --- consent API -----------------------------------------------------------------------------
+
+BANNER_NOTICE_KEY = "banner"
+
+
+def notice_version_current(
+    *, workspace: Any, notice_key: str = BANNER_NOTICE_KEY
+) -> NoticeVersion | None:
+    """The newest version of one of the workspace's notices (the banner by default)."""
+    return (
+        NoticeVersion.objects.filter(notice__workspace=workspace, notice__key=notice_key)
+        .select_related("notice")
+        .order_by("-version")
+        .first()
+    )
+
+
+def notice_version_get(
+    *, workspace: Any, version: int, notice_key: str = BANNER_NOTICE_KEY
+) -> NoticeVersion | None:
+    """One version of one of the workspace's notices (the banner by default)."""
+    return (
+        NoticeVersion.objects.filter(
+            notice__workspace=workspace, notice__key=notice_key, version=version
+        )
+        .select_related("notice")
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class IdentityConsent:
+    """The current decisions of the profile an identity resolves to (empty when none)."""
+
+    state: dict[str, str]
+    needs_reconsent: list[str]
+
+
+def consent_state_for_identity(
+    *, workspace: Any, identities: Sequence[tuple[str, str]]
+) -> IdentityConsent:
+    """Current consent of the profile of the first of `identities` ((type, value), strongest
+    first) that the workspace knows; nothing is said about identities it does not know."""
+    for identifier_type, value in identities:
+        profile = profile_selectors.profile_find_by_identifier(
+            workspace=workspace, identifier_type=identifier_type, value=value
+        )
+        if profile is not None:
+            state = consent_state_for_profile(workspace=workspace, profile_id=profile.pk)
+            return IdentityConsent(
+                state={key: entry["decision"] for key, entry in state.items()},
+                needs_reconsent=[key for key, entry in state.items() if entry["needs_reconsent"]],
+            )
+    return IdentityConsent(state={}, needs_reconsent=[])
+
+
+def receipt_get_for_subject(
+    *, workspace: Any, receipt_id: str, identities: Sequence[tuple[str, str]]
+) -> Receipt | None:
+    """A receipt of the workspace, only for a caller who names its subject: one of
+    `identities` ((type, value)) must have the receipt's subject index. The index is computed
+    before the lookup and compared in constant time, so a miss of either kind looks alike."""
+    indexes = []
+    for identifier_type, value in identities:
+        normalized = profile_selectors.identifier_normalize(
+            identifier_type=identifier_type, value=value
+        )
+        if normalized is not None:
+            indexes.append(blind_index(workspace.pk, identifier_type, normalized))
+    try:
+        key = uuid.UUID(str(receipt_id))
+    except ValueError:
+        return None
+    receipt = Receipt.objects.filter(workspace=workspace, pk=key).first()
+    if receipt is None:
+        return None
+    subject = bytes(receipt.subject_index)
+    matched = False
+    for index in indexes:
+        matched |= hmac.compare_digest(subject, index)
+    return receipt if matched else None
+
+
+@dataclass(frozen=True)
+class ReceiptCheck:
+    """The outcome of verifying a receipt's signature: `reason` says why it does not hold."""
+
+    valid: bool
+    kid: str
+    reason: str = ""
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def receipt_verify(*, receipt: dict[str, Any], keys: Sequence[dict[str, Any]]) -> ReceiptCheck:
+    """Verify a receipt as the API hands it out ({"id", "body", "signature", "kid", "alg"})
+    against published keys (the /.well-known/cdp-receipt-keys.json entries): the Ed25519
+    signature over the canonical JSON of the body, by the key the receipt names."""
+    kid = receipt.get("kid")
+    body = receipt.get("body")
+    signature = receipt.get("signature")
+    if not isinstance(kid, str) or not isinstance(body, dict) or not isinstance(signature, str):
+        return ReceiptCheck(False, str(kid or ""), "not a receipt: id, body, signature and kid")
+    if receipt.get("alg", RECEIPT_ALG) != RECEIPT_ALG:
+        return ReceiptCheck(False, kid, f"unsupported algorithm {receipt.get('alg')!r}")
+    if "id" in receipt and body.get("receiptId") != receipt["id"]:
+        return ReceiptCheck(False, kid, "the receipt id does not match its body")
+    key = next((k for k in keys if isinstance(k, dict) and k.get("kid") == kid), None)
+    if key is None:
+        return ReceiptCheck(False, kid, f"unknown key id {kid!r}")
+    if key.get("kty") != "OKP" or key.get("crv") != "Ed25519" or not isinstance(key.get("x"), str):
+        return ReceiptCheck(False, kid, f"key {kid!r} is not an Ed25519 public key")
+    try:
+        public = Ed25519PublicKey.from_public_bytes(_b64decode(key["x"]))
+        public.verify(_b64decode(signature), canonical_json(body))
+    except (InvalidSignature, ValueError, binascii.Error):
+        return ReceiptCheck(False, kid, "bad signature: the body or the signature was changed")
+    return ReceiptCheck(True, kid)

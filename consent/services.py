@@ -26,6 +26,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cdp.core.crypto import blind_index, keyed_hash
+from cdp.core.ratelimit import rate_limit_consume
+from cdp.core.exceptions import InvalidInput
+from cdp.core.ids import uuid7
+from consent import tcf
 from consent.enums import Decision, DefaultMode, LegalBasis, Method
 from consent.exceptions import NoticeVersionUnknown, PurposeUnknown
 from consent.models import (
@@ -39,7 +43,8 @@ from consent.models import (
 )
 from profiles import selectors as profile_selectors
 from profiles import services as profile_services
-from profiles.enums import DataKeyPurpose
+from profiles.contracts import InboundMessage
+from profiles.enums import DataKeyPurpose, EventType, IdentifierType
 
 GENESIS = "0" * 64
 RECEIPT_VERSION = "cdp-consent-receipt/1"
@@ -319,9 +324,9 @@ def consent_apply_gpc(*, workspace: Any, subject: Subject, evidence: Evidence) -
     profile_id = subject.profile_id
     if profile_id is not None:
         current = dict(
-            ConsentState.objects.filter(
-                profile_id=profile_id, purpose__in=purposes
-            ).values_list("purpose__key", "decision")
+            ConsentState.objects.filter(profile_id=profile_id, purpose__in=purposes).values_list(
+                "purpose__key", "decision"
+            )
         )
     decisions: dict[str, str] = {
         p.key: Decision.DENIED
@@ -530,15 +535,6 @@ def purpose_is_asked(purpose: Purpose) -> bool:
     return purpose.legal_basis not in NOT_ASKED_BASES
 
 
-def _notice_version_current(*, workspace: Any) -> NoticeVersion | None:
-    return (
-        NoticeVersion.objects.filter(notice__workspace=workspace)
-        .select_related("notice")
-        .order_by("-published_at", "-version")
-        .first()
-    )
-
-
 @transaction.atomic
 def preference_centre_save(
     *,
@@ -573,6 +569,8 @@ def preference_centre_save(
             decisions[key] = Decision.WITHDRAWN if before == Decision.GRANTED else Decision.DENIED
     if not decisions:
         return RecordedConsent(records=[], receipt=None)
+    from consent import selectors  # selectors import this module
+
     identity = profile_selectors.profile_primary_identity(workspace=workspace, profile=profile)
     # A profile with no identity left (all erased but the row) is still a subject: its id.
     kind, value = identity if identity else ("profile_id", str(profile.pk))
@@ -582,9 +580,237 @@ def preference_centre_save(
         decisions=decisions,
         evidence=Evidence(
             method=Method.PREFERENCE_CENTRE,
-            notice_version=_notice_version_current(workspace=workspace),
+            notice_version=selectors.notice_version_current(workspace=workspace),
             ip=ip,
             user_agent=user_agent,
             page_url=page_url,
         ),
+    )
+
+
+# --- consent API -----------------------------------------------------------------------------
+
+CONSENT_EVENT = "Consent Preference Updated"
+BANNER_NOTICE = "banner"
+# What a person (or their banner) may say; `expired` is the ledger's own word.
+SUBMITTED_DECISIONS = frozenset({Decision.GRANTED, Decision.DENIED, Decision.WITHDRAWN})
+MAX_SUBMITTED_DECISIONS = 64
+
+
+@dataclass(frozen=True)
+class ConsentConfig:
+    """What a banner needs: the purposes with their default for the jurisdiction, and the
+    notice text it must show (the newest version of the banner notice)."""
+
+    workspace_name: str
+    jurisdiction: str
+    purposes: list[Purpose]
+    defaults: dict[str, str]
+    # Not decided by the person (a basis other than consent or legitimate interests).
+    required: dict[str, bool]
+    notice: NoticeVersion | None
+
+
+def consent_config_get(*, workspace: Any, jurisdiction: str) -> ConsentConfig:
+    """The banner's configuration for a jurisdiction hint. Seeds the default purposes and the
+    first banner notice on first use, hence a service."""
+    purposes = sorted(
+        purposes_ensure_defaults(workspace=workspace), key=lambda p: (p.position, p.key)
+    )
+    notice = (
+        NoticeVersion.objects.filter(notice__workspace=workspace, notice__key=BANNER_NOTICE)
+        .select_related("notice")
+        .order_by("-version")
+        .first()
+    )
+    return ConsentConfig(
+        workspace_name=workspace.name,
+        jurisdiction=jurisdiction,
+        purposes=purposes,
+        defaults={p.key: p.default_mode(jurisdiction) for p in purposes},
+        required={p.key: not purpose_is_asked(p) for p in purposes},
+        notice=notice,
+    )
+
+
+@dataclass(frozen=True)
+class ConsentSubmission:
+    """One consent change as a banner, preference centre or server sends it (identifiers as
+    given; decisions already in the ledger's words)."""
+
+    decisions: dict[str, str]
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    method: str = Method.API
+    notice_version: int | None = None
+    jurisdiction: str = ""
+    tc_string: str | None = None
+    gpc: bool | None = None
+    client_time: datetime | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    page_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ConsentSubmitted:
+    """What a submission did: the receipt of the change (None when nothing changed), every
+    receipt issued (the change's, then GPC's), and the profile's state after it."""
+
+    profile_id: Any
+    receipt: Receipt | None
+    receipts: list[Receipt]
+    state: dict[str, str]
+    needs_reconsent: list[str]
+
+
+def _submission_subject(submission: ConsentSubmission) -> tuple[str, str]:
+    """The identity the consent is about: the userId when given, else the anonymousId."""
+    for kind, raw in (
+        (IdentifierType.USER_ID, submission.user_id),
+        (IdentifierType.ANONYMOUS_ID, submission.anonymous_id),
+    ):
+        if raw is None:
+            continue
+        value = profile_selectors.identifier_normalize(identifier_type=kind, value=raw)
+        if value is None:
+            raise InvalidInput(f"{kind} is not a usable identifier.", code="missing_identity")
+        return kind, value
+    raise InvalidInput("Send an anonymousId or a userId.", code="missing_identity")
+
+
+def _check_decisions(workspace: Any, decisions: dict[str, str]) -> list[Purpose]:
+    purposes = purposes_ensure_defaults(workspace=workspace)
+    if len(decisions) > MAX_SUBMITTED_DECISIONS:
+        raise InvalidInput("Too many decisions.", code="too_many_decisions")
+    unknown = sorted(set(decisions) - {p.key for p in purposes})
+    if unknown:
+        raise PurposeUnknown(f"Unknown purpose(s): {', '.join(unknown)}.")
+    bad = sorted({d for d in decisions.values() if d not in SUBMITTED_DECISIONS})
+    if bad:
+        raise PurposeUnknown(
+            f"Unknown decision(s): {', '.join(bad)}; use granted, denied or withdrawn.",
+            code="unknown_decision",
+        )
+    return purposes
+
+
+@transaction.atomic
+def consent_submit(*, source: Any, submission: ConsentSubmission) -> ConsentSubmitted:
+    """Record a consent change sent through the consent API.
+
+    The person's profile is resolved the way Segment's consent management does it: one track
+    event `Consent Preference Updated` (properties: the decisions) is ingested with the
+    request's ids, which creates or attaches the profile and merges as usual. Decisions a TC
+    string implies for purposes mapped to TCF purposes are recorded too (method `tcf`) unless
+    decided explicitly; both go into one receipt. A GPC signal then opts out of sale/share
+    purposes (its own record and receipt). Any refusal rolls everything back."""
+    rate_limit_consume(source_id=source.pk, limit=source.rate_limit_per_minute, count=1)
+    workspace = source.workspace
+    purposes = _check_decisions(workspace, submission.decisions)
+    kind, value = _submission_subject(submission)
+    notice_version = None
+    if submission.notice_version is not None:
+        notice_version = (
+            NoticeVersion.objects.filter(
+                notice__workspace=workspace,
+                notice__key=BANNER_NOTICE,
+                version=submission.notice_version,
+            )
+            .select_related("notice")
+            .first()
+        )
+        if notice_version is None:
+            raise NoticeVersionUnknown()
+    derived: dict[str, str] = {}
+    if submission.tc_string:
+        tc = tcf.tc_string_decode(submission.tc_string)
+        derived = {
+            key: decision
+            for key, decision in tcf.tcf_decisions(tc=tc, purposes=purposes).items()
+            if key not in submission.decisions
+        }
+    if not submission.decisions and not derived and not submission.gpc:
+        raise InvalidInput(
+            "Send at least one decision (or a TC string or GPC signal).", code="missing_decisions"
+        )
+
+    received_at = timezone.now()
+    context: dict[str, Any] = {}
+    if submission.page_url:
+        context["page"] = {"url": submission.page_url}
+    if submission.user_agent:
+        context["userAgent"] = submission.user_agent
+    outcome = profile_services.ingest_messages(
+        source=source,
+        messages=[
+            InboundMessage(
+                type=EventType.TRACK,
+                message_id=f"consent-{uuid7()}",
+                received_at=received_at,
+                timestamp=received_at,
+                original_timestamp=submission.client_time,
+                user_id=submission.user_id,
+                anonymous_id=submission.anonymous_id,
+                name=CONSENT_EVENT,
+                properties={**derived, **submission.decisions},
+                context=context,
+                ip=submission.ip,
+            )
+        ],
+    )
+    profile_id = outcome.profile_ids[0]
+    if profile_id is None or (
+        profile_selectors.profile_find_by_identifier(
+            workspace=workspace, identifier_type=kind, value=value
+        )
+        is None
+    ):
+        # Ingestion refused the identifier (a blocked value such as "undefined", or a
+        # suppressed subject): consent keyed by it would belong to no one, or to everyone.
+        raise InvalidInput(f"{kind} is not a usable identifier.", code="missing_identity")
+
+    subject = Subject(kind, value, profile_id)
+    signals: dict[str, Any] = {}
+    if submission.gpc is not None:
+        signals["gpc"] = submission.gpc
+    if submission.tc_string:
+        signals["tc_string"] = submission.tc_string
+    evidence = Evidence(
+        method=submission.method,
+        jurisdiction=submission.jurisdiction,
+        source_id=source.pk,
+        notice_version=notice_version,
+        client_time=submission.client_time,
+        ip=submission.ip,
+        user_agent=submission.user_agent,
+        page_url=submission.page_url,
+        signals=signals,
+    )
+    records: list[ConsentRecord] = []
+    for decisions, method in ((submission.decisions, submission.method), (derived, Method.TCF)):
+        if decisions:
+            records += consent_record(
+                workspace=workspace,
+                subject=subject,
+                decisions=decisions,
+                evidence=Evidence(**{**evidence.__dict__, "method": method}),
+                issue_receipt=False,
+            ).records
+    receipts = [receipt_issue(workspace=workspace, records=records)] if records else []
+    if submission.gpc:
+        gpc = consent_apply_gpc(workspace=workspace, subject=subject, evidence=evidence)
+        receipts += [gpc.receipt] if gpc.receipt else []
+
+    states = list(
+        ConsentState.objects.filter(workspace=workspace, profile_id=profile_id)
+        .select_related("purpose")
+        .order_by("purpose__position", "purpose__key")
+    )
+    return ConsentSubmitted(
+        profile_id=profile_id,
+        receipt=receipts[0] if receipts else None,
+        receipts=receipts,
+        state={s.purpose.key: s.decision for s in states},
+        needs_reconsent=[s.purpose.key for s in states if s.needs_reconsent],
     )

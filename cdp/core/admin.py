@@ -48,8 +48,7 @@ class WorkspaceScopedAdmin(admin.ModelAdmin):
 
     def _has_role(self, request: HttpRequest) -> bool:
         return request.user.is_active and (
-            request.user.is_superuser
-            or workspaces_for(request, *self.workspace_roles).exists()
+            request.user.is_superuser or workspaces_for(request, *self.workspace_roles).exists()
         )
 
     def has_module_permission(self, request: HttpRequest) -> bool:

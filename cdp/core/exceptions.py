@@ -47,3 +47,14 @@ class Conflict(ApplicationError):
     code = "conflict"
     status = 409
     default_message = "The request conflicts with the current state."
+
+
+class RateLimited(ApplicationError):
+    code = "rate_limited"
+    status = 429
+    default_message = "Too many messages for this source; retry later."
+
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__(f"Too many messages for this source; retry in {retry_after} s.")
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after), "X-RateLimit-Reset": str(retry_after)}

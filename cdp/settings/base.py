@@ -165,9 +165,7 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND")
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES = [
-    Queue(name) for name in ("default", "ingest", "consent", "dsr", "governance")
-]
+CELERY_TASK_QUEUES = [Queue(name) for name in ("default", "ingest", "consent", "dsr", "governance")]
 CELERY_TASK_ROUTES = {
     "collect.*": {"queue": "ingest"},
     "profiles.*": {"queue": "ingest"},

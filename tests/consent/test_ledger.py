@@ -11,11 +11,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.db import connection
 
+from cdp.core.crypto import blind_index
 from consent import selectors, services
 from consent.enums import Decision, Method
 from consent.models import ConsentRecord, ConsentState
 from consent.services import Evidence, Subject
-from cdp.core.crypto import blind_index
 from profiles import services as profile_services
 from profiles.models import Profile
 from tests.profiles.ingest_helpers import msg
@@ -220,3 +220,28 @@ def test_a_receipt_verifies_with_the_published_key_and_fails_after_any_change(
         tampered[position] ^= 0x01
         with pytest.raises(Exception, match=""):
             public.verify(signature, bytes(tampered))
+
+
+@pytest.mark.parametrize(
+    ("jurisdiction", "mode"),
+    [
+        ("EU", "opt_in"),
+        ("DE", "opt_in"),
+        ("FR", "opt_in"),
+        ("GB", "opt_in"),
+        ("UK", "opt_in"),
+        ("BR", "opt_in"),
+        ("US-CA", "opt_out"),
+        ("US", "opt_out"),
+        ("JP", "opt_out"),
+        ("default", "opt_out"),
+    ],
+)
+def test_default_mode_maps_countries_to_their_group(
+    source: Any, jurisdiction: str, mode: str
+) -> None:
+    # given
+    analytics = selectors.purpose_get(workspace=source.workspace, key="analytics")
+    assert analytics is not None
+    # when / then
+    assert analytics.default_mode(jurisdiction) == mode

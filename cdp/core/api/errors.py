@@ -43,7 +43,11 @@ def _first_message(detail: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, **exc.extra), status=exc.status)
+        return Response(
+            error_body(exc.code, exc.message, **exc.extra),
+            status=exc.status,
+            headers=getattr(exc, "headers", None),
+        )
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -17,6 +17,9 @@ The origin decision is left on the Django request under the attribute that
 `collect.cors.CollectCorsMiddleware` reads, so a refused origin never gets CORS headers on its
 error while an accepted one does: the middleware (which serves every `/v1/` path) and this
 check agree without either importing the other.
+
+Each app describes its subclass to the OpenAPI schema itself (drf-spectacular keys a security
+scheme by the concrete class, so one shared extension would clash between apps).
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication
 from rest_framework.permissions import BasePermission
 
@@ -148,17 +150,3 @@ class SourceMayWrite(BasePermission):
             if not allowed:
                 raise OriginNotAllowed()
         return True
-
-
-class WriteKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "cdp.core.api.write_key.WriteKeyAuthentication"
-    match_subclasses = True
-    name = "writeKey"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "scheme": "basic",
-            "description": "The source's write key as the username, the password empty "
-            "(or `writeKey` in the JSON body).",
-        }

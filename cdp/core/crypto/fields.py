@@ -247,7 +247,5 @@ class BlindIndexField(models.BinaryField):
 def personal_data_fields(model: type[models.Model]) -> list[models.Field]:
     """The encrypted and blind-index fields of a model."""
     return [
-        f
-        for f in model._meta.concrete_fields
-        if isinstance(f, EncryptedField | BlindIndexField)
+        f for f in model._meta.concrete_fields if isinstance(f, EncryptedField | BlindIndexField)
     ]

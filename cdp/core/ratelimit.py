@@ -1,4 +1,5 @@
-"""Per-source rate limit: a fixed one-minute window, counted in messages, in Django's cache.
+"""Per-source rate limit (collection and consent APIs): a fixed one-minute window, counted in
+messages, in Django's cache.
 
 Only `add`, `incr` and `decr` are used, which are atomic on Redis and per process on locmem; a
 fixed window is coarse (a burst can straddle two windows) but needs one cache key per source
@@ -14,7 +15,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 
-from collect.exceptions import RateLimited
+from cdp.core.exceptions import RateLimited
 
 WINDOW_SECONDS = 60
 

@@ -1,0 +1,137 @@
+"""Fields and shapes shared by the consent API's views (each view nests its own Input and
+Output serializers)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
+from rest_framework import serializers
+
+from cdp.core.exceptions import InvalidInput
+from consent.enums import Decision, DefaultMode, LegalBasis
+from profiles.enums import IdentifierType
+
+# ISO 3166-1 alpha-2, optionally with a subdivision: DE, US-CA, GB-SCT. Also EU and the like:
+# purposes key their defaults by whatever region names the workspace uses.
+JURISDICTION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+MAX_IDENTIFIER_LENGTH = 256
+
+
+@extend_schema_serializer(component_name="ConsentApiError")
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": ["granted", "denied", "withdrawn"]},
+            {"type": "boolean"},
+        ]
+    }
+)
+class DecisionField(serializers.Field):
+    """A decision as banners send it: granted / denied / withdrawn, or true / false (granted /
+    denied). Other words pass through, for the service to refuse as `unknown_decision`."""
+
+    default_error_messages = {"invalid": "A decision is a string or true/false."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, bool):
+            return Decision.GRANTED if data else Decision.DENIED
+        if isinstance(data, str) and 0 < len(data) <= 32:
+            return data.strip().lower()
+        self.fail("invalid")
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
+class JurisdictionField(serializers.CharField):
+    """A jurisdiction hint: `DE`, `US-CA`, `EU` (upper-cased before it is checked)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=6, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data).upper()
+        if value and not JURISDICTION_RE.match(value):
+            raise serializers.ValidationError(
+                "A jurisdiction is a country code, optionally with a region: DE, US-CA."
+            )
+        return value
+
+
+class IdentityQuerySerializer(serializers.Serializer):
+    """Whose consent: the userId, or the anonymousId a banner keeps in the browser."""
+
+    anonymousId = serializers.CharField(
+        required=False, max_length=MAX_IDENTIFIER_LENGTH, trim_whitespace=False
+    )
+    userId = serializers.CharField(
+        required=False, max_length=MAX_IDENTIFIER_LENGTH, trim_whitespace=False
+    )
+
+    def identities(self) -> list[tuple[str, str]]:
+        """(type, value), strongest first; `missing_identity` when neither was sent."""
+        data = self.validated_data
+        found: list[tuple[str, str]] = [
+            (kind, data[name])
+            for kind, name in (
+                (IdentifierType.USER_ID, "userId"),
+                (IdentifierType.ANONYMOUS_ID, "anonymousId"),
+            )
+            if data.get(name)
+        ]
+        if not found:
+            raise InvalidInput("Send an anonymousId or a userId.", code="missing_identity")
+        return found
+
+
+@extend_schema_serializer(component_name="ConsentConfigPurpose")
+class ConfigPurposeSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    legal_basis = serializers.ChoiceField(choices=LegalBasis.choices)
+    default = serializers.ChoiceField(
+        choices=DefaultMode.choices, help_text="The default for the jurisdiction asked about."
+    )
+    sale_or_share = serializers.BooleanField(help_text="A GPC signal opts out of it.")
+    # a field named like Field.required: DRF's metaclass takes it off the class, mypy can't tell
+    required = serializers.BooleanField(  # type: ignore[assignment]
+        help_text="Rests on a basis other than consent or legitimate interests: not asked."
+    )
+
+
+@extend_schema_serializer(component_name="ConsentNoticeVersion")
+class NoticeVersionSerializer(serializers.Serializer):
+    """The exact notice text shown; send its `version` back as `noticeVersion`."""
+
+    key = serializers.CharField(source="notice.key")
+    version = serializers.IntegerField()
+    language = serializers.CharField()
+    text = serializers.CharField()
+    text_hash = serializers.CharField()
+    policy_url = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="ConsentReceipt")
+class ReceiptSerializer(serializers.Serializer):
+    """A signed receipt: verify `signature` (Ed25519, base64url) over the canonical JSON of
+    `body` (keys sorted, no spaces, UTF-8) with the key `kid` from
+    /.well-known/cdp-receipt-keys.json."""
+
+    id = serializers.UUIDField()
+    body = serializers.JSONField()
+    signature = serializers.CharField()
+    kid = serializers.CharField()
+    alg = serializers.SerializerMethodField()
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_alg(self, receipt: Any) -> str:
+        return "EdDSA"

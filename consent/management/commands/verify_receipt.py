@@ -1,0 +1,52 @@
+"""`manage.py verify_receipt FILE [--keys KEYS_JSON]`: check a consent receipt's signature.
+
+FILE is a receipt as `GET /v1/consent/receipts/{id}` answers it. With `--keys` (a copy of
+/.well-known/cdp-receipt-keys.json) the check is offline and trusts nothing in this database;
+without it, the keys are read from the database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from consent import selectors
+
+
+def _load_json(path: str, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CommandError(f"Cannot read the {what} file {path}: {exc.strerror}.") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CommandError(f"The {what} file {path} is not JSON.") from None
+
+
+class Command(BaseCommand):
+    help = "Verify a consent receipt's Ed25519 signature against the published receipt keys."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", help="a receipt JSON, as GET /v1/consent/receipts/{id}")
+        parser.add_argument(
+            "--keys",
+            help="the keys JSON (/.well-known/cdp-receipt-keys.json) for an offline check; "
+            "default: the keys in the database",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        receipt = _load_json(options["file"], "receipt")
+        if not isinstance(receipt, dict):
+            raise CommandError("The receipt file does not hold a receipt object.")
+        if options["keys"]:
+            published = _load_json(options["keys"], "keys")
+            keys = published.get("keys") if isinstance(published, dict) else None
+            if not isinstance(keys, list):
+                raise CommandError('The keys file holds no "keys" list.')
+        else:
+            keys = selectors.receipt_public_keys()
+        check = selectors.receipt_verify(receipt=receipt, keys=keys)
+        if not check.valid:
+            raise CommandError(f"Invalid receipt: {check.reason}.")
+        self.stdout.write(f"valid {check.kid}")
