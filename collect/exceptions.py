@@ -4,8 +4,8 @@ they retry). Messages never carry personal data or the write key."""
 
 from __future__ import annotations
 
-from cdp.core.exceptions import RateLimited as CoreRateLimited
 from cdp.core.exceptions import ApplicationError
+from cdp.core.exceptions import RateLimited as CoreRateLimited
 
 
 class CollectError(ApplicationError):

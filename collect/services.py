@@ -9,10 +9,10 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from cdp.core.ratelimit import rate_limit_consume
 from collect import intake
 from collect.consent_signals import consent_signals_apply
 from collect.exceptions import SourceDisabled
-from cdp.core.ratelimit import rate_limit_consume
 from collect.validation import MessageError, RequestMeta, validate_message
 from profiles import services as profile_services
 from profiles.contracts import InboundMessage, IngestOutcome

@@ -8,11 +8,11 @@ from cdp.core.crypto import BlindIndexField, EncryptedTextField
 from cdp.core.ids import uuid7
 from consent.enums import Decision, DefaultMode, LegalBasis, Method
 
-
 # EEA member states answer to the "EU" defaults; GB (ISO) to the "UK" ones.
-EEA = (
-    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO"
-).split()
+EEA = [
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT",
+    "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO",
+]  # fmt: skip
 JURISDICTION_GROUPS = {**dict.fromkeys(EEA, "EU"), "GB": "UK"}
 
 
@@ -50,7 +50,7 @@ class Purpose(models.Model):
     def default_mode(self, jurisdiction: str) -> str:
         """opt_in or opt_out for a jurisdiction: the exact code (US-CA), then its country (US),
         then its group (an EEA country -> EU, GB -> UK), then 'default'."""
-        country = jurisdiction.split("-")[0]
+        country = jurisdiction.split("-", maxsplit=1)[0]
         for candidate in (jurisdiction, country, JURISDICTION_GROUPS.get(country), "default"):
             if candidate and candidate in self.defaults:
                 return str(self.defaults[candidate])

@@ -26,9 +26,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cdp.core.crypto import blind_index, keyed_hash
-from cdp.core.ratelimit import rate_limit_consume
 from cdp.core.exceptions import InvalidInput
 from cdp.core.ids import uuid7
+from cdp.core.ratelimit import rate_limit_consume
 from consent import tcf
 from consent.enums import Decision, DefaultMode, LegalBasis, Method
 from consent.exceptions import NoticeVersionUnknown, PurposeUnknown
@@ -351,7 +351,7 @@ def consent_states_merge(workspace_id: int, merges: Sequence[tuple[Any, Any]]) -
     profiles merged into it; a disagreement is flagged for re-consent."""
     if not merges:
         return
-    survivor_of = dict((absorbed, survivor) for survivor, absorbed in merges)
+    survivor_of = {absorbed: survivor for survivor, absorbed in merges}
     involved = set(survivor_of) | set(survivor_of.values())
     states = list(ConsentState.objects.filter(profile_id__in=involved).select_related("record"))
     by_target: dict[tuple[Any, int], list[ConsentState]] = {}

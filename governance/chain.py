@@ -95,9 +95,9 @@ def _entries(model: Any, batch: int = 2000) -> Iterator[Any]:
     last_pk = 0
     while True:
         rows = list(
-            model.objects.select_related("content_type").filter(pk__gt=last_pk).order_by("pk")[
-                :batch
-            ]
+            model.objects.select_related("content_type")
+            .filter(pk__gt=last_pk)
+            .order_by("pk")[:batch]
         )
         if not rows:
             return

@@ -34,8 +34,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cdp.core.crypto import blind_index, envelope
-from cdp.core.hooks import run_merge_hooks
 from cdp.core.crypto.fields import EncryptedField
+from cdp.core.hooks import run_merge_hooks
 from cdp.core.ids import uuid7
 from profiles import bulk
 from profiles.contracts import InboundMessage, IngestOutcome
@@ -492,9 +492,9 @@ def _trait_classes(workspace: Workspace) -> dict[str, bool]:
         workspace.pk,
         lambda: {
             key: classification != TraitClass.ATTRIBUTE
-            for key, classification in TraitSchema.objects.filter(
-                workspace=workspace
-            ).values_list("key", "classification")
+            for key, classification in TraitSchema.objects.filter(workspace=workspace).values_list(
+                "key", "classification"
+            )
         },
     )
 

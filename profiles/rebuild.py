@@ -99,7 +99,9 @@ class _Clusters:
 
 
 def _blocked_identities(
-    workspace: Workspace, rows: list[tuple[UUID, str, UUID, datetime, datetime]], rules: WorkspaceRules
+    workspace: Workspace,
+    rows: list[tuple[UUID, str, UUID, datetime, datetime]],
+    rules: WorkspaceRules,
 ) -> set[UUID]:
     """Identities whose value the current rules block (decrypting only those stored before
     their rule last changed)."""

@@ -2,9 +2,9 @@
 generated into var/ on first run (cdp.core.crypto.demo_keys warns that they are for the demo)."""
 
 from cdp.core.crypto.demo_keys import load_or_create_demo_keys
+from cdp.core.env import env
 from cdp.settings.base import *  # noqa: F403
 from cdp.settings.base import VAR_DIR
-from cdp.core.env import env
 
 DEBUG = True
 _demo = load_or_create_demo_keys(VAR_DIR)

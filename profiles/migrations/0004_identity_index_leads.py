@@ -4,18 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('profiles', '0003_datakey_purpose'),
+        ("profiles", "0003_datakey_purpose"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='identity',
-            name='identity_ws_type_index_unique',
+            model_name="identity",
+            name="identity_ws_type_index_unique",
         ),
         migrations.AddConstraint(
-            model_name='identity',
-            constraint=models.UniqueConstraint(fields=('workspace', 'blind_index', 'identifier_type'), name='identity_ws_index_type_unique'),
+            model_name="identity",
+            constraint=models.UniqueConstraint(
+                fields=("workspace", "blind_index", "identifier_type"),
+                name="identity_ws_index_type_unique",
+            ),
         ),
     ]

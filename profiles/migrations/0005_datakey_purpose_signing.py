@@ -4,15 +4,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('profiles', '0004_identity_index_leads'),
+        ("profiles", "0004_identity_index_leads"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='datakey',
-            name='purpose',
-            field=models.CharField(choices=[('profile', "A profile's data"), ('intake', 'The collection intake buffer (short-lived, shredded once drained)'), ('signing', "A workspace's receipt-signing key")], default='profile', max_length=16),
+            model_name="datakey",
+            name="purpose",
+            field=models.CharField(
+                choices=[
+                    ("profile", "A profile's data"),
+                    ("intake", "The collection intake buffer (short-lived, shredded once drained)"),
+                    ("signing", "A workspace's receipt-signing key"),
+                ],
+                default="profile",
+                max_length=16,
+            ),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('profiles', '0005_datakey_purpose_signing'),
+        ("profiles", "0005_datakey_purpose_signing"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='profile',
-            name='restricted',
+            model_name="profile",
+            name="restricted",
             field=models.BooleanField(default=False),
         ),
     ]

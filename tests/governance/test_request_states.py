@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +25,7 @@ def test_random_walks_only_follow_declared_transitions(targets: list[str]) -> No
             state = RequestState(target)
             visited.append(state)
     # then: each step was declared, and nothing leaves a final state
-    for before, after in zip(visited, visited[1:], strict=False):
+    for before, after in itertools.pairwise(visited):
         assert after in TRANSITIONS[before]
         assert before not in FINAL_STATES
 

@@ -142,8 +142,8 @@
 
   let config = null; // the answer of GET /v1/consent/config
   // {version, notice, jurisdiction, decisions, gpc, timestamp, receipt, sent}; `decisions`
-  // holds every purpose, the required ones as granted, so get() answers before the config
-  // has loaded on the next page.
+  // holds every purpose, the required ones as granted, so that get() answers before the
+  // config has loaded on the next page; `sent` is true, false (to retry) or "refused".
   let choice = loadChoice();
   let listeners = [];
   let ui = null; // the banner's elements while it is open
@@ -191,7 +191,9 @@
       const response = await fetch(API + path, Object.assign(defaults, init));
       const body = await response.json();
       if (!response.ok) {
-        throw new Error((body && body.code) || `HTTP ${response.status}`);
+        const error = new Error((body && body.code) || `HTTP ${response.status}`);
+        error.status = response.status;
+        throw error;
       }
       return body;
     } finally {
@@ -206,18 +208,17 @@
   }
 
   function postChoice(current) {
-    const required = new Set(purposes().filter((p) => p.required).map((p) => p.key));
     const decisions = {};
     for (const [key, decision] of Object.entries(current.decisions)) {
       // Required purposes rest on another legal basis than consent: nothing to record.
-      if (!required.has(key)) decisions[key] = decision;
+      if (!isRequired(key)) decisions[key] = decision;
     }
     const body = {
       writeKey: WRITE_KEY,
       anonymousId: anonymousId(),
       decisions,
       noticeVersion: current.version,
-      jurisdiction: current.jurisdiction,
+      jurisdiction: current.jurisdiction || undefined,
       gpc: current.gpc,
       timestamp: current.timestamp,
       context: { page: { url: location.href }, userAgent: navigator.userAgent },
@@ -236,23 +237,47 @@
       const answer = await postChoice(current);
       const receipt = answer.receipt || null;
       if (current === choice) {
+        adoptServerState(answer.state);
         choice.receipt = receipt;
         choice.sent = true;
         saveChoice(choice);
       }
       return receipt;
     } catch (error) {
-      console.warn("cdp-consent: the choice is kept on this site but not recorded yet:", error.message);
+      // A refusal (4xx) would be refused again: not retried. A network failure, a timeout, a
+      // 408/429 or a 5xx is retried on the next page view.
+      const status = error.status || 0;
+      const refused = status >= 400 && status < 500 && status !== 408 && status !== 429;
+      if (refused && current === choice) {
+        choice.sent = "refused";
+        saveChoice(choice);
+      }
+      console.warn("cdp-consent: the choice is kept on this site but was not recorded:", error.message);
       return null;
     }
   }
+
+  // The CDP's answer is the state it enforces (a GPC signal, or a choice made on another
+  // device under the same userId, may outweigh this banner): get() says the same.
+  function adoptServerState(state) {
+    if (!state || typeof state !== "object") return;
+    for (const key of Object.keys(choice.decisions)) {
+      if (key in state && !isRequired(key)) {
+        choice.decisions[key] = state[key] === GRANTED ? GRANTED : DENIED;
+      }
+    }
+  }
+
+  const isRequired = (key) => purposes().some((p) => p.key === key && p.required);
 
   async function record(decisions) {
     const notice = config.notice || {};
     choice = {
       version: notice.version,
       notice: notice.key,
-      jurisdiction: config.jurisdiction || JURISDICTION,
+      // The config answers "default" when no jurisdiction was named; that is no jurisdiction
+      // to record (the API then takes the edge's CDP-Jurisdiction header, if any).
+      jurisdiction: config.jurisdiction && config.jurisdiction !== "default" ? config.jurisdiction : JURISDICTION,
       decisions,
       gpc: gpcOn(),
       timestamp: new Date().toISOString(),
@@ -275,15 +300,15 @@
     return decisions;
   }
 
-  // "Accept all" is no explicit opt-in to sale or sharing over a GPC signal; ticking that
-  // purpose in the customise view is.
+  // A GPC signal opts out of sale and sharing whatever the banner says (the CDP records it
+  // so too), so not even "Accept all" grants those purposes then.
   const acceptAll = () => decide((p) => (p.sale_or_share && gpcOn() ? DENIED : GRANTED));
   const rejectAll = () => decide(() => DENIED);
   const fromCheckboxes = () =>
     decide((p) => (document.getElementById(`${PREFIX}-purpose-${p.key}`).checked ? GRANTED : DENIED));
 
   // A checkbox starts as the previous choice when asking again, else the purpose's default
-  // for the jurisdiction; a GPC signal always starts a sale/share purpose off.
+  // for the jurisdiction; with a GPC signal a sale/share purpose is off (and cannot be ticked).
   function initialDecision(purpose) {
     if (purpose.required) return GRANTED;
     if (purpose.sale_or_share && gpcOn()) return DENIED;
@@ -299,6 +324,7 @@ ${P}{position:fixed;z-index:2147483647;left:0;right:0;bottom:0;max-height:90vh;o
 box-sizing:border-box;padding:1.25rem;background:#fff;color:#1a1a1a;border-top:2px solid #1a1a1a;
 font:16px/1.5 system-ui,sans-serif;box-shadow:0 -4px 16px rgba(0,0,0,.2)}
 ${P}:focus{outline:none}
+${P} [hidden]{display:none!important}
 ${P} h2{margin:0 0 .5rem;font-size:1.25rem}
 ${P} p{margin:0 0 1rem}
 ${P}-actions{display:flex;flex-wrap:wrap;gap:.5rem}
@@ -356,7 +382,7 @@ ${P} a{color:#1558d6}
     if (purpose.required) {
       notes.push("Always on: the site needs it to work.");
     } else if (purpose.sale_or_share && gpcOn()) {
-      notes.push("Off to start with, because your browser sends a Global Privacy Control signal.");
+      notes.push("Off: your browser sends a Global Privacy Control signal, which opts you out.");
     }
     const note = notes.filter(Boolean).join(" ");
     const box = el("input", {
@@ -364,7 +390,7 @@ ${P} a{color:#1558d6}
       id,
       name: purpose.key,
       "aria-describedby": note ? `${id}-description` : null,
-      disabled: Boolean(purpose.required),
+      disabled: Boolean(purpose.required) || Boolean(purpose.sale_or_share && gpcOn()),
     });
     box.checked = initialDecision(purpose) === GRANTED;
     return el("div", { class: `${PREFIX}-purpose` }, [
@@ -507,7 +533,7 @@ ${P} a{color:#1558d6}
     }
     if (!choiceIsCurrent()) {
       open(); // no choice yet, or one made under another notice version
-    } else if (!choice.sent) {
+    } else if (choice.sent === false) {
       send(choice); // made here last time, but the CDP never got it
     }
     return true;
