@@ -52,13 +52,17 @@ class DecisionField(serializers.Field):
 
 
 class JurisdictionField(serializers.CharField):
-    """A jurisdiction hint: `DE`, `US-CA`, `EU` (upper-cased before it is checked)."""
+    """A jurisdiction hint: `DE`, `US-CA`, `EU` (upper-cased before it is checked), or
+    `default` — what GET /v1/consent/config answers when it was given none — meaning unknown."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(max_length=6, **kwargs)
+        super().__init__(max_length=7, **kwargs)
 
     def to_internal_value(self, data: Any) -> str:
-        value = super().to_internal_value(data).upper()
+        raw = super().to_internal_value(data)
+        if raw.strip().lower() == "default":
+            return ""
+        value = raw.upper()
         if value and not JURISDICTION_RE.match(value):
             raise serializers.ValidationError(
                 "A jurisdiction is a country code, optionally with a region: DE, US-CA."

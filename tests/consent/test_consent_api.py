@@ -624,3 +624,21 @@ def test_a_body_that_is_not_a_json_object_is_refused(
     # then
     assert (response.status_code, response.json()["code"]) == (400, code)
     assert counts() == NOTHING
+
+
+def test_post_accepts_the_default_jurisdiction_that_config_answers(
+    banner: APIClient, source: Any
+) -> None:
+    # given: what GET /v1/consent/config answered without a jurisdiction hint
+    config = banner.get("/v1/consent/config", HTTP_ORIGIN=SHOP).json()
+    assert config["jurisdiction"] == "default"
+    body = {
+        "anonymousId": "anon-default",
+        "decisions": {"analytics": "granted"},
+        "jurisdiction": config["jurisdiction"],
+    }
+    # when
+    response = post(banner, body, HTTP_ORIGIN=SHOP)
+    # then: accepted, and recorded as an unknown jurisdiction
+    assert response.status_code == 200
+    assert list(ConsentRecord.objects.values_list("jurisdiction", flat=True)) == [""]
