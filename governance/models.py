@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from datetime import datetime
+
 from auditlog.models import AbstractLogEntry
+from django.conf import settings
 from django.db import models, transaction
 
+from cdp.core.crypto import BlindIndexField, EncryptedJSONField, EncryptedTextField
+from cdp.core.ids import uuid7
 from governance import chain
+from governance.enums import Regime, RequestState, RequestType
 
 
 class AuditLogEntry(AbstractLogEntry):
@@ -40,3 +46,116 @@ class AuditLogEntry(AbstractLogEntry):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise chain.AuditTrailAppendOnly()
+
+
+class DataSubjectRequest(models.Model):
+    """A data-subject request: who asked (contact details sealed under the request's own data
+    key), for what, under which regime, its state and deadlines, and the steward handling it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    type = models.CharField(max_length=16, choices=RequestType.choices)
+    regime = models.CharField(max_length=16, choices=Regime.choices)
+    state = models.CharField(
+        max_length=24, choices=RequestState.choices, default=RequestState.RECEIVED
+    )
+    # The subject's contact identifier (email or phone), sealed, and its blind index.
+    contact_type = models.CharField(max_length=16)
+    contact = EncryptedTextField(key_field="data_key")
+    contact_index = BlindIndexField()
+    data_key = models.ForeignKey("profiles.DataKey", on_delete=models.PROTECT, related_name="+")
+    profile = models.ForeignKey(
+        "profiles.Profile", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Rectification changes or other request details, sealed.
+    details = EncryptedJSONField(key_field="data_key", null=True, blank=True)
+    received_at = models.DateTimeField()
+    acknowledge_by = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField()
+    extended_due_at = models.DateTimeField(null=True, blank=True)
+    extension_reason = models.TextField(blank=True)
+    verification_code_hash = models.CharField(max_length=64, blank=True)
+    verification_expires_at = models.DateTimeField(null=True, blank=True)
+    verification_attempts = models.PositiveSmallIntegerField(default=0)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    status_token_hash = models.CharField(max_length=64, unique=True)
+    legal_hold = models.BooleanField(default=False)
+    paused = models.BooleanField(default=False)
+    cancel_until = models.DateTimeField(null=True, blank=True)
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    denial_reason = models.TextField(blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["workspace", "state", "due_at"], name="dsr_queue"),
+            models.Index(fields=["workspace", "contact_index"], name="dsr_contact"),
+        ]
+        permissions = [("handle_request", "Handle this data-subject request")]
+
+    def __str__(self) -> str:
+        return f"{self.get_type_display()} request {self.id}"
+
+    @property
+    def effective_due_at(self) -> datetime:
+        return self.extended_due_at or self.due_at
+
+
+class RequestEvent(models.Model):
+    """The request's own history: every action with who did it and the state it moved to.
+    Notes are the steward's words and must not quote personal data."""
+
+    request = models.ForeignKey(DataSubjectRequest, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=32)
+    from_state = models.CharField(max_length=24, blank=True)
+    to_state = models.CharField(max_length=24, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField(blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} on request {self.request_id}"
+
+
+class ExportArchive(models.Model):
+    """An access or portability export: a zip (JSON + its JSON Schema + an HTML rendering),
+    sealed under the request's data key; downloadable through an expiring token."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    request = models.ForeignKey(DataSubjectRequest, on_delete=models.CASCADE, related_name="exports")
+    archive = EncryptedTextField(key_field="data_key", help_text="base64 of the zip")
+    data_key = models.ForeignKey("profiles.DataKey", on_delete=models.PROTECT, related_name="+")
+    size_bytes = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    download_token_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    downloads = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Export {self.id}"
+
+
+class ErasureCertificate(models.Model):
+    """What an erasure did, store by store and destination by destination, signed."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    request = models.OneToOneField(
+        DataSubjectRequest, on_delete=models.PROTECT, related_name="certificate"
+    )
+    body = models.JSONField()
+    signature = models.CharField(max_length=200)
+    kid = models.CharField(max_length=64)
+    issued_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Erasure certificate {self.id}"

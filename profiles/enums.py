@@ -60,3 +60,4 @@ class DataKeyPurpose(models.TextChoices):
     PROFILE = "profile", "A profile's data"
     INTAKE = "intake", "The collection intake buffer (short-lived, shredded once drained)"
     SIGNING = "signing", "A workspace's receipt-signing key"
+    REQUEST = "request", "A data-subject request's contact details and export"

@@ -409,3 +409,29 @@ class MergeConflict(models.Model):
 
     def __str__(self) -> str:
         return f"Merge conflict {self.pk}"
+
+
+class Suppression(models.Model):
+    """An identifier of an erased person, as a keyed hash under its own derived key (never the
+    value, never the blind index): ingestion drops and counts messages that carry one, so
+    re-collection cannot bring the person back."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    identifier_type = models.CharField(max_length=64)
+    keyed_hash = models.BinaryField(max_length=32)
+    reason = models.CharField(max_length=64, default="erasure")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # A keyed hash that cannot be reversed or linked to the index; erasure itself creates it.
+    holds_personal_data = False
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "identifier_type", "keyed_hash"],
+                name="suppression_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Suppressed {self.identifier_type} {self.pk}"
