@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('governance', '0003_drop_unused_auditlog_table'),
-        ('profiles', '0007_alter_datakey_purpose_suppression'),
+        ('profiles', '0007_suppression'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
