@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from datetime import datetime
+from typing import Any
 
 from auditlog.models import AbstractLogEntry
 from django.conf import settings
@@ -131,7 +130,9 @@ class ExportArchive(models.Model):
     sealed under the request's data key; downloadable through an expiring token."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    request = models.ForeignKey(DataSubjectRequest, on_delete=models.CASCADE, related_name="exports")
+    request = models.ForeignKey(
+        DataSubjectRequest, on_delete=models.CASCADE, related_name="exports"
+    )
     archive = EncryptedTextField(key_field="data_key", help_text="base64 of the zip")
     data_key = models.ForeignKey("profiles.DataKey", on_delete=models.PROTECT, related_name="+")
     size_bytes = models.PositiveIntegerField()

@@ -422,8 +422,8 @@ class Suppression(models.Model):
     reason = models.CharField(max_length=64, default="erasure")
     created_at = models.DateTimeField(auto_now_add=True)
 
-    # A keyed hash that cannot be reversed or linked to the index; erasure itself creates it.
-    holds_personal_data = False
+    # No encrypted or blind-index field and no link to a profile: nothing here names anyone,
+    # so no personal-data handler covers it (an erasure creates rows here, never deletes them).
 
     class Meta:
         constraints = [
@@ -435,3 +435,21 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"Suppressed {self.identifier_type} {self.pk}"
+
+
+class SuppressionHit(models.Model):
+    """How many inbound messages were dropped on one day because they carried a suppressed
+    identifier: what stewards see as "N events dropped" (the messages themselves are not kept)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "day"], name="suppressionhit_ws_day")
+        ]
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"{self.count} messages dropped on {self.day}"
