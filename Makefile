@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo test lint format bench-crypto clean
+.PHONY: install demo test lint format bench-crypto bench-ingest clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ format: install
 
 bench-crypto: install
 	DJANGO_SETTINGS_MODULE=cdp.settings.test $(PY) bench/crypto.py
+
+# Needs PostgreSQL (drops and recreates the database in BENCH_DATABASE_URL) and, with
+# BENCH_PROCESSING_WORKERS > 0, Redis at 127.0.0.1:6379 for the Celery broker.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cdp_bench
+bench-ingest: install
+	$(PY) bench/ingest.py --database-url $(BENCH_DATABASE_URL) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -26,12 +26,13 @@ MAX_ATTEMPTS = 5
 _DATETIME_FIELDS = ("received_at", "timestamp", "original_timestamp", "sent_at")
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(InboundMessage))
+
+
 def _serialize(message: InboundMessage) -> dict[str, Any]:
-    data = dataclasses.asdict(message)
-    for name in _DATETIME_FIELDS:
-        if data[name] is not None:
-            data[name] = data[name].isoformat()
-    return data
+    # A shallow dict: the sealed JSON encoder (orjson) writes datetimes as ISO 8601 itself, and
+    # dataclasses.asdict deep-copied every property and context (half the request's CPU).
+    return {name: getattr(message, name) for name in _FIELDS}
 
 
 def _deserialize(data: dict[str, Any]) -> InboundMessage:

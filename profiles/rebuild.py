@@ -56,11 +56,18 @@ class RebuildReport:
 class _Clusters:
     """Union-find over identity positions with per-cluster type counts (for the limits)."""
 
-    def __init__(self, types: list[str], counted: list[bool]) -> None:
+    def __init__(self, types: list[str], counted: list[bool], rules: WorkspaceRules) -> None:
         n = len(types)
         self.parent = list(range(n))
+        # Only types with a limit are counted; the others can never refuse a union.
+        self.limits = {
+            kind: limit
+            for kind in set(types)
+            if (limit := rules.rule(kind).max_per_profile) is not None
+        }
         self.counts: list[Counter[str] | None] = [
-            Counter({types[i]: 1}) if counted[i] else Counter() for i in range(n)
+            Counter({types[i]: 1}) if counted[i] and types[i] in self.limits else Counter()
+            for i in range(n)
         ]
         self.size = [1] * n
         self.merges = [0] * n
@@ -80,10 +87,9 @@ class _Clusters:
             return True
         ca, cb = self.counts[ra], self.counts[rb]
         assert ca is not None and cb is not None
-        combined = ca + cb
+        combined = ca + cb if ca and cb else (ca or cb)
         for kind, count in combined.items():
-            limit = rules.rule(kind).max_per_profile
-            if limit is not None and count > limit:
+            if count > self.limits.get(kind, count):
                 return False
         if self.merges[ra] + self.merges[rb] + 1 > rules.max_merges:
             return False
@@ -145,8 +151,10 @@ def identities_rebuild(*, workspace: Workspace, apply: bool) -> RebuildReport:
     for _id, kind, _profile, _first, last_seen in rows:
         window = rules.rule(kind).window_days
         counted.append(window is None or last_seen >= now - timedelta(days=window))
-    clusters = _Clusters(types, counted)
-    links = IdentityLink.objects.filter(workspace=workspace).order_by("seen_at", "id")
+    clusters = _Clusters(types, counted, rules)
+    # Replayed in the order ingestion stored them (it decided under per-identifier locks, in
+    # that order); message timestamps can arrive out of order across workers.
+    links = IdentityLink.objects.filter(workspace=workspace).order_by("id")
     for left, right in links.values_list("left_id", "right_id").iterator(chunk_size=10_000):
         report.links += 1
         if left in blocked or right in blocked:
