@@ -212,7 +212,7 @@ def main() -> int:
             rates.setdefault(name, []).append(rate)
         print(
             f"run {run}: ours {figures['ours']:,.0f}/s, raw {figures['raw']:,.0f}/s, "
-            f"ratio {figures['ratio']:.2f}; cold batch {figures['cold']:,.0f}/s "
+            f"ratio {figures['ratio']:.3f}; cold batch {figures['cold']:,.0f}/s "
             f"({figures['cold_ratio']:.2f}); unwraps {figures['unwrap']:,.0f}/s; "
             f"blind index {figures['index']:,.0f}/s"
         )
@@ -237,7 +237,7 @@ def main() -> int:
         f"{median['cold_ratio']:.2f} of raw"
     )
     print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    print(f"ratio: {median['ratio']:.2f}")
+    print(f"ratio: {median['ratio']:.3f}")
     return 0
 
 
