@@ -20,7 +20,11 @@ urlpatterns = [
         ),
         name="health",
     ),
+    # The export download and its schema: before the other /api/v1/requests/ routes.
+    path("api/v1/", include("governance.download_urls")),
+    path("api/v1/requests/", include("governance.api.urls")),
     path("api/v1/", include("profiles.api.urls")),
+    path("privacy/", include("governance.urls")),
     path("consent/", include("consent.urls")),
     # /v1/consent... and /.well-known/: before collection's /v1/ catch-all.
     path("", include("consent.api.urls")),

@@ -37,7 +37,7 @@ def _serialize(message: InboundMessage) -> dict[str, Any]:
 
 def _deserialize(data: dict[str, Any]) -> InboundMessage:
     for name in _DATETIME_FIELDS:
-        if data.get(name) is not None:
+        if isinstance(data.get(name), str):  # as stored; still a datetime before a round trip
             data[name] = datetime.fromisoformat(data[name])
     return InboundMessage(**data)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from cdp.core.registry import ErasureReport, ErasureStatus, PersonalDataHandler
 from consent.models import ConsentRecord, ConsentState, Receipt
+from consent.services import consent_cache_invalidate
 
 
 def _people(profile: Any) -> list[Any]:
@@ -55,6 +56,7 @@ def export_consent(profile: Any) -> dict[str, Any]:
 def erase_consent(profile: Any) -> ErasureReport:
     people = _people(profile)
     states, _ = ConsentState.objects.filter(profile_id__in=people).delete()
+    consent_cache_invalidate(profile_ids=people)
     receipts, _ = Receipt.objects.filter(profile_id__in=people).delete()
     records, _ = ConsentRecord.objects.filter(profile_id__in=people).delete()
     total = states + receipts + records

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -300,8 +302,35 @@ def consent_record(
     return RecordedConsent(records=records, receipt=receipt)
 
 
+# A counter per profile in the cache; consent.selectors keys cached GET /v1/consent answers by
+# it, so bumping it makes every cached answer of the profile's identities stale.
+VERSION_CACHE_SECONDS = 24 * 3600
+
+
+def consent_cache_version_key(profile_id: Any) -> str:
+    return f"consent:v:{profile_id}"
+
+
+def consent_cache_invalidate(*, profile_ids: Iterable[Any]) -> None:
+    """Make every cached consent answer of these profiles stale once the current transaction
+    commits (at once outside one). Every write that changes a ConsentState calls it."""
+    keys = sorted({consent_cache_version_key(p) for p in profile_ids if p is not None})
+    if not keys or settings.CDP_CONSENT_CACHE_SECONDS <= 0:
+        return
+
+    def bump() -> None:
+        for key in keys:
+            try:
+                cache.incr(key)
+            except ValueError:  # no counter yet, or evicted: start a fresh, unguessable one
+                cache.add(key, time.time_ns(), VERSION_CACHE_SECONDS)
+
+    transaction.on_commit(bump)
+
+
 def _state_set(record: ConsentRecord, *, reconsent: bool) -> None:
     assert record.profile_id is not None  # a state belongs to a profile
+    consent_cache_invalidate(profile_ids=[record.profile_id])
     ConsentState.objects.update_or_create(
         profile_id=record.profile_id,
         purpose=record.purpose,
@@ -353,6 +382,8 @@ def consent_states_merge(workspace_id: int, merges: Sequence[tuple[Any, Any]]) -
         return
     survivor_of = {absorbed: survivor for survivor, absorbed in merges}
     involved = set(survivor_of) | set(survivor_of.values())
+    # The absorbed profiles too: their identities now resolve to the survivor.
+    consent_cache_invalidate(profile_ids=involved)
     states = list(ConsentState.objects.filter(profile_id__in=involved).select_related("record"))
     by_target: dict[tuple[Any, int], list[ConsentState]] = {}
     for state in states:
@@ -814,3 +845,17 @@ def consent_submit(*, source: Any, submission: ConsentSubmission) -> ConsentSubm
         state={s.purpose.key: s.decision for s in states},
         needs_reconsent=[s.purpose.key for s in states if s.needs_reconsent],
     )
+
+
+# --- signing for other apps ------------------------------------------------------------------
+
+
+def workspace_sign(*, workspace: Any, body: dict[str, Any]) -> tuple[str, str]:
+    """Sign the canonical JSON of `body` with the workspace's current key (the one that signs
+    receipts, published at /.well-known/cdp-receipt-keys.json): (signature, kid). Governance
+    signs erasure certificates with it, so one published key verifies both."""
+    key = signing_key_current(workspace=workspace)
+    private = Ed25519PrivateKey.from_private_bytes(
+        base64.urlsafe_b64decode(key.private_key + "=" * (-len(key.private_key) % 4))
+    )
+    return _b64(private.sign(canonical_json(body))), key.kid

@@ -127,7 +127,8 @@ class RequestEvent(models.Model):
 
 class ExportArchive(models.Model):
     """An access or portability export: a zip (JSON + its JSON Schema + an HTML rendering),
-    sealed under the request's data key; downloadable through an expiring token."""
+    sealed under a data key of its own (destroyed with the person's erasure); downloadable
+    through an expiring token."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     request = models.ForeignKey(

@@ -1,12 +1,601 @@
-"""Governance writes and checks: the audit chain (data-subject requests arrive later)."""
+"""Governance writes and checks: the audit chain and data-subject requests."""
 
 from __future__ import annotations
 
-from auditlog import get_logentry_model
+import hashlib
+import hmac
+import secrets
+from datetime import date, timedelta
+from functools import partial
+from typing import Any, NamedTuple
 
-from governance import chain
+from auditlog import get_logentry_model
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from guardian.shortcuts import assign_perm, remove_perm
+
+from cdp.core.audit import record_access
+from cdp.core.crypto import keyed_hash
+from cdp.core.exceptions import ApplicationError, Conflict, InvalidInput, PermissionDenied
+from consent import selectors as consent_selectors
+from consent import services as consent_services
+from consent.enums import Decision as ConsentDecision
+from consent.enums import Method as ConsentMethod
+from governance import chain, selectors
+from governance.deadlines import deadlines_for, end_of_day
+from governance.enums import FINAL_STATES, Regime, RequestState, RequestType
+from governance.models import DataSubjectRequest, RequestEvent
+from governance.states import can_transition
+from profiles import selectors as profile_selectors
+from profiles import services as profile_services
+from profiles.enums import DataKeyPurpose, WorkspaceRole
 
 
 def audit_chain_verify() -> chain.ChainVerification:
     """Recompute the audit chain from the first entry; report the first broken one."""
     return chain.verify(get_logentry_model())
+
+
+# --- Data-subject requests -------------------------------------------------------------------
+#
+# A request's life: `request_submit` seals the subject's contact under a data key of the
+# request's own and sends a one-time code; `request_verify` checks it (constant-time, limited
+# attempts, expiring); stewards then approve, deny, extend, hold, pause, note and fulfil. Every
+# step goes through `request_transition` or `_event`, so each leaves a RequestEvent (and, since
+# both models are audited, an audit entry).
+
+CONTACT_TYPES = ("email", "phone")
+VERIFICATION_CODE_TTL = timedelta(minutes=30)
+MAX_VERIFICATION_ATTEMPTS = 5
+CCPA_EXTENSION = timedelta(days=45)
+FULFILMENT_STATES = frozenset({RequestState.IN_PROGRESS, RequestState.AWAITING_REVIEW})
+# Types a governance service carries out itself; the others go to governance.fulfilment.
+DIRECT_TYPES = frozenset({RequestType.OPT_OUT, RequestType.RESTRICTION, RequestType.OBJECTION})
+FULFILMENT_MODULE_TYPES = frozenset(
+    {RequestType.ACCESS, RequestType.PORTABILITY, RequestType.ERASURE}
+)
+DOWNLOADABLE_STATES = frozenset({RequestState.FULFILLED, RequestState.PARTIALLY_FULFILLED})
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+    default_message = "This request cannot move to that state from its current one."
+
+
+class RequestNotAwaitingVerification(Conflict):
+    code = "not_awaiting_verification"
+    default_message = "This request is not awaiting verification."
+
+
+class VerificationCodeInvalid(ApplicationError):
+    code = "invalid_code"
+    status = 400
+    default_message = "The verification code is not correct."
+
+
+class VerificationCodeExpired(ApplicationError):
+    code = "code_expired"
+    status = 400
+    default_message = "The verification code has expired; please submit the request again."
+
+
+class VerificationLocked(ApplicationError):
+    code = "too_many_attempts"
+    status = 429
+    default_message = "Too many wrong codes; this request can no longer be verified online."
+
+
+class ExtensionRefused(Conflict):
+    code = "extension_refused"
+    default_message = "This request cannot be extended."
+
+
+class RequestOnLegalHold(Conflict):
+    code = "legal_hold"
+    default_message = "This request is under a legal hold."
+
+
+class SubmittedRequest(NamedTuple):
+    request: DataSubjectRequest
+    status_token: str  # shown once to the subject; only its SHA-256 is kept
+
+
+def hash_status_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _code_hash(request: DataSubjectRequest, code: str) -> str:
+    # Keyed (HMAC under a key derived from CDP_INDEX_KEY) and scoped to the request: a leaked
+    # row does not let anyone try the million codes offline.
+    return keyed_hash("request-code", request.pk, "code", code).hex()
+
+
+def _new_code() -> str:
+    return f"{secrets.randbelow(1_000_000):06d}"
+
+
+def _required(text: str, what: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise InvalidInput(f"A {what} is required.", code=f"{what}_required")
+    return text
+
+
+def _event(
+    request: DataSubjectRequest,
+    *,
+    action: str,
+    actor: Any = None,
+    note: str = "",
+    from_state: str = "",
+    to_state: str = "",
+) -> RequestEvent:
+    user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+    return RequestEvent.objects.create(
+        request=request,
+        action=action,
+        from_state=from_state,
+        to_state=to_state,
+        actor=user,
+        note=note[:2000],
+        at=timezone.now(),
+    )
+
+
+def _lock(request: DataSubjectRequest) -> DataSubjectRequest:
+    """Re-read the request under a row lock, so concurrent actions see each other's state."""
+    DataSubjectRequest.objects.select_for_update().filter(pk=request.pk).values("pk").first()
+    request.refresh_from_db()
+    return request
+
+
+def _send_code(*, contact: str, code: str, request_id: Any) -> None:
+    # The code travels only in the message; it is never logged (the console backend of the demo
+    # prints the message itself, which is the delivery, not a log).
+    minutes = int(VERIFICATION_CODE_TTL.total_seconds() // 60)
+    send_mail(
+        subject="Your verification code",
+        message=(
+            f"Someone, hopefully you, asked us about your personal data (request {request_id})."
+            f"\n\nYour verification code is {code}. It expires in {minutes} minutes.\n\n"
+            f"If this was not you, ignore this message."
+        ),
+        from_email=None,
+        recipient_list=[contact],
+    )
+
+
+def _check_details(*, workspace: Any, request_type: str, details: Any) -> dict[str, Any] | None:
+    if details is None:
+        details = {}
+    if not isinstance(details, dict):
+        raise InvalidInput("Details must be an object.", code="invalid_details")
+    if request_type == RequestType.OBJECTION:
+        purposes = details.get("purposes")
+        if (
+            not isinstance(purposes, list)
+            or not purposes
+            or not all(isinstance(p, str) for p in purposes)
+        ):
+            raise InvalidInput(
+                "An objection names the purposes objected to: details.purposes.",
+                code="purposes_required",
+            )
+        unknown = sorted(
+            {
+                p
+                for p in purposes
+                if consent_selectors.purpose_get(workspace=workspace, key=p) is None
+            }
+        )
+        if unknown:
+            raise InvalidInput(f"Unknown purpose(s): {', '.join(unknown)}.", code="unknown_purpose")
+    return details or None
+
+
+@transaction.atomic
+def request_submit(
+    *,
+    workspace: Any,
+    request_type: str,
+    regime: str,
+    contact_type: str,
+    contact: str,
+    details: dict[str, Any] | None = None,
+) -> SubmittedRequest:
+    """Open a request: seal the contact under a new request data key, set the deadlines, and
+    send a verification code (CCPA opt-outs need none and are verified at once)."""
+    if request_type not in RequestType.values:
+        raise InvalidInput("Unknown request type.", code="unknown_type")
+    if regime not in Regime.values:
+        raise InvalidInput("Unknown regime.", code="unknown_regime")
+    if contact_type not in CONTACT_TYPES:
+        raise InvalidInput("The contact must be an email address or a phone number.")
+    normalized = profile_selectors.identifier_normalize(identifier_type=contact_type, value=contact)
+    if not normalized:
+        raise InvalidInput(f"This is not a usable {contact_type}.", code="invalid_contact")
+    details = _check_details(workspace=workspace, request_type=request_type, details=details)
+    now = timezone.now()
+    deadlines = deadlines_for(regime=regime, request_type=request_type, received=now.date())
+    status_token = secrets.token_urlsafe(32)
+    request = DataSubjectRequest(
+        workspace=workspace,
+        type=request_type,
+        regime=regime,
+        state=RequestState.RECEIVED,
+        contact_type=contact_type,
+        contact_index=keyed_hash("request-contact", workspace.pk, contact_type, normalized),
+        data_key_id=profile_services.data_key_create_unowned(
+            workspace_id=workspace.pk, purpose=DataKeyPurpose.REQUEST
+        ),
+        received_at=now,
+        acknowledge_by=end_of_day(deadlines.acknowledge_by) if deadlines.acknowledge_by else None,
+        due_at=end_of_day(deadlines.respond_by),
+        status_token_hash=hash_status_token(status_token),
+    )
+    request.contact = normalized
+    request.details = details
+    request.save()
+    _event(request, action="submitted", to_state=RequestState.RECEIVED)
+    if regime == Regime.CCPA and request_type == RequestType.OPT_OUT:
+        # CCPA regs §7026(d): an opt-out request need not be verifiable.
+        _verified(request, note="A CCPA opt-out needs no verification.")
+        return SubmittedRequest(request, status_token)
+    if contact_type != "email":
+        request_transition(request=request, to_state=RequestState.AWAITING_VERIFICATION, actor=None)
+        _event(
+            request,
+            action="code_not_sent",
+            note="SMS is not configured: a steward verifies the subject manually.",
+        )
+        return SubmittedRequest(request, status_token)
+    code = _new_code()
+    request.verification_code_hash = _code_hash(request, code)
+    request.verification_expires_at = now + VERIFICATION_CODE_TTL
+    request.save(update_fields=["verification_code_hash", "verification_expires_at"])
+    request_transition(request=request, to_state=RequestState.AWAITING_VERIFICATION, actor=None)
+    transaction.on_commit(partial(_send_code, contact=normalized, code=code, request_id=request.pk))
+    _event(request, action="code_sent", note="Verification code sent by email.")
+    return SubmittedRequest(request, status_token)
+
+
+def _verified(request: DataSubjectRequest, *, actor: Any = None, note: str = "") -> None:
+    request.verified_at = timezone.now()
+    request.verification_code_hash = ""
+    request.verification_expires_at = None
+    request.profile = profile_selectors.profile_find_by_identifier(
+        workspace=request.workspace, identifier_type=request.contact_type, value=request.contact
+    )
+    request.save(
+        update_fields=[
+            "verified_at",
+            "verification_code_hash",
+            "verification_expires_at",
+            "profile",
+            "updated_at",
+        ]
+    )
+    request_transition(request=request, to_state=RequestState.VERIFIED, actor=actor, note=note)
+
+
+def request_verify(*, request: DataSubjectRequest, code: str) -> DataSubjectRequest:
+    """Check the subject's code (constant-time). A wrong code counts an attempt; after
+    MAX_VERIFICATION_ATTEMPTS, or once the code expired, nothing can verify the request online."""
+    failure: ApplicationError | None = None
+    with transaction.atomic():
+        _lock(request)
+        if request.state != RequestState.AWAITING_VERIFICATION:
+            raise RequestNotAwaitingVerification()
+        if request.verification_attempts >= MAX_VERIFICATION_ATTEMPTS:
+            raise VerificationLocked()
+        if not request.verification_code_hash:
+            raise VerificationCodeInvalid(
+                "This request is verified by a steward.", code="manual_verification"
+            )
+        expires = request.verification_expires_at
+        if expires is None or expires <= timezone.now():
+            raise VerificationCodeExpired()
+        given = str(code or "").strip()
+        if hmac.compare_digest(request.verification_code_hash, _code_hash(request, given)):
+            _verified(request)
+            return request
+        request.verification_attempts += 1
+        request.save(update_fields=["verification_attempts", "updated_at"])
+        left = MAX_VERIFICATION_ATTEMPTS - request.verification_attempts
+        _event(request, action="verification_failed", note=f"{left} attempt(s) left.")
+        failure = VerificationCodeInvalid(extra={"attempts_left": left})
+    # Raised after the block commits: the failed attempt must count.
+    raise failure
+
+
+@transaction.atomic
+def request_verify_manually(
+    *, request: DataSubjectRequest, actor: Any, note: str
+) -> DataSubjectRequest:
+    """A steward confirms the subject's identity by other means (e.g. a phone call, no SMS)."""
+    note = _required(note, "note")
+    _lock(request)
+    if request.state not in (RequestState.RECEIVED, RequestState.AWAITING_VERIFICATION):
+        raise IllegalTransition()
+    _verified(request, actor=actor, note=note)
+    return request
+
+
+@transaction.atomic
+def request_transition(
+    *,
+    request: DataSubjectRequest,
+    to_state: str,
+    actor: Any,
+    note: str = "",
+    action: str = "",
+) -> DataSubjectRequest:
+    """Move a request to `to_state` if the state machine allows it, and record the step."""
+    _lock(request)
+    current = request.state
+    if not can_transition(current, to_state):
+        raise IllegalTransition(
+            f"A request in state {current!r} cannot move to {to_state!r}.",
+            extra={"state": current, "to_state": to_state},
+        )
+    request.state = to_state
+    fields = ["state", "updated_at"]
+    if to_state in FINAL_STATES:
+        request.closed_at = timezone.now()
+        fields.append("closed_at")
+    request.save(update_fields=fields)
+    _event(
+        request,
+        action=action or to_state,
+        actor=actor,
+        note=note,
+        from_state=current,
+        to_state=to_state,
+    )
+    return request
+
+
+@transaction.atomic
+def request_assign(*, request: DataSubjectRequest, assignee: Any, actor: Any) -> DataSubjectRequest:
+    """Give the request to a steward holding handle_requests on its workspace, with the object
+    permission governance.handle_request on this request (taken from the previous one)."""
+    if not profile_selectors.user_has_role(
+        user=assignee, workspace=request.workspace, role=WorkspaceRole.HANDLE_REQUESTS
+    ):
+        raise PermissionDenied(
+            "The assignee does not handle requests in this workspace.", code="not_a_steward"
+        )
+    _lock(request)
+    previous = request.assigned_to
+    if previous is not None and previous != assignee:
+        remove_perm("governance.handle_request", previous, request)
+    request.assigned_to = assignee
+    request.save(update_fields=["assigned_to", "updated_at"])
+    assign_perm("governance.handle_request", assignee, request)
+    _event(request, action="assigned", actor=actor, note=f"Assigned to steward {assignee.pk}.")
+    return request
+
+
+def request_approve(
+    *, request: DataSubjectRequest, actor: Any, note: str = ""
+) -> DataSubjectRequest:
+    """Accept a verified request for work (verified -> in progress)."""
+    return request_transition(
+        request=request,
+        to_state=RequestState.IN_PROGRESS,
+        actor=actor,
+        note=note,
+        action="approved",
+    )
+
+
+@transaction.atomic
+def request_deny(*, request: DataSubjectRequest, actor: Any, reason: str) -> DataSubjectRequest:
+    """Refuse a request; the reason is kept and told to the subject."""
+    reason = _required(reason, "reason")
+    request_transition(
+        request=request, to_state=RequestState.DENIED, actor=actor, note=reason, action="denied"
+    )
+    request.denial_reason = reason
+    request.save(update_fields=["denial_reason", "updated_at"])
+    return request
+
+
+@transaction.atomic
+def request_extend(
+    *, request: DataSubjectRequest, actor: Any, reason: str, until: date | None = None
+) -> DataSubjectRequest:
+    """Push the answer's deadline, where the regime allows it: GDPR / UK GDPR up to two more
+    months, decided before the original deadline; CCPA once by 45 days, before the original
+    deadline; no other regime (nor a CCPA opt-out) has an extension."""
+    reason = _required(reason, "reason")
+    _lock(request)
+    if request.state in FINAL_STATES:
+        raise ExtensionRefused("A closed request cannot be extended.")
+    now = timezone.now()
+    if now > request.due_at:
+        raise ExtensionRefused(
+            "An extension must be decided before the original deadline.", code="extension_too_late"
+        )
+    limits = deadlines_for(
+        regime=request.regime, request_type=request.type, received=request.received_at.date()
+    )
+    if request.regime in (Regime.GDPR, Regime.UK_GDPR) and limits.max_extended_to:
+        target = end_of_day(until or limits.max_extended_to)
+        if target > end_of_day(limits.max_extended_to) or target <= request.effective_due_at:
+            raise ExtensionRefused(
+                "The new deadline must be later than the current one and at most three months "
+                "after receipt.",
+                code="extension_out_of_range",
+            )
+    elif request.regime == Regime.CCPA and limits.max_extended_to:
+        if request.extended_due_at is not None:
+            raise ExtensionRefused(
+                "A CCPA request may be extended only once.", code="already_extended"
+            )
+        target = request.due_at + CCPA_EXTENSION
+        if until is not None and end_of_day(until) != target:
+            raise ExtensionRefused(
+                "A CCPA extension is exactly 45 days.", code="extension_out_of_range"
+            )
+    else:
+        raise ExtensionRefused(
+            "This regime and request type have no extension.", code="extension_not_allowed"
+        )
+    request.extended_due_at = target
+    request.extension_reason = reason
+    request.save(update_fields=["extended_due_at", "extension_reason", "updated_at"])
+    _event(request, action="extended", actor=actor, note=reason)
+    return request
+
+
+def _set_flag(
+    request: DataSubjectRequest, *, flag: str, value: bool, action: str, actor: Any, note: str
+) -> DataSubjectRequest:
+    _lock(request)
+    if getattr(request, flag) == value:
+        raise Conflict(
+            f"The request's {flag.replace('_', ' ')} is already {'on' if value else 'off'}."
+        )
+    setattr(request, flag, value)
+    request.save(update_fields=[flag, "updated_at"])
+    _event(request, action=action, actor=actor, note=note)
+    return request
+
+
+@transaction.atomic
+def request_hold(*, request: DataSubjectRequest, actor: Any, reason: str) -> DataSubjectRequest:
+    """Place a legal hold: erasure is blocked while it lasts."""
+    reason = _required(reason, "reason")
+    return _set_flag(
+        request, flag="legal_hold", value=True, action="hold", actor=actor, note=reason
+    )
+
+
+@transaction.atomic
+def request_unhold(
+    *, request: DataSubjectRequest, actor: Any, note: str = ""
+) -> DataSubjectRequest:
+    """Lift the legal hold."""
+    return _set_flag(
+        request, flag="legal_hold", value=False, action="unhold", actor=actor, note=note
+    )
+
+
+@transaction.atomic
+def request_pause(*, request: DataSubjectRequest, actor: Any, reason: str) -> DataSubjectRequest:
+    """Stop the clock (e.g. waiting for the subject to clarify)."""
+    reason = _required(reason, "reason")
+    if request.state in FINAL_STATES:
+        raise IllegalTransition("A closed request cannot be paused.")
+    return _set_flag(request, flag="paused", value=True, action="paused", actor=actor, note=reason)
+
+
+@transaction.atomic
+def request_resume(
+    *, request: DataSubjectRequest, actor: Any, note: str = ""
+) -> DataSubjectRequest:
+    """Restart the clock; the deadlines move by the whole days the request was paused."""
+    _set_flag(request, flag="paused", value=False, action="resumed", actor=actor, note=note)
+    paused_at = (
+        request.events.filter(action="paused").order_by("-at").values_list("at", flat=True).first()
+    )
+    days = (timezone.now() - paused_at).days if paused_at else 0
+    if days > 0:
+        request.due_at += timedelta(days=days)
+        if request.extended_due_at is not None:
+            request.extended_due_at += timedelta(days=days)
+        request.save(update_fields=["due_at", "extended_due_at", "updated_at"])
+    return request
+
+
+@transaction.atomic
+def request_note(*, request: DataSubjectRequest, actor: Any, note: str) -> RequestEvent:
+    """A steward's note on the request (their own words, never the subject's data)."""
+    return _event(request, action="note", actor=actor, note=_required(note, "note"))
+
+
+def _consent_subject(request: DataSubjectRequest) -> consent_services.Subject:
+    return consent_services.Subject(
+        type=request.contact_type, value=request.contact, profile_id=request.profile_id
+    )
+
+
+def _fulfil_directly(request: DataSubjectRequest) -> str:
+    """Opt-out, restriction and objection: carried out here. Returns a note for the event."""
+    evidence = consent_services.Evidence(
+        method=ConsentMethod.REQUEST,
+        jurisdiction=request.regime,
+        signals={"request": str(request.pk)},
+    )
+    if request.type == RequestType.OPT_OUT:
+        keys = [
+            p.key
+            for p in consent_selectors.purpose_list(workspace=request.workspace)
+            if p.sale_or_share
+        ]
+        if keys:
+            consent_services.consent_record(
+                workspace=request.workspace,
+                subject=_consent_subject(request),
+                decisions=dict.fromkeys(keys, ConsentDecision.DENIED),
+                evidence=evidence,
+            )
+        return f"Opted out of {len(keys)} sale/share purpose(s)."
+    if request.type == RequestType.OBJECTION:
+        keys = list((request.details or {}).get("purposes", []))
+        consent_services.consent_record(
+            workspace=request.workspace,
+            subject=_consent_subject(request),
+            decisions=dict.fromkeys(keys, ConsentDecision.DENIED),
+            evidence=evidence,
+        )
+        return f"Objection recorded for {len(keys)} purpose(s)."
+    if request.profile is None:
+        return "No profile matched the contact: nothing to restrict."
+    profile_services.profile_restrict(profile=request.profile, restricted=True)
+    return "Processing of the profile restricted."
+
+
+@transaction.atomic
+def request_fulfil(
+    *, request: DataSubjectRequest, actor: Any, note: str = ""
+) -> DataSubjectRequest:
+    """Carry out an approved request and close it. Opt-out, restriction and objection are done
+    here; access, portability and erasure by governance.fulfilment (export or erasure, then
+    fulfilled or partially fulfilled); rectification is closed as done by the steward."""
+    _lock(request)
+    if request.state not in FULFILMENT_STATES:
+        raise IllegalTransition(
+            f"A request in state {request.state!r} cannot be fulfilled.",
+            extra={"state": request.state, "to_state": RequestState.FULFILLED},
+        )
+    if request.type == RequestType.ERASURE and request.legal_hold:
+        raise RequestOnLegalHold()
+    if request.type in DIRECT_TYPES:
+        outcome = _fulfil_directly(request)
+        note = f"{note}\n{outcome}".strip()
+    elif request.type in FULFILMENT_MODULE_TYPES:
+        from governance import fulfilment  # it calls back into this module
+
+        return fulfilment.fulfil(request=request, actor=actor, note=note)
+    # Rectification: the steward corrected the traits; closing records that it is done.
+    return request_transition(
+        request=request, to_state=RequestState.FULFILLED, actor=actor, note=note, action="fulfilled"
+    )
+
+
+@transaction.atomic
+def request_export_download(*, request: DataSubjectRequest, via: str) -> tuple[Any, bytes]:
+    """The subject downloads their export (from the portal, authorized by the session's status
+    token): counted and audited before the archive is opened."""
+    from governance import export  # the export module imports this one's models only
+
+    archive = selectors.request_export_ready(request=request)
+    if archive is None or request.state not in DOWNLOADABLE_STATES:
+        raise selectors.RequestNotFound("No export is ready for this request.")
+    type(archive).objects.filter(pk=archive.pk).update(downloads=F("downloads") + 1)
+    record_access(archive, actor=None, reason="subject download", fields=["archive"], via=via)
+    return archive, export.export_open(archive=archive)

@@ -1,8 +1,11 @@
 import logging
 
 from celery import shared_task
+from django.db import transaction
 
+from cdp.core.exceptions import ApplicationError
 from governance import services
+from governance.enums import RequestState
 
 logger = logging.getLogger(__name__)
 
@@ -25,3 +28,43 @@ def audit_chain_verify() -> dict[str, object]:
         "ok": result.ok,
         "broken_entry": result.first_break.entry_id if result.first_break else None,
     }
+
+
+@shared_task(name="governance.tasks.dsr_fulfil", acks_late=True)
+def dsr_fulfil(request_id: str) -> dict[str, object]:
+    """Carry out an approved access, portability or erasure request (governance.fulfilment).
+    A refusal (legal hold, cancellation window, state) is reported, not retried; an unexpected
+    failure moves the request to the error state for a steward, and is raised."""
+    from governance import fulfilment
+    from governance.models import DataSubjectRequest
+
+    request = DataSubjectRequest.objects.select_related("workspace").get(pk=request_id)
+    try:
+        done = fulfilment.fulfil(request=request)
+    except ApplicationError as exc:
+        logger.info("request %s not fulfilled: %s", request_id, exc.code)
+        return {"request": request_id, "ok": False, "code": exc.code}
+    except Exception as exc:
+        with transaction.atomic():
+            request.refresh_from_db()
+            services.request_transition(
+                request=request,
+                to_state=RequestState.ERROR,
+                actor=None,
+                note=f"Fulfilment failed ({type(exc).__name__}); see the worker's log.",
+                action="failed",
+            )
+        raise
+    return {"request": request_id, "ok": True, "state": done.state}
+
+
+@shared_task(name="governance.tasks.dsr_export", acks_late=True)
+def dsr_export(request_id: str) -> dict[str, object]:
+    """(Re)build the export of an access or portability request (governance.export); the
+    subject receives a new download link."""
+    from governance import export
+    from governance.models import DataSubjectRequest
+
+    request = DataSubjectRequest.objects.select_related("workspace").get(pk=request_id)
+    archive = export.export_build(request=request)
+    return {"request": request_id, "export": str(archive.pk), "size": archive.size_bytes}

@@ -30,6 +30,8 @@ class ProfilesConfig(AppConfig):
         # by someone, and the audit trail must show it (privacy invariant 4).
         audit.register(UserObjectPermission)
         audit.register(GroupObjectPermission)
+        audit.register(models.WorkspaceUserObjectPermission)
+        audit.register(models.WorkspaceGroupObjectPermission)
         # Event, IdentityLink and SeenMessage are high-volume evidence written only by the
         # ingestion pipeline in bulk; their own rows are the record (see docs/architecture.md).
         for handler in handlers.HANDLERS:

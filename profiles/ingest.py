@@ -4,7 +4,8 @@ The batch is handled set-wise: one dedup insert, one identity lookup, then decis
 (message by message, in order), then a handful of bulk writes. Per message:
 
 1. its identifiers are extracted, normalized, checked against the blocked values of their rule
-   and blind-indexed;
+   and blind-indexed; a message carrying any identifier on the suppression list (an erased
+   person's) is dropped there, counted per day, and nothing of it is written;
 2. they are taken strongest first (rule priority) into a candidate cluster: a new identifier
    joins if its type stays within its limit; an identifier already on a profile brings that
    whole profile in if every type stays within its limit and the merge caps hold. What would
@@ -31,9 +32,10 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from cdp.core.crypto import blind_index, envelope
+from cdp.core.crypto import blind_index, envelope, keyed_hash
 from cdp.core.crypto.fields import EncryptedField
 from cdp.core.hooks import run_merge_hooks
 from cdp.core.ids import uuid7
@@ -67,6 +69,8 @@ from profiles.models import (
     Profile,
     SeenMessage,
     Source,
+    Suppression,
+    SuppressionHit,
     Trait,
     TraitSchema,
     Workspace,
@@ -601,17 +605,87 @@ def _claim_new_messages(
     return [msg for message_id, msg in unique.items() if message_id in fresh]
 
 
+SUPPRESSION_NAMESPACE = "suppression"
+
+
+def suppression_hash(workspace_id: int, identifier_type: str, value: str) -> bytes:
+    """The keyed hash a suppressed identifier is kept as: under its own derived key, so it is
+    neither the blind index nor anything a data key opens (see profiles.models.Suppression)."""
+    return keyed_hash(SUPPRESSION_NAMESPACE, workspace_id, identifier_type, value)
+
+
+def _unique_messages(messages: list[InboundMessage]) -> list[InboundMessage]:
+    unique: dict[str, InboundMessage] = {}
+    for msg in messages:
+        unique.setdefault(msg.message_id, msg)
+    return list(unique.values())
+
+
+def _drop_suppressed(
+    workspace: Workspace,
+    messages: list[InboundMessage],
+    per_message: list[list[Ident]],
+    now: datetime,
+) -> tuple[list[InboundMessage], list[list[Ident]], int]:
+    """Keep the messages that carry no suppressed identifier (one lookup for the batch); the
+    others are counted for the day and not stored at all, not even their messageId."""
+    hashes: dict[tuple[str, str], bytes] = {}
+    by_type: dict[str, set[bytes]] = defaultdict(set)
+    for idents in per_message:
+        for ident in idents:
+            key = (ident.type, ident.value)
+            if key not in hashes:
+                hashes[key] = suppression_hash(workspace.pk, ident.type, ident.value)
+                by_type[ident.type].add(hashes[key])
+    if not by_type:
+        return messages, per_message, 0
+    # One condition per type, so each uses the unique index (workspace, type, hash) in full.
+    condition = Q()
+    for kind, digests in by_type.items():
+        condition |= Q(identifier_type=kind, keyed_hash__in=list(digests))
+    suppressed = {
+        (kind, bytes(digest))
+        for kind, digest in Suppression.objects.filter(condition, workspace=workspace).values_list(
+            "identifier_type", "keyed_hash"
+        )
+    }
+    if not suppressed:
+        return messages, per_message, 0
+    kept: list[InboundMessage] = []
+    kept_idents: list[list[Ident]] = []
+    for msg, idents in zip(messages, per_message, strict=True):
+        if any((i.type, hashes[(i.type, i.value)]) in suppressed for i in idents):
+            continue
+        kept.append(msg)
+        kept_idents.append(idents)
+    dropped = len(messages) - len(kept)
+    with connection.cursor() as cursor:
+        table = SuppressionHit._meta.db_table
+        cursor.execute(
+            f"INSERT INTO {table} (workspace_id, day, count) VALUES (%s, %s, %s) "  # noqa: S608
+            f"ON CONFLICT (workspace_id, day) DO UPDATE SET count = {table}.count + excluded.count",
+            [workspace.pk, now.date(), dropped],
+        )
+    return kept, kept_idents, dropped
+
+
 @transaction.atomic
 def ingest_messages(*, source: Source, messages: list[InboundMessage]) -> IngestOutcome:
     """Store a batch of validated messages from `source` (see the module docstring)."""
     workspace = source.workspace
     now = timezone.now()
     rules = load_rules(workspace)
-    fresh = _claim_new_messages(workspace, messages, now)
-    duplicates = len(messages) - len(fresh)
     indexer = _Indexer(workspace.pk)
-    previous_user_ids = _previous_ids_known_as_user_ids(workspace, fresh, indexer)
-    per_message = [message_identifiers(m, rules, indexer, previous_user_ids) for m in fresh]
+    # Identifiers first, over the batch's distinct messageIds: a message carrying an
+    # identifier of an erased person is dropped before anything of it is written.
+    unique = _unique_messages(messages)
+    previous_user_ids = _previous_ids_known_as_user_ids(workspace, unique, indexer)
+    per_unique = [message_identifiers(m, rules, indexer, previous_user_ids) for m in unique]
+    unique, per_unique, dropped = _drop_suppressed(workspace, unique, per_unique, now)
+    fresh = _claim_new_messages(workspace, unique, now)
+    duplicates = len(messages) - len(fresh) - dropped
+    idents_of = {id(m): idents for m, idents in zip(unique, per_unique, strict=True)}
+    per_message = [idents_of[id(m)] for m in fresh]
     all_idents = {i for idents in per_message for i in idents}
     _lock_identifiers(all_idents)
     plan = _load_state(workspace, all_idents, rules, now)
@@ -621,7 +695,8 @@ def ingest_messages(*, source: Source, messages: list[InboundMessage]) -> Ingest
         resolved[msg.message_id] = _resolve(plan, msg, idents, rules, now)
 
     _write(workspace, source, plan, fresh, resolved, now)
-    # A repeated messageId (in this batch or an earlier one) was not stored again: None.
+    # A repeated messageId (in this batch or an earlier one) was not stored again, nor was a
+    # message of a suppressed person: None.
     stored = {id(m) for m in fresh}
     profile_ids = [plan.find(resolved[m.message_id]) if id(m) in stored else None for m in messages]
     return IngestOutcome(
@@ -631,6 +706,7 @@ def ingest_messages(*, source: Source, messages: list[InboundMessage]) -> Ingest
         profiles_created=sum(1 for p in plan.profiles.values() if p.new),
         merges=len(plan.merges),
         conflicts=len(plan.conflicts),
+        dropped=dropped,
     )
 
 

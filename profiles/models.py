@@ -6,6 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from cdp.core.crypto import BlindIndexField, EncryptedJSONField, EncryptedTextField
 from cdp.core.ids import uuid7
@@ -31,6 +32,17 @@ class Workspace(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class WorkspaceUserObjectPermission(UserObjectPermissionBase):
+    """A steward's role on a workspace (django-guardian, direct foreign key: a real join and
+    cascade instead of the generic content-type table)."""
+
+    content_object = models.ForeignKey(Workspace, on_delete=models.CASCADE)
+
+
+class WorkspaceGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Workspace, on_delete=models.CASCADE)
 
 
 class ApiToken(models.Model):

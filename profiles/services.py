@@ -17,7 +17,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from cdp.core.audit import record_access
-from cdp.core.crypto import envelope
+from cdp.core.crypto import CryptoError, envelope
 from cdp.core.crypto.keyring import WrappedKey, get_keyring
 from cdp.core.exceptions import Conflict, InvalidInput
 from profiles import ingest
@@ -28,10 +28,12 @@ from profiles.identifiers import DEFAULT_RULES
 from profiles.models import (
     ApiToken,
     DataKey,
+    Identity,
     IdentityPolicy,
     IdentityRule,
     Profile,
     Source,
+    Suppression,
     TraitSchema,
     Workspace,
 )
@@ -443,3 +445,94 @@ def data_key_create_unowned(*, workspace_id: int, purpose: str) -> uuid.UUID:
         wrapped=new.wrapped.blob,
     )
     return new.id
+
+
+# --- suppression -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def suppression_add(
+    *, workspace: Workspace, identifiers: Iterable[tuple[str, str]], reason: str
+) -> int:
+    """Suppress identifiers ((type, normalized value)): ingestion drops every later message
+    that carries one. Identifiers suppressed already are skipped; returns how many were new."""
+    hashes = {
+        (kind, ingest.suppression_hash(workspace.pk, kind, value)) for kind, value in identifiers
+    }
+    if not hashes:
+        return 0
+    existing = {
+        (kind, bytes(digest))
+        for kind, digest in Suppression.objects.filter(
+            workspace=workspace, keyed_hash__in=[digest for _, digest in hashes]
+        ).values_list("identifier_type", "keyed_hash")
+    }
+    new = sorted(hashes - existing)
+    Suppression.objects.bulk_create(
+        [
+            Suppression(workspace=workspace, identifier_type=kind, keyed_hash=digest, reason=reason)
+            for kind, digest in new
+        ],
+        ignore_conflicts=True,  # suppressed at the same moment by a concurrent erasure
+    )
+    return len(new)
+
+
+@transaction.atomic
+def profile_restrict(*, profile: Profile, restricted: bool) -> Profile:
+    """Set or lift the restriction of processing (GDPR Art. 18) on a profile: the consent
+    gate, audiences and activation skip a restricted profile."""
+    if profile.restricted != restricted:
+        profile.restricted = restricted
+        profile.save(update_fields=["restricted", "updated_at"])
+    return profile
+
+
+@dataclass(frozen=True)
+class PersonSuppressed:
+    """What `profile_suppress` found and did."""
+
+    profile_ids: list[uuid.UUID]  # the profile and every profile merged into it
+    data_key_ids: list[uuid.UUID]  # every data key those profiles own
+    suppressed: dict[str, int]  # identifiers put on the list, per type (new or not)
+    unreadable: int  # identities whose value could not be opened (key destroyed already)
+
+
+@transaction.atomic
+def profile_suppress(
+    *, profile: Profile, reason: str, also: Iterable[tuple[str, str]] = ()
+) -> PersonSuppressed:
+    """Suppress every identifier of the person: the identities of `profile` and of every
+    profile merged into it (decrypted in memory only), plus `also` ((type, normalized value));
+    done before an erasure, while the keys can still open them."""
+    people = [profile.pk]
+    frontier = [profile.pk]
+    while frontier:
+        frontier = list(
+            Profile.objects.filter(merged_into_id__in=frontier)
+            .exclude(pk__in=people)
+            .values_list("pk", flat=True)
+        )
+        people += frontier
+    identifiers = set(also)
+    unreadable = 0
+    for identity in Identity.objects.filter(profile_id__in=people).order_by("pk"):
+        try:
+            identifiers.add((identity.identifier_type, identity.value))
+        except CryptoError:
+            unreadable += 1
+    suppression_add(workspace=profile.workspace, identifiers=identifiers, reason=reason)
+    counts: dict[str, int] = {}
+    for kind, _value in identifiers:
+        counts[kind] = counts.get(kind, 0) + 1
+    key_ids = list(
+        DataKey.objects.filter(profile_id__in=people)
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    return PersonSuppressed(
+        profile_ids=people,
+        data_key_ids=key_ids,
+        suppressed=dict(sorted(counts.items())),
+        unreadable=unreadable,
+    )

@@ -24,25 +24,29 @@ def _cache() -> BaseCache:
     return caches[getattr(settings, "COLLECT_CACHE_ALIAS", "default")]
 
 
-def rate_limit_consume(*, source_id: object, limit: int, count: int) -> None:
+def rate_limit_consume(
+    *, source_id: object, limit: int, count: int, window_seconds: int = WINDOW_SECONDS
+) -> None:
     """Count `count` messages against the source's current window, or raise `RateLimited`
-    (with the seconds until the window ends) and count nothing."""
+    (with the seconds until the window ends) and count nothing. `source_id` may be any
+    stable key (the data-subject request endpoints pass a keyed hash of the client IP, with
+    an hour-long `window_seconds`)."""
     if count <= 0:
         return
     now = time.time()
-    window = int(now // WINDOW_SECONDS)
-    key = f"collect:ratelimit:{source_id}:{window}"
+    window = int(now // window_seconds)
+    key = f"collect:ratelimit:{source_id}:{window_seconds}:{window}"
     cache = _cache()
     # Kept for two windows so a slow request near the boundary still finds its key.
-    cache.add(key, 0, timeout=2 * WINDOW_SECONDS)
+    cache.add(key, 0, timeout=2 * window_seconds)
     try:
         used = cache.incr(key, count)
     except ValueError:  # expired between add and incr
-        cache.set(key, count, timeout=2 * WINDOW_SECONDS)
+        cache.set(key, count, timeout=2 * window_seconds)
         used = count
     if used > limit:
         # A refused request takes nothing from the window, so a smaller batch may still fit.
         with contextlib.suppress(ValueError):  # the window just ended: nothing to give back
             cache.decr(key, count)
-        retry_after = max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
+        retry_after = max(1, math.ceil((window + 1) * window_seconds - now))
         raise RateLimited(retry_after=retry_after)

@@ -158,6 +158,9 @@ CDP_INDEX_KEY = env("CDP_INDEX_KEY")
 # How long an unwrapped data key may stay in a process's memory. Destroying a key evicts it at
 # once in the destroying process; other processes stop using it within this many seconds.
 CDP_DATA_KEY_CACHE_SECONDS = env_int("CDP_DATA_KEY_CACHE_SECONDS", 30)
+# How long GET /v1/consent answers stay in the cache (0: not cached). Every consent write bumps
+# its profile's version, so a change is visible at once; see consent.selectors.
+CDP_CONSENT_CACHE_SECONDS = env_int("CDP_CONSENT_CACHE_SECONDS", 60)
 
 # --- Celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL")
@@ -231,3 +234,8 @@ CDP_WORKSPACE_MODEL = "profiles.Workspace"
 COLLECT_ASYNC_INTAKE = env_bool("COLLECT_ASYNC_INTAKE", bool(CELERY_BROKER_URL))
 # How long a process keeps a workspace's identity rules and trait classifications.
 CDP_WORKSPACE_CONFIG_SECONDS = env_int("CDP_WORKSPACE_CONFIG_SECONDS", 10)
+
+# How long a subject's access/portability export can be downloaded.
+GOVERNANCE_EXPORT_TTL_DAYS = env_int("GOVERNANCE_EXPORT_TTL_DAYS", 7)
+# The public address of this CDP, for links sent to people (exports, preference centre).
+CDP_PUBLIC_URL = env("CDP_PUBLIC_URL", "http://127.0.0.1:8000")

@@ -5,29 +5,54 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('profiles', '0006_profile_restricted'),
+        ("profiles", "0006_profile_restricted"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='datakey',
-            name='purpose',
-            field=models.CharField(choices=[('profile', "A profile's data"), ('intake', 'The collection intake buffer (short-lived, shredded once drained)'), ('signing', "A workspace's receipt-signing key"), ('request', "A data-subject request's contact details and export")], default='profile', max_length=16),
+            model_name="datakey",
+            name="purpose",
+            field=models.CharField(
+                choices=[
+                    ("profile", "A profile's data"),
+                    ("intake", "The collection intake buffer (short-lived, shredded once drained)"),
+                    ("signing", "A workspace's receipt-signing key"),
+                    ("request", "A data-subject request's contact details and export"),
+                ],
+                default="profile",
+                max_length=16,
+            ),
         ),
         migrations.CreateModel(
-            name='Suppression',
+            name="Suppression",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('identifier_type', models.CharField(max_length=64)),
-                ('keyed_hash', models.BinaryField(max_length=32)),
-                ('reason', models.CharField(default='erasure', max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='profiles.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("identifier_type", models.CharField(max_length=64)),
+                ("keyed_hash", models.BinaryField(max_length=32)),
+                ("reason", models.CharField(default="erasure", max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="profiles.workspace",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('workspace', 'identifier_type', 'keyed_hash'), name='suppression_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("workspace", "identifier_type", "keyed_hash"),
+                        name="suppression_unique",
+                    )
+                ],
             },
         ),
     ]

@@ -13,11 +13,15 @@ from cdp.core.registry import ErasureReport, ErasureStatus, PersonalDataHandler
 
 DOMAIN_APPS = ("profiles", "consent", "governance", "activation", "collect")
 # Written in bulk by the ingestion pipeline (their rows are their own record; IntakeBatch is a
-# buffer deleted within seconds, see collect/apps.py), or the audit trail itself.
+# buffer deleted within seconds, see collect/apps.py), or the audit trail itself. Suppression
+# rows are written in bulk by an erasure, whose signed certificate is their record; the daily
+# counters of dropped messages are upserted by ingestion.
 NOT_AUDITED = {
     "profiles.Event",
     "profiles.IdentityLink",
     "profiles.SeenMessage",
+    "profiles.Suppression",
+    "profiles.SuppressionHit",
     "collect.IntakeBatch",
     "consent.ConsentRecord",
     "consent.Receipt",

@@ -161,10 +161,12 @@ def test_steward_role_grant_and_revoke_are_chained_entries(db: Any) -> None:
 
     # then
     Action = AuditLogEntry.Action
-    assert _summary("userobjectpermission") == [
-        ("userobjectpermission", Action.CREATE, "Acme Store | owner | view_profiles"),
-        ("userobjectpermission", Action.CREATE, "Acme Store | owner | reveal_pii"),
-        ("userobjectpermission", Action.DELETE, "Acme Store | owner | reveal_pii"),
+    # roles live in the direct-foreign-key permission table of workspaces
+    model = "workspaceuserobjectpermission"
+    assert _summary(model) == [
+        (model, Action.CREATE, "Acme Store | owner | view_profiles"),
+        (model, Action.CREATE, "Acme Store | owner | reveal_pii"),
+        (model, Action.DELETE, "Acme Store | owner | reveal_pii"),
     ]
     _assert_chained(_entries())
 

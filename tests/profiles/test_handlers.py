@@ -63,6 +63,7 @@ def test_erase_leaves_no_row_and_no_readable_key(person: Profile) -> None:
     assert [r.store for r in reports] == [
         "collect.intake",
         "consent.ledger",
+        "governance.requests",
         "profiles.events",
         "profiles.merges",
         "profiles.traits",

@@ -1,0 +1,19 @@
+"""The export download and the export's JSON Schema (included before the other /api/v1/requests/
+routes, with patterns specific enough not to shadow them)."""
+
+from django.urls import path
+
+from governance import downloads
+
+urlpatterns = [
+    path(
+        "requests/export-schema.json",
+        downloads.export_schema,
+        name="governance-export-schema",
+    ),
+    path(
+        "requests/<uuid:request_id>/download",
+        downloads.export_download,
+        name="governance-export-download",
+    ),
+]

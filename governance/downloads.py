@@ -1,0 +1,80 @@
+"""The subject's download of an export, and the published JSON Schema of its data.json. Plain
+Django views: the download is authorized by its token alone (no session, no API token)."""
+
+from __future__ import annotations
+
+import hmac
+import io
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.http import FileResponse, HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from cdp.core.audit import record_access
+from governance import export
+from governance.enums import RequestState
+from governance.models import ExportArchive
+
+DOWNLOADABLE_STATES = frozenset({RequestState.FULFILLED, RequestState.PARTIALLY_FULFILLED})
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    response = JsonResponse({"code": code, "message": message}, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _not_found() -> JsonResponse:
+    return _error(404, "not_found", "No such export, or the link is not valid.")
+
+
+@require_GET
+def export_download(request: HttpRequest, request_id: Any) -> HttpResponseBase:
+    """GET /api/v1/requests/{id}/download?token=...: the decrypted zip, once per call audited."""
+    token = request.GET.get("token", "")
+    if not token:
+        return _not_found()
+    given = export.hash_download_token(token)
+    # Every export of the request is compared in constant time; a wrong id and a wrong token
+    # answer alike.
+    candidates = list(ExportArchive.objects.select_related("request").filter(request_id=request_id))
+    archive = None
+    for candidate in candidates:
+        if hmac.compare_digest(candidate.download_token_hash, given):
+            archive = candidate
+    if archive is None or archive.request.state not in DOWNLOADABLE_STATES:
+        return _not_found()
+    if archive.expires_at <= timezone.now():
+        return _error(410, "export_expired", "This download link has expired.")
+    with transaction.atomic():
+        ExportArchive.objects.filter(pk=archive.pk).update(downloads=F("downloads") + 1)
+        record_access(
+            archive, actor=None, reason="subject download", fields=["archive"], via="download"
+        )
+        payload = export.export_open(archive=archive)
+    response = FileResponse(
+        io.BytesIO(payload),
+        as_attachment=True,
+        filename=f"personal-data-{archive.request_id}.zip",
+        content_type="application/zip",
+    )
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@require_GET
+def export_schema(request: HttpRequest) -> JsonResponse:
+    """GET /api/v1/requests/export-schema.json: the JSON Schema of an export's data.json."""
+    response = JsonResponse(
+        {**export.EXPORT_SCHEMA, "$id": request.build_absolute_uri()},
+        content_type="application/schema+json",
+        json_dumps_params={"indent": 2},
+    )
+    response["Cache-Control"] = "public, max-age=3600"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response

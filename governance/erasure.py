@@ -1,0 +1,159 @@
+"""Erasure: crypto-shredding plus deletion, through every registered personal-data handler, and
+a signed certificate of what was done.
+
+The order matters. Every identifier of the person (the identities of the profile and of every
+profile merged into it, decrypted in memory) goes to the suppression list first, while the keys
+can still open them; then each handler erases its store, in the registry's order, the profile
+handler last, destroying the data keys. A handler that fails is reported as failed in the
+certificate (the request ends partially fulfilled); the others still run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from cdp.core import registry
+from cdp.core.exceptions import Conflict
+from cdp.core.ids import uuid7
+from cdp.core.registry import ErasureReport, ErasureStatus
+from consent import services as consent_services
+from governance.enums import RequestType
+from governance.models import DataSubjectRequest, ErasureCertificate
+from profiles import services as profile_services
+
+CERTIFICATE_VERSION = "cdp-erasure-certificate/1"
+DESTINATIONS_NOTE = (
+    "No destination received this person's data: activation is not in place yet. Once it is, "
+    "each destination that received the person's data gets a deletion request, listed here."
+)
+
+
+class ErasureOnLegalHold(Conflict):
+    code = "legal_hold"
+    default_message = "The request is on legal hold: nothing may be erased."
+
+
+class ErasureCancellable(Conflict):
+    code = "cancellation_window"
+    default_message = "The cancellation window of this request is still open."
+
+
+class ErasureNotApplicable(Conflict):
+    code = "not_applicable"
+    default_message = "Only an erasure request can erase."
+
+
+class ErasureCertified(Conflict):
+    code = "certificate_exists"
+    default_message = "This request was carried out already; its certificate exists."
+
+
+def _subject_profile(request: DataSubjectRequest) -> Any:
+    profile = request.profile
+    seen = set()
+    while profile is not None and profile.merged_into_id is not None and profile.pk not in seen:
+        seen.add(profile.pk)
+        profile = profile.merged_into
+    return profile
+
+
+def _run(handler: registry.PersonalDataHandler, profile: Any) -> ErasureReport:
+    try:
+        with transaction.atomic():
+            return handler.erase(profile)
+    except Exception as exc:
+        # Any failure is reported and the other handlers still run. Only the exception's
+        # class is kept: a message might quote a value.
+        return ErasureReport(
+            store=handler.name,
+            status=ErasureStatus.FAILED,
+            detail=f"the handler raised {type(exc).__name__}",
+        )
+
+
+def _entry(handler: registry.PersonalDataHandler, report: ErasureReport) -> dict[str, Any]:
+    return {
+        "store": report.store,
+        "handler": handler.name,
+        "status": str(report.status),
+        "counts": dict(report.counts),
+        "detail": report.detail,
+        "at": timezone.now().isoformat(),
+    }
+
+
+def certificate_failed(certificate: ErasureCertificate) -> bool:
+    """Whether any store failed to erase (the request is then partially fulfilled)."""
+    return any(s["status"] == ErasureStatus.FAILED for s in certificate.body["stores"])
+
+
+@transaction.atomic
+def erasure_run(*, request: DataSubjectRequest) -> ErasureCertificate:
+    """Erase the request's subject from every registered store, suppress every identifier of
+    the person, and issue the signed certificate (see the module docstring)."""
+    if request.type != RequestType.ERASURE:
+        raise ErasureNotApplicable()
+    if request.legal_hold:
+        raise ErasureOnLegalHold()
+    if request.cancel_until is not None and request.cancel_until > timezone.now():
+        raise ErasureCancellable()
+    if ErasureCertificate.objects.filter(request=request).exists():
+        raise ErasureCertified()
+
+    profile = _subject_profile(request)
+    contact = (request.contact_type, request.contact)
+    key_ids: list[Any] = []
+    suppressed = {request.contact_type: 1}
+    unreadable = 0
+    if profile is not None:
+        person = profile_services.profile_suppress(
+            profile=profile, reason="erasure", also=[contact]
+        )
+        key_ids, suppressed, unreadable = person.data_key_ids, person.suppressed, person.unreadable
+    else:
+        profile_services.suppression_add(
+            workspace=request.workspace, identifiers=[contact], reason="erasure"
+        )
+
+    stores: list[dict[str, Any]] = []
+    for handler in registry.handlers():
+        if profile is None:
+            report = ErasureReport(
+                store=handler.name,
+                status=ErasureStatus.NOTHING_FOUND,
+                detail="no profile matched the contact given in the request",
+            )
+        else:
+            report = _run(handler, profile)
+        stores.append(_entry(handler, report))
+    # Keys of a merged profile that no handler destroyed (none should be left) go too; key rows
+    # are never deleted, so afterwards every one of them is destroyed.
+    profile_services.data_keys_destroy(key_ids=key_ids)
+
+    issued_at = timezone.now()
+    certificate = ErasureCertificate(id=uuid7(), request=request, issued_at=issued_at)
+    body: dict[str, Any] = {
+        "version": CERTIFICATE_VERSION,
+        "certificate": str(certificate.id),
+        "request": str(request.pk),
+        "workspace": request.workspace.slug,
+        "regime": request.regime,
+        "type": request.type,
+        "subject": str(profile.pk) if profile is not None else None,
+        "issued_at": issued_at.isoformat(),
+        "stores": stores,
+        "destinations": [],
+        "destinations_note": DESTINATIONS_NOTE,
+        "data_keys_destroyed": [str(pk) for pk in key_ids],
+        "suppressed_identifiers": suppressed,
+    }
+    if unreadable:
+        body["identities_unreadable"] = unreadable
+    certificate.body = body
+    certificate.signature, certificate.kid = consent_services.workspace_sign(
+        workspace=request.workspace, body=body
+    )
+    certificate.save(force_insert=True)
+    return certificate

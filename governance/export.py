@@ -1,0 +1,277 @@
+"""Access and portability exports: everything every registered personal-data handler holds about
+the request's profile, as `data.json` (machine-readable, with a published JSON Schema),
+`schema.json` and `index.html` (readable), zipped in memory and sealed at rest under a data key
+of the export's own. The subject downloads it through an expiring token (governance.downloads);
+only the token's SHA-256 is kept."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import secrets
+import zipfile
+from collections.abc import Iterator
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from cdp.core import registry
+from governance.models import DataSubjectRequest, ExportArchive
+from profiles import services as profile_services
+from profiles.enums import DataKeyPurpose
+
+EXPORT_FORMAT = "cdp-export/1"
+DEFAULT_TTL_DAYS = 7
+
+# The published schema of data.json (GET /api/v1/requests/export-schema.json). Each store's
+# section is described loosely (its keys are the handler's own), so a new app's handler does
+# not break the schema; what every export promises is the envelope.
+EXPORT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "Personal data export",
+    "description": (
+        "Everything this customer data platform stores about one person, from every store "
+        "that holds personal data (a response to an access or portability request)."
+    ),
+    "type": "object",
+    "required": [
+        "$schema",
+        "format",
+        "request",
+        "workspace",
+        "generated_at",
+        "data_found",
+        "subject",
+        "stores",
+    ],
+    "properties": {
+        "$schema": {"type": "string", "description": "Where this schema is published."},
+        "format": {"const": EXPORT_FORMAT},
+        "request": {
+            "type": "object",
+            "required": ["id", "type", "regime", "received_at"],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "type": {"enum": ["access", "portability"]},
+                "regime": {"type": "string"},
+                "received_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "workspace": {
+            "type": "object",
+            "required": ["slug", "name"],
+            "properties": {"slug": {"type": "string"}, "name": {"type": "string"}},
+        },
+        "generated_at": {"type": "string", "format": "date-time"},
+        "data_found": {
+            "type": "boolean",
+            "description": "False when no profile matched the contact given in the request.",
+        },
+        "subject": {
+            "type": "object",
+            "required": ["profile"],
+            "properties": {
+                "profile": {
+                    "type": ["string", "null"],
+                    "description": "The pseudonymous id of the person's profile.",
+                }
+            },
+        },
+        "stores": {
+            "type": "object",
+            "description": (
+                "One entry per store of personal data (a registered handler), by name, e.g. "
+                "profiles.identities, profiles.events, consent.ledger; each holds named "
+                "sections (lists of records or objects)."
+            ),
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": {"type": ["array", "object", "string", "number", "null"]},
+            },
+        },
+    },
+    "additionalProperties": False,
+}
+
+
+def export_schema() -> dict[str, Any]:
+    """The JSON Schema of data.json, with its published address as `$id`."""
+    return {**EXPORT_SCHEMA, "$id": export_schema_url()}
+
+
+def export_schema_url() -> str:
+    """Where the schema is published: absolute when CDP_PUBLIC_URL is set."""
+    base = str(getattr(settings, "CDP_PUBLIC_URL", "") or "").rstrip("/")
+    return base + reverse("governance-export-schema")
+
+
+def _ttl() -> timedelta:
+    return timedelta(days=int(getattr(settings, "GOVERNANCE_EXPORT_TTL_DAYS", DEFAULT_TTL_DAYS)))
+
+
+def _subject_profile(request: DataSubjectRequest) -> Any:
+    """The request's profile, followed to the profile it was merged into since."""
+    profile = request.profile
+    seen = set()
+    while profile is not None and profile.merged_into_id is not None and profile.pk not in seen:
+        seen.add(profile.pk)
+        profile = profile.merged_into
+    return profile
+
+
+def export_data(*, request: DataSubjectRequest) -> dict[str, Any]:
+    """data.json: every registered handler's export of the request's profile."""
+    profile = _subject_profile(request)
+    stores: dict[str, Any] = {}
+    if profile is not None:
+        for handler in registry.handlers():
+            stores[handler.name] = handler.export(profile)
+    return {
+        "$schema": export_schema_url(),
+        "format": EXPORT_FORMAT,
+        "request": {
+            "id": str(request.pk),
+            "type": request.type,
+            "regime": request.regime,
+            "received_at": request.received_at.isoformat(),
+        },
+        "workspace": {"slug": request.workspace.slug, "name": request.workspace.name},
+        "generated_at": timezone.now().isoformat(),
+        "data_found": profile is not None,
+        "subject": {"profile": str(profile.pk) if profile is not None else None},
+        "stores": stores,
+    }
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _sections(stores: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Each store's sections, shaped for the template: a list of records as a table, an
+    object as key/value rows. Values are plain strings; the template escapes them."""
+    for store, sections in stores.items():
+        for name, content in sections.items():
+            section: dict[str, Any] = {"store": store, "name": name}
+            if isinstance(content, list):
+                columns: list[str] = []
+                for item in content:
+                    if isinstance(item, dict):
+                        columns += [k for k in item if k not in columns]
+                section["columns"] = columns or ["value"]
+                section["rows"] = [
+                    [_text(item.get(c)) for c in columns]
+                    if isinstance(item, dict)
+                    else [_text(item)]
+                    for item in content
+                ]
+            elif isinstance(content, dict):
+                section["pairs"] = [(str(k), _text(v)) for k, v in content.items()]
+            else:
+                section["pairs"] = [(name, _text(content))]
+            yield section
+
+
+def export_html(data: dict[str, Any]) -> str:
+    """index.html: the same data, readable (every value escaped by the template)."""
+    return render_to_string(
+        "governance/export.html",
+        {
+            "data": data,
+            "sections": list(_sections(data["stores"])),
+            "ttl_days": _ttl().days,
+        },
+    )
+
+
+def export_zip(data: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("data.json", json.dumps(data, ensure_ascii=False, indent=2, default=str))
+        archive.writestr("schema.json", json.dumps(export_schema(), indent=2))
+        archive.writestr("index.html", export_html(data))
+    return buffer.getvalue()
+
+
+def hash_download_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def download_path(*, archive: ExportArchive, token: str) -> str:
+    return (
+        reverse("governance-export-download", kwargs={"request_id": archive.request_id})
+        + f"?token={token}"
+    )
+
+
+def _notify(*, request: DataSubjectRequest, archive: ExportArchive, token: str) -> None:
+    """Send the subject the download link (email contacts; a phone contact hears from the
+    steward). The token travels only in the message, never in a log."""
+    if request.contact_type != "email":
+        return
+    base = str(getattr(settings, "CDP_PUBLIC_URL", "") or "").rstrip("/")
+    send_mail(
+        subject="Your personal data export is ready",
+        message=(
+            f"The export you asked for (request {request.pk}) is ready:\n\n"
+            f"{base}{download_path(archive=archive, token=token)}\n\n"
+            f"The link works until {archive.expires_at:%Y-%m-%d %H:%M} UTC. The zip holds "
+            f"data.json (with its JSON Schema, schema.json) and index.html to read in a browser."
+        ),
+        from_email=None,
+        recipient_list=[request.contact],
+    )
+
+
+@transaction.atomic
+def export_build(*, request: DataSubjectRequest) -> ExportArchive:
+    """Build the request's export and store it sealed under a new data key; earlier exports of
+    the request are shredded. The download token is set on the returned archive as
+    `download_token` (not stored: only its SHA-256) and emailed to the subject on commit."""
+    payload = export_zip(export_data(request=request))
+    earlier = list(ExportArchive.objects.filter(request=request).values_list("pk", "data_key_id"))
+    if earlier:
+        ExportArchive.objects.filter(pk__in=[pk for pk, _ in earlier]).delete()
+        profile_services.data_keys_destroy(key_ids=[key for _, key in earlier])
+    token = secrets.token_urlsafe(32)
+    archive = ExportArchive(
+        request=request,
+        data_key_id=profile_services.data_key_create_unowned(
+            workspace_id=request.workspace_id, purpose=DataKeyPurpose.REQUEST
+        ),
+        size_bytes=len(payload),
+        sha256=hashlib.sha256(payload).hexdigest(),
+        download_token_hash=hash_download_token(token),
+        expires_at=timezone.now() + _ttl(),
+    )
+    archive.archive = base64.b64encode(payload).decode()
+    archive.save(force_insert=True)
+    archive.download_token = token  # type: ignore[attr-defined]
+    transaction.on_commit(partial(_notify, request=request, archive=archive, token=token))
+    return archive
+
+
+def export_open(*, archive: ExportArchive) -> bytes:
+    """The decrypted zip of an export."""
+    return base64.b64decode(archive.archive)
+
+
+def export_enqueue(*, request: DataSubjectRequest) -> None:
+    """(Re)build the request's export in a worker once the current transaction commits."""
+    from governance import tasks
+
+    request_id = str(request.pk)
+    transaction.on_commit(lambda: tasks.dsr_export.delay(request_id))

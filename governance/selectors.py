@@ -1,0 +1,79 @@
+"""Reads of data-subject requests, always scoped: by the request's status token (the subject)
+or by the workspace (stewards and their API tokens)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from cdp.core.exceptions import NotFound
+from governance.models import DataSubjectRequest, ExportArchive
+
+
+class RequestNotFound(NotFound):
+    code = "request_not_found"
+    default_message = "No such request."
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def request_get_for_subject(*, request_id: Any, token: str | None) -> DataSubjectRequest | None:
+    """The request whose status token is `token`; None for an unknown id or a wrong token
+    (the two are indistinguishable to the caller)."""
+    pk = _uuid(request_id)
+    if pk is None or not token:
+        return None
+    request = DataSubjectRequest.objects.select_related("workspace").filter(pk=pk).first()
+    given = hashlib.sha256(token.encode()).hexdigest()
+    if request is None or not hmac.compare_digest(request.status_token_hash, given):
+        return None
+    return request
+
+
+def request_get(*, workspace: Any, request_id: Any) -> DataSubjectRequest:
+    """A request of the workspace; one of another workspace answers like an unknown one."""
+    pk = _uuid(request_id)
+    request = (
+        DataSubjectRequest.objects.select_related("workspace")
+        .filter(workspace=workspace, pk=pk)
+        .first()
+        if pk
+        else None
+    )
+    if request is None:
+        raise RequestNotFound()
+    return request
+
+
+def request_list(*, workspace: Any, state: str | None = None) -> QuerySet[DataSubjectRequest]:
+    """The workspace's requests, soonest deadline first."""
+    qs = DataSubjectRequest.objects.filter(workspace=workspace)
+    if state:
+        qs = qs.filter(state=state)
+    return qs.order_by("due_at", "id")
+
+
+def request_export_ready(*, request: DataSubjectRequest) -> ExportArchive | None:
+    """The newest export of the request whose download has not expired."""
+    return (
+        ExportArchive.objects.filter(request=request, expires_at__gt=timezone.now())
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def request_days_left(*, request: DataSubjectRequest, now: datetime | None = None) -> int:
+    """Whole days until the (possibly extended) deadline; negative once overdue."""
+    delta = request.effective_due_at - (now or timezone.now())
+    return delta.days
