@@ -6,18 +6,22 @@ import base64
 import binascii
 import hashlib
 import hmac
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
 
 from cdp.core.crypto import blind_index
-from consent.enums import Decision, DefaultMode, LegalBasis
+from consent.enums import Decision, DefaultMode, LegalBasis, Method
 from consent.models import (
     ConsentRecord,
     ConsentState,
@@ -26,8 +30,15 @@ from consent.models import (
     Receipt,
     SigningKey,
 )
-from consent.services import GENESIS, canonical_json, record_hash
+from consent.services import (
+    GENESIS,
+    VERSION_CACHE_SECONDS,
+    canonical_json,
+    consent_cache_version_key,
+    record_hash,
+)
 from profiles import selectors as profile_selectors
+from profiles.identifiers import normalize_identifier_type
 
 ALLOWING = (Decision.GRANTED,)
 RECEIPT_ALG = "EdDSA"
@@ -63,9 +74,12 @@ def consent_gate_profiles(
 ) -> QuerySet[Any]:
     """The active profiles of a workspace that may be processed for `purpose` at `at` (now by
     default), as one SQL query: consent granted, or another legal basis that holds (legitimate
-    interests until objected to); never restricted profiles."""
-    profiles = profile_selectors.profile_list(workspace=workspace).filter(restricted=False)
-    decision = _decision_at(purpose, at)
+    interests until objected to); never restricted profiles. Unordered: the gate answers
+    which profiles; an ORDER BY over hundreds of thousands of rows costs a sort, and makes
+    PostgreSQL plan a streamed read (a server-side cursor) as a slow nested loop."""
+    profiles = (
+        profile_selectors.profile_list(workspace=workspace).filter(restricted=False).order_by()
+    )
     basis = purpose.legal_basis
     if basis in (
         LegalBasis.CONTRACT,
@@ -77,7 +91,17 @@ def consent_gate_profiles(
     opt_out = basis == LegalBasis.LEGITIMATE_INTERESTS or (
         purpose.default_mode(jurisdiction or "default") == DefaultMode.OPT_OUT
     )
-    profiles = profiles.annotate(consent_decision=decision)
+    if at is None:
+        # The current state holds at most one row per profile and purpose, so "its decision
+        # allows" is EXISTS and "no decision, or one that allows" is NOT EXISTS of one that
+        # does not. PostgreSQL plans these as a hash semi/anti join over the purpose's states;
+        # a scalar subquery in the WHERE clause was a subplan run once per profile, several
+        # times slower over a million profiles (bench/consent.py, docs/benchmarks.md).
+        states = ConsentState.objects.filter(profile_id=OuterRef("pk"), purpose=purpose)
+        if opt_out:
+            return profiles.filter(~Exists(states.exclude(decision__in=ALLOWING)))
+        return profiles.filter(Exists(states.filter(decision__in=ALLOWING)))
+    profiles = profiles.annotate(consent_decision=_decision_at(purpose, at))
     if opt_out:
         return profiles.filter(Q(consent_decision__isnull=True) | Q(consent_decision__in=ALLOWING))
     return profiles.filter(consent_decision__in=ALLOWING)
@@ -210,7 +234,10 @@ def consent_state_for_identity(
     *, workspace: Any, identities: Sequence[tuple[str, str]]
 ) -> IdentityConsent:
     """Current consent of the profile of the first of `identities` ((type, value), strongest
-    first) that the workspace knows; nothing is said about identities it does not know."""
+    first) that the workspace knows; nothing is said about identities it does not know.
+    Answers come from the cache when CDP_CONSENT_CACHE_SECONDS > 0 (see consent_cache_*)."""
+    if _consent_cache_seconds() > 0:
+        return _consent_state_for_identity_cached(workspace=workspace, identities=identities)
     for identifier_type, value in identities:
         profile = profile_selectors.profile_find_by_identifier(
             workspace=workspace, identifier_type=identifier_type, value=value
@@ -288,3 +315,228 @@ def receipt_verify(*, receipt: dict[str, Any], keys: Sequence[dict[str, Any]]) -
     except (InvalidSignature, ValueError, binascii.Error):
         return ReceiptCheck(False, kid, "bad signature: the body or the signature was changed")
     return ReceiptCheck(True, kid)
+
+
+# --- the admin's consent timeline and report ---------------------------------------------------
+
+
+def consent_history_for_profiles(*, workspace: Any, profile_ids: Any) -> QuerySet[ConsentRecord]:
+    """Records of a profile and of the profiles merged into it, newest first."""
+    return (
+        ConsentRecord.objects.filter(workspace=workspace, profile_id__in=list(profile_ids))
+        .select_related("purpose", "notice_version__notice")
+        .order_by("-server_time", "-id")
+    )
+
+
+@dataclass(frozen=True)
+class SubjectChainCheck:
+    """The chain check of one subject, named by its type only: the blind index stays out."""
+
+    subject_type: str
+    first_seen: datetime
+    checked: int
+    broken_record: Any | None
+
+
+def consent_chain_verify_profiles(*, workspace: Any, profile_ids: Any) -> list[SubjectChainCheck]:
+    """Verify the whole chain of every subject that has records on these profiles (including
+    its records on other profiles), oldest subject first."""
+    subjects = (
+        ConsentRecord.objects.filter(workspace=workspace, profile_id__in=list(profile_ids))
+        .values("subject_type", "subject_index")
+        .annotate(first_seen=Min("server_time"))
+        .order_by("first_seen", "subject_type")
+    )
+    checks = []
+    for subject in subjects:
+        check = consent_chain_verify(
+            workspace=workspace, subject_index=bytes(subject["subject_index"])
+        )
+        checks.append(
+            SubjectChainCheck(
+                subject_type=subject["subject_type"],
+                first_seen=subject["first_seen"],
+                checked=check.checked,
+                broken_record=check.broken_record,
+            )
+        )
+    return checks
+
+
+REPORT_WINDOW_DAYS = 30
+
+
+@dataclass(frozen=True)
+class PurposeRates:
+    """Current states of one purpose; `withdrawals_recent` counts ledger rows in the window."""
+
+    key: str
+    name: str
+    states: int
+    granted: int
+    denied: int
+    withdrawn: int
+    withdrawals_recent: int
+
+    @property
+    def granted_percent(self) -> float | None:
+        """Granted states as a share of all current states of the purpose (None without any)."""
+        return round(100 * self.granted / self.states, 1) if self.states else None
+
+
+@dataclass(frozen=True)
+class ConsentReport:
+    since: datetime
+    purposes: list[PurposeRates]
+    withdrawals_recent: int
+    gpc_opt_outs: int
+    gpc_opt_outs_recent: int
+    needs_reconsent_profiles: int
+
+
+def consent_reconsent_profile_ids(*, workspace: Any) -> QuerySet[Any]:
+    """Ids of the profiles with at least one purpose flagged for re-consent."""
+    return (
+        ConsentState.objects.filter(workspace=workspace, needs_reconsent=True)
+        .values_list("profile_id", flat=True)
+        .order_by("profile_id")
+        .distinct()
+    )
+
+
+def consent_report(
+    *, workspace: Any, now: datetime | None = None, days: int = REPORT_WINDOW_DAYS
+) -> ConsentReport:
+    """Consent rates per purpose over the current states, withdrawals and GPC opt-outs (ledger
+    rows with method gpc) in total and over the last `days`, and profiles to ask again."""
+    since = (now or timezone.now()) - timedelta(days=days)
+    by_state: dict[int, dict[str, Any]] = {
+        row["purpose_id"]: dict(row)
+        for row in ConsentState.objects.filter(workspace=workspace)
+        .values("purpose_id")
+        .annotate(
+            states=Count("id"),
+            granted=Count("id", filter=Q(decision=Decision.GRANTED)),
+            denied=Count("id", filter=Q(decision=Decision.DENIED)),
+            withdrawn=Count("id", filter=Q(decision=Decision.WITHDRAWN)),
+        )
+        .order_by()
+    }
+    recent_withdrawals = dict(
+        ConsentRecord.objects.filter(
+            workspace=workspace, decision=Decision.WITHDRAWN, server_time__gte=since
+        )
+        .values("purpose_id")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("purpose_id", "n")
+    )
+    gpc = ConsentRecord.objects.filter(workspace=workspace, method=Method.GPC).aggregate(
+        total=Count("id"), recent=Count("id", filter=Q(server_time__gte=since))
+    )
+    purposes = []
+    for purpose in purpose_list(workspace=workspace):
+        row: dict[str, Any] = by_state.get(purpose.pk, {})
+        purposes.append(
+            PurposeRates(
+                key=purpose.key,
+                name=purpose.name,
+                states=row.get("states", 0),
+                granted=row.get("granted", 0),
+                denied=row.get("denied", 0),
+                withdrawn=row.get("withdrawn", 0),
+                withdrawals_recent=recent_withdrawals.get(purpose.pk, 0),
+            )
+        )
+    return ConsentReport(
+        since=since,
+        purposes=purposes,
+        withdrawals_recent=sum(recent_withdrawals.values()),
+        gpc_opt_outs=gpc["total"],
+        gpc_opt_outs_recent=gpc["recent"],
+        needs_reconsent_profiles=consent_reconsent_profile_ids(workspace=workspace).count(),
+    )
+
+
+# --- the cache of GET /v1/consent answers ------------------------------------------------------
+#
+# Two entries per answer: identity -> (profile id, profile version) for a short time, and the
+# profile's answer by (profile id, version). Every write that changes a profile's states bumps
+# the profile's version after commit (services.consent_cache_invalidate), so a cached answer of any
+# identity of that profile stops matching at once: the identity entry names the old version.
+# A merge bumps the absorbed profiles too, so their identities are resolved again. A missing
+# version is created as a fresh random-ish number, never 0, so an evicted counter cannot bring
+# back answers cached under an earlier one. Unknown identities are never cached (a consent
+# given later creates the profile). The one race left, an identity resolved just before a merge
+# commits and its version read just after, lasts at most IDENTITY_CACHE_SECONDS.
+
+IDENTITY_CACHE_SECONDS = 30
+
+
+def _consent_cache_seconds() -> int:
+    return int(getattr(settings, "CDP_CONSENT_CACHE_SECONDS", 0) or 0)
+
+
+def _identity_key(workspace_id: Any, index: bytes) -> str:
+    return f"consent:id:{workspace_id}:{index.hex()}"
+
+
+def _state_key(workspace_id: Any, profile_id: Any, version: int) -> str:
+    return f"consent:s:{workspace_id}:{profile_id}:{version}"
+
+
+def _version_get(profile_id: Any) -> int:
+    key = consent_cache_version_key(profile_id)
+    version = cache.get(key)
+    if version is None:
+        cache.add(key, time.time_ns(), VERSION_CACHE_SECONDS)
+        version = cache.get(key)
+    return int(version or 0)
+
+
+def _profile_answer(workspace: Any, profile_id: Any) -> IdentityConsent:
+    state = consent_state_for_profile(workspace=workspace, profile_id=profile_id)
+    return IdentityConsent(
+        state={key: entry["decision"] for key, entry in state.items()},
+        needs_reconsent=[key for key, entry in state.items() if entry["needs_reconsent"]],
+    )
+
+
+def _consent_state_for_identity_cached(
+    *, workspace: Any, identities: Sequence[tuple[str, str]]
+) -> IdentityConsent:
+    seconds = _consent_cache_seconds()
+    for identifier_type, value in identities:
+        kind = normalize_identifier_type(identifier_type)
+        normalized = profile_selectors.identifier_normalize(
+            identifier_type=identifier_type, value=value
+        )
+        if not kind or normalized is None:
+            continue
+        identity_key = _identity_key(workspace.pk, blind_index(workspace.pk, kind, normalized))
+        entry = cache.get(identity_key)
+        if entry is not None:
+            profile_id, version = entry
+            version_key = consent_cache_version_key(profile_id)
+            state_key = _state_key(workspace.pk, profile_id, version)
+            found = cache.get_many([version_key, state_key])
+            if found.get(version_key) == version:
+                answer = found.get(state_key)
+                if answer is None:
+                    answer = _profile_answer(workspace, profile_id)
+                    cache.set(state_key, answer, seconds)
+                return answer
+        profile = profile_selectors.profile_find_by_identifier(
+            workspace=workspace, identifier_type=identifier_type, value=value
+        )
+        if profile is None:
+            continue
+        # The version is read before the states, so a write committing in between leaves
+        # an answer under a version it has already bumped: stale, never served.
+        version = _version_get(profile.pk)
+        cache.set(identity_key, (str(profile.pk), version), min(seconds, IDENTITY_CACHE_SECONDS))
+        answer = _profile_answer(workspace, profile.pk)
+        cache.set(_state_key(workspace.pk, profile.pk, version), answer, seconds)
+        return answer
+    return IdentityConsent(state={}, needs_reconsent=[])
