@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework import authentication
 from rest_framework.permissions import BasePermission
 
@@ -101,7 +102,7 @@ class WriteKeyAuthentication(authentication.BaseAuthentication):
             raise WriteKeyInvalid()
         lookup = type(self).source_lookup
         if lookup is None:  # a subclass forgot to say where sources come from
-            raise NotImplementedError("WriteKeyAuthentication needs a source_lookup")
+            raise ImproperlyConfigured("WriteKeyAuthentication needs a source_lookup")
         source = lookup(write_key=key)
         if source is None:
             raise WriteKeyInvalid()
