@@ -17,6 +17,7 @@ that one view picks its authentication and permission by method.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -208,12 +209,13 @@ def _actor(request: Request) -> Any:
     return user if isinstance(user, get_user_model()) and user.is_authenticated else None
 
 
-class _ManageApi(APIView):
+class _ManageApi(APIView, abc.ABC):
     permission_classes = [CanHandleRequests]
     input_serializer: type[Any] = s.NoteInputSerializer
 
+    @abc.abstractmethod
     def act(self, dsr: DataSubjectRequest, actor: Any, data: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        """Call the one service this endpoint stands for."""
 
     def post(self, request: Request, request_id: str) -> Response:
         dsr = selectors.request_get(workspace=_workspace(request), request_id=request_id)
