@@ -107,6 +107,9 @@ def person_messages(
             "timestamp": _iso(at),
             "context": _context(rng, fields.pop("page", "Catalog"), device),
         }
+        consent = fields.pop("consent", None)
+        if consent is not None:  # what a site's consent manager adds (Segment's convention)
+            message["context"]["consent"] = consent
         if with_sent_at:  # an SDK's send time: the server corrects clock skew with it
             message["sentAt"] = _iso(at + timedelta(milliseconds=rng.randint(5, 400)))
         if device in identified:
@@ -118,9 +121,18 @@ def person_messages(
         device = rng.choice(who.devices)
         if who.signs_up and device not in identified and rng.random() < 0.35:
             identified.add(device)
+            consent = {
+                "categoryPreferences": {
+                    "Analytics": True,
+                    "Personalization": rng.random() < 0.7,
+                    "Marketing Email": rng.random() < 0.4,
+                    "Advertising": rng.random() < 0.3,
+                }
+            }
             add(
                 "identify",
                 device,
+                consent=consent,
                 userId=who.user_id,
                 traits={
                     "email": who.email,
