@@ -61,3 +61,5 @@ class DataKeyPurpose(models.TextChoices):
     INTAKE = "intake", "The collection intake buffer (short-lived, shredded once drained)"
     SIGNING = "signing", "A workspace's receipt-signing key"
     REQUEST = "request", "A data-subject request's contact details and export"
+    DESTINATION = "destination", "A destination's credentials (webhook secret, API token)"
+    REMOVAL = "removal", "What a destination needs to remove a person, kept until it is sent"
