@@ -1,0 +1,337 @@
+"""Audiences, computed traits, destinations, syncs and the delivery ledger.
+
+Profiles and events belong to `profiles`; this app only derives from them (computed traits,
+memberships) and records what left the platform (deliveries) and what must be taken back
+(removals). Every row naming a profile is covered by the activation personal-data handler.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from cdp.core.crypto.fields import EncryptedJSONField, EncryptedTextField
+from cdp.core.ids import uuid7
+
+from .enums import (
+    AudienceStatus,
+    ComputedTraitKind,
+    DeliveryAction,
+    DeliveryStatus,
+    DestinationKind,
+    MembershipChangeKind,
+    RemovalReason,
+    RemovalStatus,
+    SyncMode,
+    SyncRunStatus,
+)
+
+
+class ComputedTrait(models.Model):
+    """A per-profile value computed from events (count, sum, last value, ...), over an optional
+    window and event filter, kept current as events arrive and recomputed on a schedule. Only
+    plain (non-PII) event properties can be aggregated: sealed properties are never read here."""
+
+    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    key = models.SlugField(max_length=64, help_text="Name used in audience rules.")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=24, choices=ComputedTraitKind.choices)
+    event_name = models.CharField(
+        max_length=200, blank=True, help_text="Only events of this name; blank for every event."
+    )
+    # Property filters in the audience rule language (see activation/rules/schema.json).
+    event_filter = models.JSONField(default=list, blank=True)
+    property = models.CharField(
+        max_length=200, blank=True, help_text="The event property aggregated (not for count)."
+    )
+    window_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Only events of the last N days; blank for all time."
+    )
+    enabled = models.BooleanField(default=True)
+    last_computed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "key"], name="computed_trait_ws_key")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ComputedTraitValue(models.Model):
+    """A computed trait's current value for one profile. `number` holds numeric results (for
+    comparisons in SQL), `text` the others; `value` keeps the exact JSON value."""
+
+    trait = models.ForeignKey(ComputedTrait, on_delete=models.CASCADE, related_name="values")
+    profile = models.ForeignKey("profiles.Profile", on_delete=models.CASCADE, related_name="+")
+    value = models.JSONField(null=True)
+    number = models.FloatField(null=True)
+    text = models.TextField(null=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["trait", "profile"], name="computed_value_unique")
+        ]
+        indexes = [models.Index(fields=["profile"], name="computed_value_profile")]
+
+    def __str__(self) -> str:
+        return f"{self.trait_id}={self.value!r}"
+
+
+class LifecycleStage(models.Model):
+    """A workspace's definition of a lifecycle stage (new visitor, first-time buyer, repeat
+    customer, high-value, churn-risk, inactive, ...) as a rule in the audience language."""
+
+    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    key = models.SlugField(max_length=64)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    rules = models.JSONField()
+    position = models.PositiveSmallIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "key"], name="lifecycle_ws_key")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Audience(models.Model):
+    """A segment of profiles defined by rules in the audience language; its membership is
+    materialized in AudienceMembership with entered/exited history."""
+
+    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    key = models.SlugField(max_length=64)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    rules = models.JSONField()
+    realtime = models.BooleanField(
+        default=False,
+        help_text="Re-evaluate the profiles touched by new events within seconds of arrival.",
+    )
+    status = models.CharField(
+        max_length=16, choices=AudienceStatus.choices, default=AudienceStatus.ACTIVE
+    )
+    size = models.PositiveIntegerField(default=0)
+    last_computed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace", "key"], name="audience_ws_key")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AudienceMembership(models.Model):
+    """A profile currently in an audience."""
+
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="memberships")
+    profile = models.ForeignKey("profiles.Profile", on_delete=models.CASCADE, related_name="+")
+    entered_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["audience", "profile"], name="membership_unique")
+        ]
+        indexes = [models.Index(fields=["profile"], name="membership_profile")]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} in {self.audience_id}"
+
+
+class MembershipChange(models.Model):
+    """Entered/exited history of audience membership; incremental syncs read it."""
+
+    id = models.BigAutoField(primary_key=True)
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="changes")
+    profile = models.ForeignKey("profiles.Profile", on_delete=models.CASCADE, related_name="+")
+    change = models.CharField(max_length=8, choices=MembershipChangeKind.choices)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["audience", "id"], name="membership_change_cursor"),
+            models.Index(fields=["profile"], name="membership_change_profile"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} {self.change} {self.audience_id}"
+
+
+class Destination(models.Model):
+    """Where audiences are sent. It declares the consent purposes it serves (a profile is sent
+    only when the gate allows every one of them at send time) and the data it receives."""
+
+    # Credentials are sealed, but they are the workspace's secret, not anyone's personal data.
+    holds_personal_data = False
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=32, choices=DestinationKind.choices)
+    purposes = models.ManyToManyField("consent.Purpose", related_name="+")
+    # What the destination receives: identifiers and attribute traits by name, e.g.
+    # {"identifiers": ["email", "phone"], "traits": ["first_name", "country"]}.
+    data = models.JSONField(default=dict, blank=True)
+    # Non-secret settings: webhook URL, file directory, default phone region, ...
+    config = models.JSONField(default=dict, blank=True)
+    secret = EncryptedTextField(null=True, blank=True, key_field="data_key")
+    data_key = models.ForeignKey(
+        "profiles.DataKey", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    min_audience_size = models.PositiveIntegerField(
+        default=100, help_text="Ad-platform exports of smaller audiences are refused."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="destination_ws_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Sync(models.Model):
+    """An audience connected to a destination."""
+
+    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="syncs")
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="syncs")
+    mode = models.CharField(max_length=16, choices=SyncMode.choices, default=SyncMode.INCREMENTAL)
+    interval_minutes = models.PositiveIntegerField(
+        default=60, help_text="How often the scheduler runs it; 0 for manual runs only."
+    )
+    enabled = models.BooleanField(default=True)
+    # Incremental syncs send the membership changes after this one.
+    cursor = models.BigIntegerField(default=0)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["audience", "destination"], name="sync_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.audience} → {self.destination}"
+
+
+class SyncRun(models.Model):
+    """One execution of a sync, with sent / removed / excluded-by-reason counts and progress."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="runs")
+    mode = models.CharField(max_length=16, choices=SyncMode.choices)
+    status = models.CharField(
+        max_length=16, choices=SyncRunStatus.choices, default=SyncRunStatus.QUEUED
+    )
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    removed = models.PositiveIntegerField(default=0)
+    # Reason -> count: no_consent:<purpose>, restricted, suppressed, below_min_size, ...
+    excluded = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    artifact = models.CharField(
+        max_length=500, blank=True, help_text="The file written, for file destinations."
+    )
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["sync", "-created_at"], name="sync_run_recent")]
+
+    def __str__(self) -> str:
+        return f"Sync run {self.id}"
+
+
+class Delivery(models.Model):
+    """The delivery ledger: one row per record sent to (or removed from) a destination, with
+    the consent records that allowed it at that moment and a hash of the exact payload."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    destination = models.ForeignKey(
+        Destination, on_delete=models.PROTECT, related_name="deliveries"
+    )
+    audience = models.ForeignKey(
+        Audience, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    sync_run = models.ForeignKey(
+        SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    profile = models.ForeignKey("profiles.Profile", on_delete=models.CASCADE, related_name="+")
+    action = models.CharField(max_length=8, choices=DeliveryAction.choices)
+    # Purpose key -> the ConsentRecord id that allowed it, or the legal basis when the purpose
+    # does not rest on consent (e.g. {"ads": "0190...", "service": "contract"}).
+    basis = models.JSONField(default=dict)
+    payload_sha256 = models.CharField(max_length=64)
+    status = models.CharField(max_length=12, choices=DeliveryStatus.choices)
+    delivered_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["workspace", "profile", "destination"], name="delivery_lookup"),
+            models.Index(fields=["destination", "-delivered_at"], name="delivery_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.profile_id} → {self.destination_id}"
+
+
+class Removal(models.Model):
+    """A removal owed to a destination that received a person: after consent withdrawal, an
+    exit from the audience, or erasure. What the destination needs to find the person (hashed
+    identifiers, user id) is sealed under a key of its own, because after an erasure the
+    profile and its keys are gone; the key is destroyed once the removal is sent."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    destination = models.ForeignKey(Destination, on_delete=models.PROTECT, related_name="removals")
+    audience = models.ForeignKey(
+        Audience, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    profile = models.ForeignKey(
+        "profiles.Profile", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=24, choices=RemovalReason.choices)
+    payload = EncryptedJSONField(null=True, key_field="data_key")
+    data_key = models.ForeignKey(
+        "profiles.DataKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(
+        max_length=12, choices=RemovalStatus.choices, default=RemovalStatus.QUEUED
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="removal_due")]
+
+    def __str__(self) -> str:
+        return f"Removal {self.id}"
