@@ -1,5 +1,6 @@
 """Governance in the admin: the audit trail (read-only, for superusers and auditors, with a chain
-check) and the stewards' queue of data-subject requests."""
+check), the stewards' queue of data-subject requests, the workspace's governance settings and
+retention policies, and the compliance reports."""
 
 from __future__ import annotations
 
@@ -11,19 +12,27 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from guardian.shortcuts import get_users_with_perms
 
-from cdp.core.admin import ReadOnlyAdminMixin, WorkspaceScopedAdmin
+from cdp.core.admin import ReadOnlyAdminMixin, WorkspaceScopedAdmin, workspaces_for
 from cdp.core.exceptions import ApplicationError
-from governance import selectors, services
-from governance.enums import FINAL_STATES
-from governance.models import DataSubjectRequest, RequestEvent
+from governance import reports, retention, selectors, services
+from governance.enums import FINAL_STATES, ReportFormat, ReportKind
+from governance.models import (
+    ComplianceReport,
+    DataSubjectRequest,
+    GovernanceSettings,
+    RequestEvent,
+    RetentionPolicy,
+)
+from profiles import selectors as profile_selectors
 from profiles.enums import WorkspaceRole
 
 AuditLogEntry = get_logentry_model()
@@ -201,6 +210,8 @@ class DataSubjectRequestAdmin(WorkspaceScopedAdmin):
         "extended_due_at",
         "extension_reason",
         "days_left",
+        "cancel_until",
+        "fulfil_after",
         "legal_hold",
         "paused",
         "assigned_to",
@@ -310,8 +321,254 @@ class DataSubjectRequestAdmin(WorkspaceScopedAdmin):
             except ApplicationError as exc:
                 self.message_user(request, f"Request {dsr.pk}: {exc.message}", messages.ERROR)
             else:
+                if name == "fulfil" and dsr.state in services.FULFILMENT_STATES:
+                    self.message_user(
+                        request,
+                        f"Request {dsr.pk}: the cancellation window is open until "
+                        f"{dsr.cancel_until:%Y-%m-%d %H:%M} UTC; the erasure is scheduled "
+                        "for then.",
+                        messages.WARNING,
+                    )
+                    continue
                 done += 1
         if done:
             self.message_user(
                 request, f"{REQUEST_ACTIONS[name][0]}: {done} request(s).", messages.SUCCESS
             )
+
+
+# --- Governance settings and retention policies ----------------------------------------------
+
+# The privacy team (stewards who handle requests) edits these; auditors read them.
+POLICY_ROLES = (WorkspaceRole.HANDLE_REQUESTS.value, WorkspaceRole.VIEW_AUDIT.value)
+
+
+class _PrivacyTeamAdmin(WorkspaceScopedAdmin):
+    """Seen by handle_requests and view_audit holders; changed by handle_requests holders of
+    the row's workspace only. Saves write the changed fields, and auditlog records each change
+    with its author."""
+
+    workspace_roles = POLICY_ROLES
+
+    def _may_edit(self, request: HttpRequest, workspace: Any | None) -> bool:
+        if request.user.is_superuser:
+            return True
+        if workspace is None:
+            return workspaces_for(request, WorkspaceRole.HANDLE_REQUESTS.value).exists()
+        return profile_selectors.user_has_role(
+            user=request.user, workspace=workspace, role=WorkspaceRole.HANDLE_REQUESTS
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._may_edit(request, None)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._may_edit(request, getattr(obj, "workspace", None))
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "workspace" and not request.user.is_superuser:
+            kwargs["queryset"] = workspaces_for(request, WorkspaceRole.HANDLE_REQUESTS.value)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return (*self.readonly_fields, "workspace") if obj is not None else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            fields = [f for f in form.changed_data if f != "workspace"]
+            if fields:
+                stamped = ["updated_at"] if hasattr(obj, "updated_at") else []
+                obj.save(update_fields=[*fields, *stamped])
+        else:
+            obj.save()
+
+
+@admin.register(GovernanceSettings)
+class GovernanceSettingsAdmin(_PrivacyTeamAdmin):
+    list_display = ("workspace", "erasure_cancellation_hours", "controller_contact", "dpo_contact")
+    list_select_related = ("workspace",)
+    fields = ("workspace", "erasure_cancellation_hours", "controller_contact", "dpo_contact")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+class RetentionPolicyForm(forms.ModelForm):
+    class Meta:
+        model = RetentionPolicy
+        fields = (
+            "workspace",
+            "name",
+            "kind",
+            "period",
+            "unit",
+            "event_names",
+            "trait_keys",
+            "purpose_key",
+            "description",
+            "enabled",
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        workspace = data.get("workspace") or getattr(self.instance, "workspace", None)
+        if workspace is None or self.errors:
+            return data
+        try:
+            data.update(
+                retention.policy_clean(
+                    workspace=workspace,
+                    kind=data.get("kind", ""),
+                    period=data.get("period"),
+                    unit=data.get("unit", ""),
+                    event_names=data.get("event_names"),
+                    trait_keys=data.get("trait_keys"),
+                    purpose_key=data.get("purpose_key", ""),
+                )
+            )
+        except ApplicationError as exc:
+            raise ValidationError(exc.message, code=exc.code) from None
+        return data
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(_PrivacyTeamAdmin):
+    """Each workspace's retention policies. The sweep runs daily; the dry-run action shows what
+    it would remove now, changing nothing."""
+
+    form = RetentionPolicyForm
+    list_display = (
+        "name",
+        "workspace",
+        "kind",
+        "period_display",
+        "scope",
+        "enabled",
+        "last_run_at",
+        "last_run_counts",
+    )
+    list_filter = ("kind", "enabled")
+    list_select_related = ("workspace",)
+    readonly_fields = ("last_run_at", "last_run_counts", "ip_cleared_until")
+    actions = ("preview",)
+
+    @admin.display(description="period")
+    def period_display(self, obj: RetentionPolicy) -> str:
+        return f"{obj.period} {obj.unit}"
+
+    @admin.display(description="applies to")
+    def scope(self, obj: RetentionPolicy) -> str:
+        return reports._scope(obj) or "—"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._may_edit(request, getattr(obj, "workspace", None))
+
+    @admin.action(
+        description="Dry run: count what the sweep would remove now", permissions=["view"]
+    )
+    def preview(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:
+        chosen = {p.pk for p in queryset}
+        for workspace in {p.workspace for p in queryset}:
+            result = retention.retention_apply(workspace=workspace, dry_run=True)
+            for run in result.runs:
+                if run.policy_id in chosen:
+                    counts = ", ".join(f"{k}: {v}" for k, v in sorted(run.counts.items()))
+                    self.message_user(
+                        request,
+                        f"{workspace.name} / {run.name} (before {run.cutoff:%Y-%m-%d %H:%M} "
+                        f"UTC): {counts or 'nothing'}",
+                    )
+
+
+# --- Compliance reports ----------------------------------------------------------------------
+
+REPORT_ROLES = (WorkspaceRole.VIEW_AUDIT.value,)
+
+
+class ReportPeriodForm(forms.Form):
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            raise ValidationError("The start must not come after the end.")
+        return data
+
+
+@admin.register(ComplianceReport)
+class ComplianceReportAdmin(WorkspaceScopedAdmin):
+    """The reports page: for each workspace the user audits (view_audit, or superuser), each
+    report as printable HTML or CSV over a chosen period. A workspace the user does not audit
+    answers 404, exactly like one that does not exist."""
+
+    workspace_roles = REPORT_ROLES
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        meta = self.model._meta
+        return [
+            path(
+                "<slug:workspace_slug>/<str:kind>.<str:fmt>",
+                self.admin_site.admin_view(self.report_view),
+                name=f"{meta.app_label}_{meta.model_name}_download",
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = ReportPeriodForm(request.GET or None)
+        query = ""
+        if form.is_bound and form.is_valid():
+            query = "&".join(
+                f"{key}={value.isoformat()}" for key, value in form.cleaned_data.items() if value
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Compliance reports",
+            "opts": self.model._meta,
+            "form": form,
+            "query": query,
+            "workspaces": workspaces_for(request, *REPORT_ROLES).order_by("name"),
+            "kinds": ReportKind.choices,
+            "formats": ReportFormat.choices,
+        }
+        return TemplateResponse(request, "admin/governance/compliance_reports.html", context)
+
+    def report_view(
+        self, request: HttpRequest, workspace_slug: str, kind: str, fmt: str
+    ) -> HttpResponse:
+        workspace = workspaces_for(request, *REPORT_ROLES).filter(slug=workspace_slug).first()
+        if workspace is None or kind not in ReportKind.values or fmt not in ReportFormat.values:
+            raise Http404("No such report.")
+        form = ReportPeriodForm(request.GET)
+        if not form.is_valid():
+            return HttpResponse(
+                "The period is not valid: " + " ".join(str(e) for e in form.errors.values()),
+                status=400,
+                content_type="text/plain; charset=utf-8",
+            )
+        report = reports.report_build(
+            workspace=workspace,
+            kind=kind,
+            since=form.cleaned_data.get("since"),
+            until=form.cleaned_data.get("until"),
+        )
+        content, content_type, filename = reports.report_render(report, fmt=fmt)
+        response = HttpResponse(content, content_type=content_type)
+        disposition = "attachment" if fmt == ReportFormat.CSV else "inline"
+        response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
+        response["Cache-Control"] = "private, no-store"
+        response["X-Content-Type-Options"] = "nosniff"
+        return response

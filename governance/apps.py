@@ -17,4 +17,10 @@ class GovernanceConfig(AppConfig):
         audit.register(models.RequestEvent)
         audit.register(models.ExportArchive, exclude_fields=("download_token_hash",))
         audit.register(models.ErasureCertificate)
+        audit.register(models.GovernanceSettings)
+        # Run bookkeeping is recorded by each run's own audit entry (governance.retention).
+        audit.register(
+            models.RetentionPolicy,
+            exclude_fields=("last_run_at", "last_run_counts", "ip_cleared_until", "updated_at"),
+        )
         registry.register(handlers.REQUESTS_HANDLER)

@@ -42,3 +42,32 @@ FINAL_STATES = frozenset(
         RequestState.EXPIRED,
     }
 )
+
+
+class RetentionKind(models.TextChoices):
+    """What a retention policy removes once its period is over (see governance.retention)."""
+
+    EVENTS = "events", "Events (by name, or all events)"
+    EVENT_IP = "event_ip", "Full IP address of events (the truncated one stays)"
+    TRAITS = "traits", "Traits (by key), counted from when they were last set"
+    INACTIVE_PROFILES = "inactive_profiles", "Profiles inactive for the period (erased)"
+    PURPOSE = "purpose", "Data held only for a purpose, once it is no longer allowed"
+
+
+class RetentionUnit(models.TextChoices):
+    DAYS = "days", "days"
+    MONTHS = "months", "months"
+    YEARS = "years", "years"
+
+
+class ReportKind(models.TextChoices):
+    DSR = "dsr", "Data-subject requests (SLA)"
+    CONSENT = "consent", "Consent"
+    ROPA = "ropa", "Records of processing (GDPR Art. 30)"
+    PII_ACCESS = "pii-access", "Personal-data access (reveals)"
+    AUDIT = "audit", "Audit trail"
+
+
+class ReportFormat(models.TextChoices):
+    HTML = "html", "HTML (printable)"
+    CSV = "csv", "CSV"

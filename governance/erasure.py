@@ -25,8 +25,8 @@ from profiles import services as profile_services
 
 CERTIFICATE_VERSION = "cdp-erasure-certificate/1"
 DESTINATIONS_NOTE = (
-    "No destination received this person's data: activation is not in place yet. Once it is, "
-    "each destination that received the person's data gets a deletion request, listed here."
+    "No destination received this person's data according to the delivery ledger; each "
+    "destination that had would get a deletion request, listed here with its status."
 )
 
 
@@ -118,6 +118,7 @@ def erasure_run(*, request: DataSubjectRequest) -> ErasureCertificate:
         )
 
     stores: list[dict[str, Any]] = []
+    destinations: list[dict[str, Any]] = []
     for handler in registry.handlers():
         if profile is None:
             report = ErasureReport(
@@ -128,6 +129,18 @@ def erasure_run(*, request: DataSubjectRequest) -> ErasureCertificate:
         else:
             report = _run(handler, profile)
         stores.append(_entry(handler, report))
+        destinations += [
+            {
+                "destination": owed.recipient,
+                "kind": owed.kind,
+                "status": owed.status,
+                "requests": owed.requests,
+                "reference": owed.reference,
+                "detail": owed.detail,
+                "handler": handler.name,
+            }
+            for owed in report.deletion_requests
+        ]
     # Keys of a merged profile that no handler destroyed (none should be left) go too; key rows
     # are never deleted, so afterwards every one of them is destroyed.
     profile_services.data_keys_destroy(key_ids=key_ids)
@@ -144,11 +157,12 @@ def erasure_run(*, request: DataSubjectRequest) -> ErasureCertificate:
         "subject": str(profile.pk) if profile is not None else None,
         "issued_at": issued_at.isoformat(),
         "stores": stores,
-        "destinations": [],
-        "destinations_note": DESTINATIONS_NOTE,
+        "destinations": destinations,
         "data_keys_destroyed": [str(pk) for pk in key_ids],
         "suppressed_identifiers": suppressed,
     }
+    if not destinations:
+        body["destinations_note"] = DESTINATIONS_NOTE
     if unreadable:
         body["identities_unreadable"] = unreadable
     certificate.body = body

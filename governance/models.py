@@ -7,12 +7,13 @@ from typing import Any
 
 from auditlog.models import AbstractLogEntry
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 
 from cdp.core.crypto import BlindIndexField, EncryptedJSONField, EncryptedTextField
 from cdp.core.ids import uuid7
 from governance import chain
-from governance.enums import Regime, RequestState, RequestType
+from governance.enums import Regime, RequestState, RequestType, RetentionKind, RetentionUnit
 
 
 class AuditLogEntry(AbstractLogEntry):
@@ -81,7 +82,12 @@ class DataSubjectRequest(models.Model):
     status_token_hash = models.CharField(max_length=64, unique=True)
     legal_hold = models.BooleanField(default=False)
     paused = models.BooleanField(default=False)
+    # The erasure cancellation window: set at verification; until it closes the subject may
+    # cancel and nothing is erased.
     cancel_until = models.DateTimeField(null=True, blank=True)
+    # A steward asked to fulfil while the window was open: the scheduled task carries the
+    # request out once this moment has passed (governance.tasks.dsr_erasures_due).
+    fulfil_after = models.DateTimeField(null=True, blank=True)
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -161,3 +167,97 @@ class ErasureCertificate(models.Model):
 
     def __str__(self) -> str:
         return f"Erasure certificate {self.id}"
+
+
+MAX_CANCELLATION_HOURS = 720  # 30 days: a window must leave time to answer within the deadline
+
+
+class GovernanceSettings(models.Model):
+    """A workspace's governance settings: its erasure cancellation window and the contacts the
+    records of processing name. One row per workspace, created on first use."""
+
+    workspace = models.OneToOneField(
+        "profiles.Workspace", on_delete=models.CASCADE, related_name="+"
+    )
+    erasure_cancellation_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(MAX_CANCELLATION_HOURS)],
+        help_text="Hours after verification during which the subject may cancel an erasure and "
+        "nothing is erased. Empty: the CDP_ERASURE_CANCELLATION_HOURS setting.",
+    )
+    controller_contact = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="The controller's name and contact, for the records of processing.",
+    )
+    dpo_contact = models.CharField(
+        max_length=300, blank=True, help_text="The data protection officer's contact, if any."
+    )
+    # When the default retention policies were seeded: once, so a steward's deletion sticks.
+    retention_defaults_seeded_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "governance settings"
+        verbose_name_plural = "governance settings"
+
+    def __str__(self) -> str:
+        return f"Governance settings of workspace {self.workspace_id}"
+
+
+class ComplianceReport(GovernanceSettings):
+    """No data of its own: the admin's entry for the compliance reports page (a proxy model,
+    so the page sits in the governance section with a permission check of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "compliance report"
+        verbose_name_plural = "compliance reports"
+
+
+class RetentionPolicy(models.Model):
+    """How long one kind of data is kept in a workspace (see governance.retention for what
+    each kind removes). Edited by stewards in the admin; every change and every run is
+    audited."""
+
+    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=24, choices=RetentionKind.choices)
+    period = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    unit = models.CharField(max_length=8, choices=RetentionUnit.choices, default=RetentionUnit.DAYS)
+    event_names = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Events: the names it applies to (empty: every event). Purpose: the events "
+        "collected only for the purpose.",
+    )
+    trait_keys = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Traits: the keys it applies to. Purpose: the traits held only for it.",
+    )
+    purpose_key = models.CharField(
+        max_length=64, blank=True, help_text="Purpose: the consent purpose's key."
+    )
+    description = models.TextField(
+        blank=True, help_text="Why this period: shown in the records of processing."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_run_counts = models.JSONField(default=dict, blank=True, editable=False)
+    # Full IP addresses: events received before this were cleared already, so each run opens
+    # only the events received since the previous one.
+    ip_cleared_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name_plural = "retention policies"
+        ordering = ["workspace", "kind", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="retention_ws_name_unique"),
+            models.CheckConstraint(condition=models.Q(period__gte=1), name="retention_period_min"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Retention policy {self.name}"

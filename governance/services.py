@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from auditlog import get_logentry_model
+from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F
@@ -26,7 +27,7 @@ from consent.enums import Method as ConsentMethod
 from governance import chain, selectors
 from governance.deadlines import deadlines_for, end_of_day
 from governance.enums import FINAL_STATES, Regime, RequestState, RequestType
-from governance.models import DataSubjectRequest, RequestEvent
+from governance.models import DataSubjectRequest, GovernanceSettings, RequestEvent
 from governance.states import can_transition
 from profiles import selectors as profile_selectors
 from profiles import services as profile_services
@@ -95,6 +96,13 @@ class ExtensionRefused(Conflict):
 class RequestOnLegalHold(Conflict):
     code = "legal_hold"
     default_message = "This request is under a legal hold."
+
+
+class CancellationClosed(Conflict):
+    code = "cannot_cancel"
+    default_message = (
+        "This request can no longer be cancelled: the work on it has started or it is closed."
+    )
 
 
 class SubmittedRequest(NamedTuple):
@@ -278,6 +286,109 @@ def _verified(request: DataSubjectRequest, *, actor: Any = None, note: str = "")
         ]
     )
     request_transition(request=request, to_state=RequestState.VERIFIED, actor=actor, note=note)
+    _open_cancellation_window(request)
+
+
+# --- The erasure cancellation window ---------------------------------------------------------
+#
+# An erasure cannot be undone. When the workspace (or the CDP_ERASURE_CANCELLATION_HOURS
+# setting) gives a window, it opens at verification: until it closes the subject may cancel
+# the request (it is revoked), and nothing is erased; a steward's "fulfil" during the window
+# schedules the erasure for the moment it closes (governance.tasks.dsr_erasures_due).
+
+CANCELLABLE_STATES = frozenset(
+    {RequestState.RECEIVED, RequestState.AWAITING_VERIFICATION, RequestState.VERIFIED}
+)
+
+
+def erasure_cancellation_hours(*, workspace: Any) -> int:
+    """The workspace's window in hours, or the installation's default (0: no window)."""
+    own = (
+        GovernanceSettings.objects.filter(workspace=workspace)
+        .values_list("erasure_cancellation_hours", flat=True)
+        .first()
+    )
+    if own is not None:
+        return int(own)
+    return int(getattr(settings, "CDP_ERASURE_CANCELLATION_HOURS", 0) or 0)
+
+
+def _open_cancellation_window(request: DataSubjectRequest) -> None:
+    if request.type != RequestType.ERASURE:
+        return
+    hours = erasure_cancellation_hours(workspace=request.workspace)
+    if hours <= 0:
+        return
+    request.cancel_until = (request.verified_at or timezone.now()) + timedelta(hours=hours)
+    request.save(update_fields=["cancel_until", "updated_at"])
+    _event(
+        request,
+        action="cancellation_window",
+        note=f"The subject may cancel until {request.cancel_until:%Y-%m-%d %H:%M} UTC; "
+        "nothing is erased before then.",
+    )
+
+
+def request_cancellable(*, request: DataSubjectRequest, now: Any = None) -> bool:
+    """Whether the subject may still cancel: before any work started, or, for an erasure,
+    while its cancellation window is open and nothing was erased."""
+    if request.state in CANCELLABLE_STATES:
+        return True
+    now = now or timezone.now()
+    return (
+        request.type == RequestType.ERASURE
+        and request.state in FULFILMENT_STATES
+        and request.cancel_until is not None
+        and request.cancel_until > now
+    )
+
+
+@transaction.atomic
+def request_cancel(*, request: DataSubjectRequest, note: str = "") -> DataSubjectRequest:
+    """The subject withdraws their request (it ends revoked): any time before work starts, or
+    for an erasure until its cancellation window closes. Raises CancellationClosed after."""
+    _lock(request)
+    if not request_cancellable(request=request):
+        raise CancellationClosed()
+    request_transition(
+        request=request,
+        to_state=RequestState.REVOKED,
+        actor=None,
+        note=note or "Cancelled by the subject.",
+        action="cancelled",
+    )
+    if request.fulfil_after is not None:
+        request.fulfil_after = None
+        request.save(update_fields=["fulfil_after", "updated_at"])
+    return request
+
+
+def _schedule_erasure(request: DataSubjectRequest, *, actor: Any, note: str) -> DataSubjectRequest:
+    assert request.cancel_until is not None
+    request.fulfil_after = request.cancel_until
+    request.save(update_fields=["fulfil_after", "updated_at"])
+    _event(
+        request,
+        action="fulfil_scheduled",
+        actor=actor,
+        note=(
+            f"{note}\nThe cancellation window is open until "
+            f"{request.cancel_until:%Y-%m-%d %H:%M} UTC: the erasure is carried out then."
+        ).strip(),
+    )
+    return request
+
+
+def requests_erasure_due(*, now: Any = None) -> Any:
+    """Erasures a steward asked to fulfil during their window, now closed, not on hold."""
+    return DataSubjectRequest.objects.filter(
+        type=RequestType.ERASURE,
+        state__in=FULFILMENT_STATES,
+        fulfil_after__isnull=False,
+        fulfil_after__lte=now or timezone.now(),
+        legal_hold=False,
+        certificate__isnull=True,
+    ).order_by("fulfil_after", "pk")
 
 
 def request_verify(*, request: DataSubjectRequest, code: str) -> DataSubjectRequest:
@@ -565,7 +676,8 @@ def request_fulfil(
 ) -> DataSubjectRequest:
     """Carry out an approved request and close it. Opt-out, restriction and objection are done
     here; access, portability and erasure by governance.fulfilment (export or erasure, then
-    fulfilled or partially fulfilled); rectification is closed as done by the steward."""
+    fulfilled or partially fulfilled); rectification is closed as done by the steward. An
+    erasure whose cancellation window is open is scheduled for when it closes instead."""
     _lock(request)
     if request.state not in FULFILMENT_STATES:
         raise IllegalTransition(
@@ -574,6 +686,12 @@ def request_fulfil(
         )
     if request.type == RequestType.ERASURE and request.legal_hold:
         raise RequestOnLegalHold()
+    if (
+        request.type == RequestType.ERASURE
+        and request.cancel_until is not None
+        and request.cancel_until > timezone.now()
+    ):
+        return _schedule_erasure(request, actor=actor, note=note)
     if request.type in DIRECT_TYPES:
         outcome = _fulfil_directly(request)
         note = f"{note}\n{outcome}".strip()
@@ -599,3 +717,20 @@ def request_export_download(*, request: DataSubjectRequest, via: str) -> tuple[A
     type(archive).objects.filter(pk=archive.pk).update(downloads=F("downloads") + 1)
     record_access(archive, actor=None, reason="subject download", fields=["archive"], via=via)
     return archive, export.export_open(archive=archive)
+
+
+# --- Retention (governance.retention holds the sweep) ----------------------------------------
+
+
+def retention_defaults_ensure(*, workspace: Any) -> list[Any]:
+    """Seed the default retention policies of the workspace, once (see governance.retention)."""
+    from governance import retention
+
+    return retention.retention_defaults_ensure(workspace=workspace)
+
+
+def retention_policy_create(**kwargs: Any) -> Any:
+    """Add a retention policy to a workspace (see governance.retention.retention_policy_create)."""
+    from governance import retention
+
+    return retention.retention_policy_create(**kwargs)

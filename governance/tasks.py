@@ -68,3 +68,32 @@ def dsr_export(request_id: str) -> dict[str, object]:
     request = DataSubjectRequest.objects.select_related("workspace").get(pk=request_id)
     archive = export.export_build(request=request)
     return {"request": request_id, "export": str(archive.pk), "size": archive.size_bytes}
+
+
+@shared_task(name="governance.tasks.dsr_erasures_due", acks_late=True)
+def dsr_erasures_due() -> dict[str, object]:
+    """Scheduled hourly (CELERY_BEAT_SCHEDULE): carry out the erasures a steward asked to
+    fulfil while their cancellation window was open, once it has closed. Ids only go out."""
+    due = [str(pk) for pk in services.requests_erasure_due().values_list("pk", flat=True)]
+    for request_id in due:
+        dsr_fulfil.delay(request_id)
+    return {"enqueued": len(due)}
+
+
+@shared_task(name="governance.tasks.retention_apply", acks_late=True)
+def retention_apply() -> dict[str, object]:
+    """Scheduled daily (CELERY_BEAT_SCHEDULE): run every workspace's retention policies and
+    purge expired exports; each policy's run is audited with its counts (governance.retention).
+    Safe to retry: a run only removes what is past its cutoff."""
+    from governance import retention
+
+    results = retention.retention_apply_all()
+    failed = [f"{r.workspace}:{run.name}" for r in results for run in r.failed]
+    for name in failed:
+        logger.error("retention policy failed: %s", name)
+    return {
+        "workspaces": len(results),
+        "policies": sum(len(r.runs) for r in results),
+        "exports": sum(r.exports for r in results),
+        "failed": failed,
+    }

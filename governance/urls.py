@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.portal_index, name="privacy-portal-index"),
     path("requests/<str:request_id>/", views.portal_status, name="privacy-portal-status"),
     path("requests/<str:request_id>/verify/", views.portal_verify, name="privacy-portal-verify"),
+    path("requests/<str:request_id>/cancel/", views.portal_cancel, name="privacy-portal-cancel"),
     path(
         "requests/<str:request_id>/download/", views.portal_download, name="privacy-portal-download"
     ),

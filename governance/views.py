@@ -220,8 +220,35 @@ def portal_status(request: HttpRequest, request_id: str) -> HttpResponse:
         "download_url": reverse("privacy-portal-download", args=[dsr.pk]) if export else None,
         "awaiting_code": dsr.state == RequestState.AWAITING_VERIFICATION
         and bool(dsr.verification_code_hash),
+        "cancellable": services.request_cancellable(request=dsr),
     }
     return render(request, "governance/portal/status.html", context)
+
+
+@never_cache
+@require_http_methods(["POST"])
+def portal_cancel(request: HttpRequest, request_id: str) -> HttpResponse:
+    """The subject cancels their request (CSRF-protected form on the status page): before work
+    starts, or for an erasure while its cancellation window is open."""
+    dsr = _own_request(request, request_id)
+    refused = _limited(request, "verify")
+    if refused:
+        return HttpResponse(refused, status=429, content_type="text/plain")
+    try:
+        services.request_cancel(request=dsr)
+    except ApplicationError as exc:
+        return render(
+            request,
+            "governance/portal/status.html",
+            {
+                "dsr": dsr,
+                "workspace_name": dsr.workspace.name,
+                "export": None,
+                "cancel_error": exc.message,
+            },
+            status=exc.status,
+        )
+    return HttpResponseRedirect(reverse("privacy-portal-status", args=[dsr.pk]))
 
 
 @never_cache

@@ -50,6 +50,10 @@ class VerifyOutputSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=RequestState.choices)
 
 
+class CancelOutputSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=RequestState.choices)
+
+
 class ExportSerializer(serializers.Serializer):
     ready = serializers.BooleanField()
     expires_at = serializers.DateTimeField(allow_null=True)
@@ -70,6 +74,11 @@ class StatusOutputSerializer(serializers.Serializer):
     original_due_at = serializers.DateTimeField(source="due_at")
     extension_reason = serializers.CharField()
     denial_reason = serializers.CharField()
+    cancel_until = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Erasure: until when the subject may cancel; nothing is erased before.",
+    )
+    cancellable = serializers.BooleanField(help_text="Whether POST .../cancel would succeed.")
     export = ExportSerializer()
 
 
@@ -90,6 +99,11 @@ class ManagedRequestSerializer(serializers.Serializer):
     assigned_to_id = serializers.IntegerField(allow_null=True)
     extension_reason = serializers.CharField()
     denial_reason = serializers.CharField()
+    cancel_until = serializers.DateTimeField(allow_null=True)
+    fulfil_after = serializers.DateTimeField(
+        allow_null=True,
+        help_text="An erasure fulfilled during its cancellation window is carried out then.",
+    )
     closed_at = serializers.DateTimeField(allow_null=True)
 
     def get_days_left(self, obj: Any) -> int:

@@ -9,6 +9,7 @@ urlpatterns = [
     # str, not uuid: a malformed id answers the API's JSON 404, not Django's HTML one.
     path("<str:request_id>", views.RequestStatusApi.as_view(), name="request-status"),
     path("<str:request_id>/verify", views.RequestVerifyApi.as_view(), name="request-verify"),
+    path("<str:request_id>/cancel", views.RequestCancelApi.as_view(), name="request-cancel"),
     path("<str:request_id>/approve", views.RequestApproveApi.as_view(), name="request-approve"),
     path("<str:request_id>/deny", views.RequestDenyApi.as_view(), name="request-deny"),
     path("<str:request_id>/extend", views.RequestExtendApi.as_view(), name="request-extend"),

@@ -4,9 +4,10 @@ Two kinds of caller share `/api/v1/requests/`, told apart by route and method, n
 guessing at a token:
 
 - **Subjects** (public, no write key, limited per client IP): `POST /api/v1/requests/` opens a
-  request and returns a status token once; `POST /api/v1/requests/{id}/verify` and
-  `GET /api/v1/requests/{id}` take that token as `Authorization: Bearer <token>`. These views
-  use only `StatusTokenAuthentication`; an unknown id and a wrong token both answer 404.
+  request and returns a status token once; `POST /api/v1/requests/{id}/verify`,
+  `POST /api/v1/requests/{id}/cancel` and `GET /api/v1/requests/{id}` take that token as
+  `Authorization: Bearer <token>`. These views use only `StatusTokenAuthentication`; an
+  unknown id and a wrong token both answer 404.
 - **Ticketing systems** (a workspace API token holding `handle_requests`):
   `GET /api/v1/requests/?state=...` and `POST /api/v1/requests/{id}/approve|deny|extend|fulfil`.
   These use the management token authentication; a request of another workspace is 404.
@@ -87,6 +88,8 @@ def status_data(dsr: DataSubjectRequest) -> dict[str, Any]:
         "due_at": dsr.due_at,
         "extension_reason": dsr.extension_reason,
         "denial_reason": dsr.denial_reason,
+        "cancel_until": dsr.cancel_until,
+        "cancellable": services.request_cancellable(request=dsr),
         "export": {
             "ready": export is not None,
             "expires_at": export.expires_at if export else None,
@@ -197,6 +200,28 @@ class RequestVerifyApi(APIView):
         data.is_valid(raise_exception=True)
         services.request_verify(request=dsr, code=data.validated_data["code"].strip())
         return Response(s.VerifyOutputSerializer({"state": dsr.state}).data)
+
+
+class RequestCancelApi(APIView):
+    authentication_classes = [StatusTokenAuthentication]
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="request_cancel",
+        summary="A subject cancels their request",
+        description=(
+            "Possible before work on the request starts, and for an erasure until its "
+            "cancellation window closes (409 `cannot_cancel` after). The request ends revoked."
+        ),
+        parameters=[_REQUEST_ID],
+        request=None,
+        responses={200: s.CancelOutputSerializer, 409: s.ErrorSerializer, **_SUBJECT_ERRORS},
+    )
+    def post(self, request: Request, request_id: str) -> Response:
+        client_limit_consume(http_request=request._request, scope="verify")
+        dsr = _subject_request(request, request_id)
+        services.request_cancel(request=dsr)
+        return Response(s.CancelOutputSerializer({"state": dsr.state}).data)
 
 
 def _workspace(request: Request) -> Any:
