@@ -16,3 +16,4 @@ class ConsentConfig(AppConfig):
         # hash per subject, and receipts signed with the workspace's key.
         registry.register(handlers.CONSENT_HANDLER)
         hooks.register_merge_hook("consent", services.consent_states_merge)
+        hooks.register_unmerge_hook("consent", services.consent_states_unmerge)

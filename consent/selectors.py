@@ -118,6 +118,72 @@ def consent_allows(
     )
 
 
+def consent_gate_basis(
+    *, workspace: Any, purpose: Purpose, profile_ids: Sequence[Any]
+) -> dict[Any, str]:
+    """What allows each of `profile_ids` to be processed for `purpose` now, for those the gate
+    allows: the id of the granting ConsentRecord behind the profile's current state when the
+    purpose rests on consent, else the name of its legal basis. Stricter than the gate for
+    consent: a purpose whose default is opt-out allows a profile that never decided, but
+    nothing proves that consent, so such a profile gets no basis here. Activation sends only
+    profiles with a basis and writes it to its delivery ledger."""
+    ids = list(profile_ids)
+    if not ids:
+        return {}
+    allowed = consent_gate_profiles(workspace=workspace, purpose=purpose).filter(pk__in=ids)
+    if purpose.legal_basis != LegalBasis.CONSENT:
+        return {pk: str(purpose.legal_basis) for pk in allowed.values_list("pk", flat=True)}
+    granted = ConsentState.objects.filter(
+        workspace=workspace,
+        purpose=purpose,
+        decision__in=ALLOWING,
+        profile_id__in=allowed.values("pk"),
+    ).values_list("profile_id", "record_id")
+    return {profile_id: str(record_id) for profile_id, record_id in granted}
+
+
+def consent_records_describe(*, workspace: Any, record_ids: Sequence[Any]) -> list[dict[str, Any]]:
+    """Consent records by id, as evidence for a reader (activation's "why was this person
+    sent?"): decision, purpose, method, jurisdiction, notice version, times, the names of the
+    hashed proofs and the signals, and the record's hash in its chain. No identifier value."""
+    ids = []
+    for value in record_ids:
+        try:
+            ids.append(uuid.UUID(str(value)))
+        except (ValueError, TypeError):
+            continue
+    rows = (
+        ConsentRecord.objects.filter(workspace=workspace, pk__in=ids)
+        .select_related("purpose", "notice_version__notice", "source")
+        .order_by("server_time", "id")
+    )
+    return [
+        {
+            "id": str(r.pk),
+            "purpose": r.purpose.key,
+            "decision": r.decision,
+            "method": r.method,
+            "jurisdiction": r.jurisdiction,
+            "notice": (
+                {
+                    "key": r.notice_version.notice.key,
+                    "version": r.notice_version.version,
+                    "text_hash": r.notice_version.text_hash,
+                }
+                if r.notice_version
+                else None
+            ),
+            "source": r.source.name if r.source else None,
+            "server_time": r.server_time.isoformat(),
+            "client_time": r.client_time.isoformat() if r.client_time else None,
+            "proof": sorted(r.proof),
+            "signals": r.signals,
+            "record_hash": r.record_hash,
+        }
+        for r in rows
+    ]
+
+
 def consent_state_for_profile(*, workspace: Any, profile_id: Any) -> dict[str, dict[str, Any]]:
     """Purpose key -> current decision, when it was set, and the re-consent flag."""
     return {
@@ -540,3 +606,87 @@ def _consent_state_for_identity_cached(
         cache.set(_state_key(workspace.pk, profile.pk, version), answer, seconds)
         return answer
     return IdentityConsent(state={}, needs_reconsent=[])
+
+
+# --- replaying a profile's consent history (after an unmerge) ---------------------------
+
+
+@dataclass
+class ReplayedState:
+    decision: str
+    record_id: Any
+    updated_at: datetime
+    needs_reconsent: bool
+
+
+def _combine(group: list[ReplayedState]) -> ReplayedState:
+    """What consent_states_merge keeps for one purpose of a merge."""
+    from consent.services import RESTRICTIVENESS
+
+    winner = max(group, key=lambda s: (RESTRICTIVENESS[s.decision], s.updated_at))
+    conflict = len({s.decision for s in group}) > 1 or any(s.needs_reconsent for s in group)
+    return ReplayedState(winner.decision, winner.record_id, winner.updated_at, conflict)
+
+
+def consent_states_replay(*, workspace_id: int, profile_id: Any) -> dict[int, ReplayedState]:
+    """An active profile's consent state per purpose, recomputed from its own ledger: the
+    records of its identities and the merges still in place among its members, replayed in
+    time order with the rules the live path applies (latest record per purpose; a GPC record
+    over a grant asks again; a merge keeps the most restrictive decision and flags a
+    disagreement)."""
+    members, merges = profile_selectors.profile_merge_history(profile_id=profile_id)
+    origin_of = {
+        (kind, index): origin
+        for _pid, origin, kind, index in profile_selectors.profile_identity_subjects(
+            profile_ids=[profile_id]
+        )
+    }
+    if not origin_of:
+        return {}
+    records = (
+        ConsentRecord.objects.filter(
+            workspace_id=workspace_id,
+            subject_index__in=sorted({index for _kind, index in origin_of}),
+            profile_id__isnull=False,
+        )
+        .order_by("server_time", "id")
+        .values_list(
+            "id", "subject_type", "subject_index", "purpose_id", "decision", "method",
+            "server_time",
+        )
+    )  # fmt: skip
+    parent: dict[Any, Any] = {m: m for m in members}
+
+    def find(p: Any) -> Any:
+        while parent.get(p, p) != p:
+            p = parent[p]
+        return p
+
+    states: dict[Any, dict[int, ReplayedState]] = {m: {} for m in members}
+    # Merges before records at the same instant: a consent submission resolves (and merges)
+    # its subject before it records.
+    timeline: list[tuple[datetime, int, Any]] = [(at, 0, (s, a)) for s, a, at in merges]
+    for rid, kind, index, purpose_id, decision, method, at in records:
+        origin = origin_of.get((kind, bytes(index)))
+        if origin is not None:
+            timeline.append((at, 1, (rid, origin, purpose_id, decision, method)))
+    timeline.sort(key=lambda item: (item[0], item[1]))
+    for at, kind_of_step, step in timeline:
+        if kind_of_step == 0:
+            survivor, absorbed = find(step[0]), find(step[1])
+            if survivor == absorbed:
+                continue
+            target, gone = states.setdefault(survivor, {}), states.pop(absorbed, {})
+            for purpose_id in set(target) | set(gone):
+                group = [s[purpose_id] for s in (target, gone) if purpose_id in s]
+                target[purpose_id] = _combine(group)
+            parent[absorbed] = survivor
+            continue
+        rid, origin, purpose_id, decision, method = step
+        current = states.setdefault(find(origin), {})
+        before = current.get(purpose_id)
+        reconsent = (
+            method == Method.GPC and before is not None and before.decision == Decision.GRANTED
+        )
+        current[purpose_id] = ReplayedState(decision, rid, at, reconsent)
+    return states.get(find(profile_id), {})

@@ -27,6 +27,7 @@ from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from cdp.core import hooks
 from cdp.core.crypto import blind_index, keyed_hash
 from cdp.core.exceptions import InvalidInput
 from cdp.core.ids import uuid7
@@ -298,6 +299,11 @@ def consent_record(
     if subject.profile_id is not None:
         for record in records:
             _state_set(record, reconsent=record.purpose.key in reconsent)
+        # Destinations that received the person must take them back: activation queues the
+        # removals through this hook in this transaction, so a withdrawal and the removals it
+        # owes commit together (a crash between the two cannot lose one).
+        refused = sorted(r.purpose.key for r in records if r.decision != Decision.GRANTED)
+        hooks.run_consent_change_hooks(workspace.pk, [subject.profile_id], refused)
     receipt = receipt_issue(workspace=workspace, records=records) if issue_receipt else None
     return RecordedConsent(records=records, receipt=receipt)
 
@@ -405,6 +411,34 @@ def consent_states_merge(workspace_id: int, merges: Sequence[tuple[Any, Any]]) -
                 "updated_at": winner.updated_at,
                 "needs_reconsent": conflict,
             },
+        )
+
+
+def consent_states_unmerge(workspace_id: int, unmerges: Sequence[tuple[Any, Any]]) -> None:
+    """Unmerge hook: both profiles of each undone merge get the consent state their own
+    ledger gives (consent_states_replay), replacing the combined state of the merge."""
+    from consent import selectors  # selectors import this module
+
+    for survivor_id, restored_id in unmerges:
+        pair = [survivor_id, restored_id]
+        consent_cache_invalidate(profile_ids=pair)
+        ConsentState.objects.filter(profile_id__in=pair).delete()
+        ConsentState.objects.bulk_create(
+            [
+                ConsentState(
+                    workspace_id=workspace_id,
+                    profile_id=profile_id,
+                    purpose_id=purpose_id,
+                    decision=state.decision,
+                    record_id=state.record_id,
+                    updated_at=state.updated_at,
+                    needs_reconsent=state.needs_reconsent,
+                )
+                for profile_id in pair
+                for purpose_id, state in selectors.consent_states_replay(
+                    workspace_id=workspace_id, profile_id=profile_id
+                ).items()
+            ]
         )
 
 

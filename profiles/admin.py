@@ -13,14 +13,14 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.cache import never_cache
 from guardian.admin import GuardedModelAdmin
 
 from cdp.core.admin import ReadOnlyAdminMixin, WorkspaceScopedAdmin, workspaces_for
-from cdp.core.exceptions import InvalidInput
+from cdp.core.exceptions import ApplicationError, InvalidInput
 from profiles import selectors, services
 from profiles.enums import TraitClass, WorkspaceRole
 from profiles.models import (
@@ -462,6 +462,15 @@ class TraitSchemaAdmin(StewardEditableAdmin):
 # --- profiles --------------------------------------------------------------------------------
 
 
+class UnmergeForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=500,
+        help_text="Why these profiles are not the same person. It is kept in the audit trail "
+        "with your name.",
+    )
+
+
 class RevealForm(forms.Form):
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
@@ -480,6 +489,7 @@ class ProfileAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
     workspace_roles = (WorkspaceRole.VIEW_PROFILES,)
     change_form_template = "admin/profiles/profile_change_form.html"
     reveal_template = "admin/profiles/profile_reveal.html"
+    unmerge_template = "admin/profiles/profile_unmerge.html"
     list_display = (
         "id",
         "workspace",
@@ -534,6 +544,11 @@ class ProfileAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
             user=request.user, workspace=profile.workspace, role=WorkspaceRole.REVEAL_PII
         )
 
+    def _may_unmerge(self, request: HttpRequest, profile: Profile) -> bool:
+        return selectors.user_has_role(
+            user=request.user, workspace=profile.workspace, role=WorkspaceRole.MERGE_PROFILES
+        )
+
     def get_urls(self) -> list[Any]:
         meta = self.model._meta
         return [
@@ -541,6 +556,11 @@ class ProfileAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
                 "<path:object_id>/reveal/",
                 self.admin_site.admin_view(never_cache(self.reveal_view)),
                 name=f"{meta.app_label}_{meta.model_name}_reveal",
+            ),
+            path(
+                "<path:object_id>/merges/<str:merge_id>/unmerge/",
+                self.admin_site.admin_view(never_cache(self.unmerge_view)),
+                name=f"{meta.app_label}_{meta.model_name}_unmerge",
             ),
             *super().get_urls(),
         ]
@@ -576,8 +596,56 @@ class ProfileAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
             "merges": selectors.profile_merges(workspace=workspace, profile=profile),
             "conflicts": selectors.profile_conflicts(workspace=workspace, profile=profile),
             "can_reveal": self._may_reveal(request, profile),
+            "can_unmerge": self._may_unmerge(request, profile),
         }
         return super().change_view(request, object_id, form_url, extra)
+
+    def unmerge_view(self, request: HttpRequest, object_id: str, merge_id: str) -> HttpResponse:
+        """GET: what the unmerge gives back, and the reason form. POST with a reason: undo the
+        merge (audited with the steward's name), back to the profile with the outcome."""
+        profile = self._get_profile(request, object_id)
+        if not self._may_unmerge(request, profile):
+            raise PermissionDenied
+        try:
+            merge = selectors.profile_merge_get(
+                workspace=profile.workspace, profile=profile, merge_id=merge_id
+            )
+        except ApplicationError:
+            raise Http404("No such merge.") from None
+        meta = self.model._meta
+        change_url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[profile.pk])
+        form = UnmergeForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            try:
+                result = services.profile_unmerge(
+                    workspace=profile.workspace,
+                    merge=merge,
+                    actor=request.user,
+                    reason=form.cleaned_data["reason"],
+                    via="admin",
+                )
+            except ApplicationError as refused:
+                self.message_user(request, refused.message, messages.ERROR)
+                return HttpResponseRedirect(change_url)
+            self.message_user(
+                request,
+                f"Merge {merge.pk} undone: profile {result.restored_id} is active again with "
+                f"{result.identities} identities, {result.traits} traits and {result.events} "
+                "events.",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Undo a merge",
+            "subtitle": str(profile),
+            "opts": meta,
+            "original": profile,
+            "merge": merge,
+            "form": form,
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, self.unmerge_template, context)
 
     def reveal_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """GET: the reason form. POST with a reason: audit, then show the decrypted values."""
@@ -645,7 +713,11 @@ class ResolvedFilter(admin.SimpleListFilter):
 
 @admin.register(Merge)
 class MergeAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
+    """The merge ledger. Stewards holding `merge_profiles` undo merges (most recent first),
+    here or from the profile page."""
+
     workspace_roles = (WorkspaceRole.VIEW_PROFILES,)
+    actions = ("unmerge",)
     list_display = (
         "id",
         "workspace",
@@ -668,10 +740,39 @@ class MergeAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
         "identity",
         "message_id",
         "rule",
+        "evidence",
         "data_key_ids",
         "created_at",
         "unmerged_at",
     )
+
+    def has_unmerge_permission(self, request: HttpRequest) -> bool:
+        return bool(workspaces_for(request, WorkspaceRole.MERGE_PROFILES).exists())
+
+    @admin.action(
+        description="Undo the selected merges (most recent first)", permissions=["unmerge"]
+    )
+    def unmerge(self, request: HttpRequest, queryset: QuerySet[Merge]) -> None:
+        allowed = set(
+            workspaces_for(request, WorkspaceRole.MERGE_PROFILES).values_list("pk", flat=True)
+        )
+        undone, refused = 0, []
+        for merge in queryset.filter(unmerged_at__isnull=True).order_by("-pk"):
+            if merge.workspace_id not in allowed:
+                refused.append(f"merge {merge.pk}: you may not merge or unmerge in its workspace")
+                continue
+            try:
+                services.profile_unmerge(
+                    workspace=merge.workspace, merge=merge, actor=request.user,
+                    reason="admin: undo selected merges", via="admin",
+                )  # fmt: skip
+            except ApplicationError as error:
+                refused.append(f"merge {merge.pk}: {error.message}")
+                continue
+            undone += 1
+        self.message_user(request, f"{undone} merge(s) undone.")
+        for message in refused:
+            self.message_user(request, message, messages.WARNING)
 
 
 @admin.register(MergeConflict)

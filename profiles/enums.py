@@ -10,6 +10,7 @@ class WorkspaceRole(models.TextChoices):
     HANDLE_REQUESTS = "handle_requests", "Handle data-subject requests"
     MANAGE_AUDIENCES = "manage_audiences", "Manage audiences"
     VIEW_AUDIT = "view_audit", "View audit trail"
+    MERGE_PROFILES = "merge_profiles", "Merge and unmerge profiles"
 
 
 class SourceKind(models.TextChoices):

@@ -20,10 +20,34 @@ class ProfileNotFound(NotFound):
     default_message = "No such profile."
 
 
+class MergeNotFound(NotFound):
+    code = "merge_not_found"
+    default_message = "No such merge."
+
+
+class MergeRefused(Conflict):
+    """A merge outside ingestion that the workspace's rules or caps do not allow; `code` says
+    which (profile_not_active, same_profile, merge_cap, identity_cap, identifier_limit)."""
+
+    code = "merge_refused"
+    default_message = "These profiles cannot be merged."
+
+
+class UnmergeRefused(Conflict):
+    """An unmerge that cannot be done now; `code` says why (already_unmerged,
+    later_merge_depends, profile_not_active)."""
+
+    code = "unmerge_refused"
+    default_message = "This merge cannot be undone now."
+
+
 __all__ = [
     "ApplicationError",
+    "MergeNotFound",
+    "MergeRefused",
     "ProfileNotFound",
     "UnknownPermission",
+    "UnmergeRefused",
     "WorkspaceExists",
     "WorkspaceNotFound",
 ]

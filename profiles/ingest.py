@@ -27,6 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -37,7 +38,7 @@ from django.utils import timezone
 
 from cdp.core.crypto import blind_index, envelope, keyed_hash
 from cdp.core.crypto.fields import EncryptedField
-from cdp.core.hooks import run_merge_hooks
+from cdp.core.hooks import run_ingest_hooks, run_merge_hooks
 from cdp.core.ids import uuid7
 from profiles import bulk
 from profiles.contracts import InboundMessage, IngestOutcome
@@ -280,6 +281,8 @@ class _NewIdentity:
     profile_id: UUID
     message_id: str
     seen_at: datetime
+    origin_id: UUID  # the profile whose data it is (see _carrier)
+    data_key_id: UUID
 
 
 @dataclass
@@ -288,12 +291,19 @@ class _Plan:
     redirect: dict[UUID, UUID] = field(default_factory=dict)
     identity_profile: dict[tuple[str, bytes], UUID] = field(default_factory=dict)
     identity_id: dict[tuple[str, bytes], UUID] = field(default_factory=dict)
+    # Each known identity's origin profile and data key: what a message carried by it is
+    # written under (see _carrier).
+    identity_origin: dict[tuple[str, bytes], tuple[UUID, UUID]] = field(default_factory=dict)
+    message_origin: dict[str, tuple[UUID, UUID]] = field(default_factory=dict)
     new_identities: list[_NewIdentity] = field(default_factory=list)
     seen_identity_ids: set[UUID] = field(default_factory=set)
     merges: list[tuple[UUID, UUID, Ident, str, str]] = field(default_factory=list)
     conflicts: list[tuple[UUID, UUID, Ident, str, str]] = field(default_factory=list)
     links: dict[tuple[UUID, UUID], tuple[str, datetime]] = field(default_factory=dict)
     new_keys: list[envelope.NewDataKey] = field(default_factory=list)
+    workspace_id: int = 0
+    # Pairs of profiles an unmerge separated (loaded on the batch's first candidate merge).
+    separations: list[tuple[UUID, UUID]] | None = None
 
     def find(self, profile_id: UUID) -> UUID:
         while profile_id in self.redirect:
@@ -316,7 +326,7 @@ def _lock_identifiers(idents: Iterable[Ident]) -> None:
 def _load_state(
     workspace: Workspace, idents: set[Ident], rules: WorkspaceRules, now: datetime
 ) -> _Plan:
-    plan = _Plan()
+    plan = _Plan(workspace_id=workspace.pk)
     if not idents:
         return plan
     wanted = {ident.key for ident in idents}
@@ -326,12 +336,15 @@ def _load_state(
     # and the (type, index) check below makes sure.
     rows = Identity.objects.filter(
         workspace=workspace, blind_index__in=[ident.index for ident in idents]
-    ).values_list("id", "identifier_type", "blind_index", "profile_id")
-    for identity_id, kind, index, profile_id in rows:
+    ).values_list(
+        "id", "identifier_type", "blind_index", "profile_id", "origin_profile_id", "data_key_id"
+    )
+    for identity_id, kind, index, profile_id, origin_id, key_id in rows:
         key = (kind, bytes(index))
         if key in wanted:
             plan.identity_profile[key] = profile_id
             plan.identity_id[key] = identity_id
+            plan.identity_origin[key] = (origin_id, key_id)
             profile_ids.add(profile_id)
     if profile_ids:
         _load_profiles(plan, profile_ids, rules, now)
@@ -409,6 +422,9 @@ def _resolve(
         if members and not rules.rule(ident.type).merge:
             refused.append((ident, owner, f"{ident.type} does not merge profiles"))
             continue
+        if members and _separated(plan, owner, members):
+            refused.append((ident, owner, "separated by an unmerge"))
+            continue
         trial = counts + state.counts
         if not _within_limits(trial, rules):
             broken = sorted(k for k, c in trial.items() if c > _limit(rules, k))
@@ -445,12 +461,15 @@ def _resolve(
         gone = plan.profiles[absorbed]
         target.merge_count += gone.merge_count + 1
     target.counts, target.total = counts, total
+    origin = _carrier(plan, idents, survivor)
+    plan.message_origin[msg.message_id] = origin
     for ident in attach:
         new_id = uuid7()
         plan.identity_profile[ident.key] = survivor
         plan.identity_id[ident.key] = new_id
+        plan.identity_origin[ident.key] = origin
         plan.new_identities.append(
-            _NewIdentity(new_id, ident, survivor, msg.message_id, msg.timestamp)
+            _NewIdentity(new_id, ident, survivor, msg.message_id, msg.timestamp, *origin)
         )
     for ident, owner, reason in refused:
         plan.conflicts.append((survivor, owner, ident, msg.message_id, reason))
@@ -463,6 +482,63 @@ def _resolve(
         plan.links.setdefault(pair, (msg.message_id, msg.timestamp))
     plan.seen_identity_ids.update(used)
     return survivor
+
+
+def _carrier(plan: _Plan, idents: list[Ident], survivor: UUID) -> tuple[UUID, UUID]:
+    """Whose data a message is: the origin profile (and its data key) of the strongest of its
+    identifiers that was known before it and now belongs to `survivor`; else `survivor`'s own.
+    Before any merge that is the profile itself; after one, a message carried by an absorbed
+    profile's identifier is still written as that profile's data (under its key), so an
+    unmerge gives it back with the rest (ADR 0007)."""
+    for ident in idents:
+        known = plan.identity_origin.get(ident.key)
+        if known is not None and _owner(plan, ident) == survivor:
+            return known
+    return survivor, plan.profiles[survivor].data_key_id
+
+
+def _separated(plan: _Plan, owner: UUID, members: list[UUID]) -> bool:
+    """Whether an unmerge separated `owner`'s profile from one of `members` (ADR 0007): the
+    same evidence does not merge them again; a steward's explicit merge still can."""
+    if plan.separations is None:
+        plan.separations = separated_pairs(
+            plan.workspace_id, [p for p, state in plan.profiles.items() if not state.new]
+        )
+    for left, right in plan.separations:
+        a, b = plan.find(left), plan.find(right)
+        if (a == owner and b in members) or (b == owner and a in members):
+            return True
+    return False
+
+
+def separated_pairs(workspace_id: int, profile_ids: list[UUID] | None) -> list[tuple[UUID, UUID]]:
+    """(profile, profile) for every undone merge whose two sides now belong to different
+    active profiles, named by those: among the clusters of `profile_ids` (active profiles), or
+    across the workspace when None."""
+    undone = Merge.objects.filter(workspace_id=workspace_id, unmerged_at__isnull=False)
+    if profile_ids is not None:
+        if not profile_ids:
+            return []
+        members = [
+            *profile_ids,
+            *Profile.objects.filter(merged_into_id__in=profile_ids).values_list("id", flat=True),
+        ]
+        undone = undone.filter(Q(survivor_id__in=members) | Q(absorbed_id__in=members))
+    found = list(undone.values_list("survivor_id", "absorbed_id"))
+    if not found:
+        return []
+    root_of = {
+        pid: into if status == ProfileStatus.MERGED else pid
+        for pid, status, into in Profile.objects.filter(
+            pk__in={p for pair in found for p in pair}
+        ).values_list("id", "status", "merged_into_id")
+    }
+    pairs = {
+        (root_of[survivor], root_of[absorbed])
+        for survivor, absorbed in found
+        if root_of[survivor] != root_of[absorbed]
+    }
+    return sorted(pairs, key=str)
 
 
 def _owner(plan: _Plan, ident: Ident) -> UUID | None:
@@ -699,6 +775,10 @@ def ingest_messages(*, source: Source, messages: list[InboundMessage]) -> Ingest
     # message of a suppressed person: None.
     stored = {id(m) for m in fresh}
     profile_ids = [plan.find(resolved[m.message_id]) if id(m) in stored else None for m in messages]
+    # Higher apps (activation) derive data from what was stored, once it is committed.
+    touched = sorted({pid for pid in profile_ids if pid is not None}, key=str)
+    if touched:
+        transaction.on_commit(partial(run_ingest_hooks, workspace.pk, touched))
     return IngestOutcome(
         profile_ids=profile_ids,
         stored=len(fresh),
@@ -781,15 +861,61 @@ def _write(
     )
 
 
+@dataclass(frozen=True)
+class MergeStep:
+    """One profile absorbed by another, with its evidence, as the merge ledger records it."""
+
+    survivor: UUID
+    absorbed: UUID
+    identifier_type: str
+    identity_id: UUID | None
+    message_id: str
+    rule: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
 def _apply_merges(workspace: Workspace, plan: _Plan, now: datetime) -> None:
-    """Move every row of each absorbed profile to its final survivor, set-wise."""
-    if not plan.merges:
+    """The merges ingestion (or a rebuild) planned, applied through `apply_merges`."""
+    steps = [
+        MergeStep(
+            survivor=survivor,
+            absorbed=absorbed,
+            identifier_type=ident.type,
+            identity_id=plan.identity_id.get(ident.key),
+            message_id=message_id,
+            rule=rule,
+        )
+        for survivor, absorbed, ident, message_id, rule in plan.merges
+    ]
+    merge_counts = {s.survivor: plan.profiles[s.survivor].merge_count for s in steps}
+    apply_merges(workspace, steps, find=plan.find, merge_counts=merge_counts, now=now)
+
+
+def apply_merges(
+    workspace: Workspace,
+    steps: list[MergeStep],
+    *,
+    find: Any,
+    merge_counts: dict[UUID, int],
+    now: datetime,
+) -> None:
+    """Move every row of each absorbed profile to its final survivor (`find`), set-wise; run
+    the merge hooks; write the ledger. The only implementation of a merge: ingestion, the
+    rebuild and `profiles.services.profiles_merge` all come here.
+
+    `merge_counts` is the merge count of every survivor after the steps (intermediate ones
+    too, so that an unmerge of a later step finds the count the profile had). Rows keep their
+    `origin_profile_id` and `data_key`, and the absorbed profile's data keys move with them
+    (ADR 0004): that is what an unmerge reads (ADR 0007)."""
+    if not steps:
         return
-    final = {absorbed: plan.find(absorbed) for _, absorbed, *_ in plan.merges}
+    final = {step.absorbed: find(step.absorbed) for step in steps}
     pairs = list(final.items())
     key_ids: dict[UUID, list[str]] = defaultdict(list)
-    for key_id, owner in DataKey.objects.filter(profile_id__in=list(final)).values_list(
-        "id", "profile_id"
+    for key_id, owner in (
+        DataKey.objects.filter(profile_id__in=list(final))
+        .order_by("created_at", "id")
+        .values_list("id", "profile_id")
     ):
         key_ids[owner].append(str(key_id))
     for model in (Identity, Trait, Event, DataKey):
@@ -808,36 +934,62 @@ def _apply_merges(workspace: Workspace, plan: _Plan, now: datetime) -> None:
         assignments=["status = 'merged'", "merged_into_id = v.column2", "updated_at = v.column3"],
     )  # fmt: skip
     run_merge_hooks(workspace.pk, [(survivor, absorbed) for absorbed, survivor in pairs])
-    survivors = {plan.find(s) for s, *_ in plan.merges}
     bulk.update_from_values(
         Profile, key="id", names=["merge_count"],
-        rows=[(s, plan.profiles[s].merge_count) for s in survivors],
+        rows=sorted(merge_counts.items()),
         assignments=["merge_count = v.column2"],
+    )  # fmt: skip
+    # The survivor was first seen when the first of them was, last seen when the last was.
+    seen = Profile.objects.filter(pk__in=list(final)).values_list(
+        "first_seen_at", "last_seen_at", "merged_into_id"
+    )
+    span: dict[UUID, tuple[datetime | None, datetime | None]] = {}
+    for first, last, survivor in seen:
+        lo, hi = span.get(survivor, (None, None))
+        span[survivor] = (_earliest(lo, first), _latest(hi, last))
+    bulk.update_from_values(
+        Profile, key="id", names=["first_seen_at", "last_seen_at"],
+        rows=[(pid, lo, hi) for pid, (lo, hi) in span.items() if lo is not None],
+        assignments=[
+            "first_seen_at = CASE WHEN t.first_seen_at IS NULL OR v.column2 < t.first_seen_at"
+            " THEN v.column2 ELSE t.first_seen_at END",
+            "last_seen_at = CASE WHEN t.last_seen_at IS NULL OR v.column3 > t.last_seen_at"
+            " THEN v.column3 ELSE t.last_seen_at END",
+        ],
     )  # fmt: skip
     bulk.insert(
         Merge,
         [
             "workspace", "survivor", "absorbed", "identifier_type", "identity", "message_id",
-            "rule", "data_key_ids", "created_at",
+            "rule", "evidence", "data_key_ids", "created_at",
         ],
         [
             (
-                workspace.pk, survivor, absorbed, ident.type, plan.identity_id[ident.key],
-                message_id[:128], rule, key_ids.get(absorbed, []), now,
+                workspace.pk, step.survivor, step.absorbed, step.identifier_type[:64],
+                step.identity_id, step.message_id[:128], step.rule[:200], step.evidence,
+                key_ids.get(step.absorbed, []), now,
             )
-            for survivor, absorbed, ident, message_id, rule in plan.merges
+            for step in steps
         ],
     )  # fmt: skip
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _write_identities(workspace: Workspace, source: Source, plan: _Plan, now: datetime) -> None:
     seal = _sealer(Identity, "value")
     rows = []
     for new in plan.new_identities:
-        key_id = plan.profiles[new.profile_id].data_key_id
+        key_id = new.data_key_id
         rows.append(
             (
-                new.id, workspace.pk, plan.find(new.profile_id), new.profile_id, new.ident.type,
+                new.id, workspace.pk, plan.find(new.profile_id), new.origin_id, new.ident.type,
                 new.ident.index, seal(key_id=key_id, row_id=new.id, value=new.ident.value),
                 key_id, source.pk, new.message_id[:128], new.seen_at, new.seen_at,
             )
@@ -879,7 +1031,7 @@ def _write_traits(
     for msg in messages:
         if not msg.traits:
             continue
-        origin = resolved[msg.message_id]
+        origin = plan.message_origin[msg.message_id][0]
         for key, value in msg.traits.items():
             slot = (origin, str(key)[:128])
             kept = latest.get(slot)
@@ -903,12 +1055,13 @@ def _write_traits(
             continue  # a late, older value does not overwrite a newer one
         trait_id = before[0] if before else uuid7()
         is_pii = schema[key]
-        key_id = plan.profiles[origin].data_key_id
+        key_id = plan.message_origin[msg.message_id][1]
+        profile_id = plan.find(resolved[msg.message_id])
         if not is_pii:
-            changed.add(plan.find(origin))
+            changed.add(profile_id)
         rows.append(
             (
-                trait_id, workspace.pk, plan.find(origin), origin, key, source.pk, is_pii,
+                trait_id, workspace.pk, profile_id, origin, key, source.pk, is_pii,
                 None if is_pii else value,
                 seal(key_id=key_id, row_id=trait_id, value=value) if is_pii else None,
                 key_id, msg.timestamp, before[2] if before else msg.timestamp,
@@ -942,7 +1095,7 @@ def _write_events(
     seal = _sealer(Event, "sealed")
     rows = []
     for msg in messages:
-        origin = resolved[msg.message_id]
+        origin, key_id = plan.message_origin[msg.message_id]
         properties, sealed_props = _split_properties(msg.properties or {}, pii_keys)
         context, sealed_context = _split_context(msg.context or {}, msg.ip)
         sealed: dict[str, Any] = {}
@@ -953,10 +1106,9 @@ def _write_events(
         if msg.type == EventType.GROUP and msg.group_id is not None:
             properties = {**properties, "group_id": str(msg.group_id)}
         event_id = uuid7()
-        key_id = plan.profiles[origin].data_key_id
         rows.append(
             (
-                event_id, workspace.pk, plan.find(origin), origin, source.pk,
+                event_id, workspace.pk, plan.find(resolved[msg.message_id]), origin, source.pk,
                 msg.message_id[:128], msg.type, (msg.name or "")[:200], msg.timestamp,
                 msg.original_timestamp, msg.sent_at, msg.received_at, properties, context,
                 seal(key_id=key_id, row_id=event_id, value=sealed) if sealed else None, key_id,

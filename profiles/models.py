@@ -392,12 +392,18 @@ class Merge(models.Model):
     identity = models.ForeignKey(Identity, null=True, on_delete=models.SET_NULL, related_name="+")
     message_id = models.CharField(max_length=128, blank=True)
     rule = models.CharField(max_length=200)
+    # What supported a merge made outside ingestion (a steward's accepted match: probability,
+    # per-field agreement); never personal data.
+    evidence = models.JSONField(default=dict, blank=True)
     data_key_ids = models.JSONField(default=list)
     created_at = models.DateTimeField(auto_now_add=True)
     unmerged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["workspace", "created_at"], name="merge_ws_created")]
+        indexes = [
+            models.Index(fields=["workspace", "created_at"], name="merge_ws_created"),
+            models.Index(fields=["survivor", "unmerged_at"], name="merge_survivor_open"),
+        ]
 
     def __str__(self) -> str:
         return f"Merge {self.pk}"

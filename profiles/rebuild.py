@@ -11,6 +11,9 @@ semantics as ingestion — and compares the result with the current profiles:
 - a profile spread over several clusters would SPLIT (recorded as a merge conflict for
   stewards: splitting a profile is an unmerge, decided per case).
 
+Two profiles an unmerge separated are never joined again by the replay (ADR 0007), as in
+ingestion: a steward's unmerge is not undone by a rebuild.
+
 Only identities first seen before their rule last changed are decrypted (in bounded batches,
 in worker memory) to re-check blocked values; newer ones were checked at ingest.
 """
@@ -26,7 +29,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from profiles import bulk
-from profiles.ingest import Ident, WorkspaceRules, _apply_merges, _Plan, _ProfileState, load_rules
+from profiles.ingest import (
+    Ident,
+    WorkspaceRules,
+    _apply_merges,
+    _Plan,
+    _ProfileState,
+    load_rules,
+    separated_pairs,
+)
 from profiles.models import (
     DataKey,
     Identity,
@@ -71,6 +82,23 @@ class _Clusters:
         ]
         self.size = [1] * n
         self.merges = [0] * n
+        # Profiles an unmerge separated: each cluster's set of such profiles among its own.
+        self.separated: dict[UUID, set[UUID]] = {}
+        self.present: dict[int, set[UUID]] = {}
+
+    def separate(self, pairs: list[tuple[UUID, UUID]], profile_of: list[UUID]) -> None:
+        for left, right in pairs:
+            self.separated.setdefault(left, set()).add(right)
+            self.separated.setdefault(right, set()).add(left)
+        for i, profile_id in enumerate(profile_of):
+            if profile_id in self.separated:
+                self.present[i] = {profile_id}
+
+    def _apart(self, ra: int, rb: int) -> bool:
+        here, there = self.present.get(ra), self.present.get(rb)
+        if not here or not there:
+            return False
+        return any(self.separated[p] & there for p in here)
 
     def find(self, i: int) -> int:
         parent = self.parent
@@ -95,9 +123,13 @@ class _Clusters:
             return False
         if self.size[ra] + self.size[rb] > rules.max_identities:
             return False
+        if self._apart(ra, rb):
+            return False
         if self.size[ra] < self.size[rb]:
             ra, rb = rb, ra
         self.parent[rb] = ra
+        if rb in self.present:
+            self.present.setdefault(ra, set()).update(self.present.pop(rb))
         self.counts[ra], self.counts[rb] = combined, None
         self.size[ra] += self.size[rb]
         self.merges[ra] += self.merges[rb] + 1
@@ -152,6 +184,7 @@ def identities_rebuild(*, workspace: Workspace, apply: bool) -> RebuildReport:
         window = rules.rule(kind).window_days
         counted.append(window is None or last_seen >= now - timedelta(days=window))
     clusters = _Clusters(types, counted, rules)
+    clusters.separate(separated_pairs(workspace.pk, None), [row[2] for row in rows])
     # Replayed in the order ingestion stored them (it decided under per-identifier locks, in
     # that order); message timestamps can arrive out of order across workers.
     links = IdentityLink.objects.filter(workspace=workspace).order_by("id")

@@ -272,3 +272,445 @@ def identifier_normalize(*, identifier_type: str, value: object) -> str | None:
     not usable), for apps that key records of their own by an identity (the consent ledger)."""
     kind = normalize_identifier_type(identifier_type)
     return normalize_identifier(kind, value) if kind else None
+
+
+# --- retention and the records of processing (read by governance) ---------------------------
+# Imported here because this section was appended after the module's import block.
+from collections.abc import Iterable as _Iterable  # noqa: E402
+from datetime import datetime as _datetime  # noqa: E402
+
+from django.db.models import Count as _Count  # noqa: E402
+from django.db.models.functions import Coalesce as _Coalesce  # noqa: E402
+
+
+def events_expired(
+    *,
+    workspace: Workspace,
+    before: _datetime,
+    event_names: _Iterable[str] | None = None,
+    profile_ids: _Iterable[Any] | None = None,
+) -> QuerySet[Event]:
+    """Events of the workspace that happened (`timestamp`) before `before`; only those named
+    `event_names` and of `profile_ids` when given."""
+    qs = Event.objects.filter(workspace=workspace, timestamp__lt=before)
+    if event_names:
+        qs = qs.filter(name__in=list(event_names))
+    if profile_ids is not None:
+        qs = qs.filter(profile_id__in=list(profile_ids))
+    return qs
+
+
+def events_sealed_received(
+    *, workspace: Workspace, before: _datetime, since: _datetime | None = None
+) -> QuerySet[Event]:
+    """Events received before `before` (and at or after `since`) that hold sealed data, where
+    the full IP address of the request that carried them is kept."""
+    qs = Event.objects.filter(workspace=workspace, received_at__lt=before, sealed__isnull=False)
+    if since is not None:
+        qs = qs.filter(received_at__gte=since)
+    return qs
+
+
+def traits_expired(
+    *,
+    workspace: Workspace,
+    keys: _Iterable[str],
+    before: _datetime,
+    profile_ids: _Iterable[Any] | None = None,
+) -> QuerySet[Trait]:
+    """Trait values of these keys last set (`observed_at`) before `before`."""
+    qs = Trait.objects.filter(workspace=workspace, key__in=list(keys), observed_at__lt=before)
+    if profile_ids is not None:
+        qs = qs.filter(profile_id__in=list(profile_ids))
+    return qs
+
+
+def profiles_inactive(
+    *, workspace: Workspace, before: _datetime, include_restricted: bool = False
+) -> QuerySet[Profile]:
+    """Active profiles (not merged away) last seen before `before`, or never seen and created
+    before it. Restricted profiles (GDPR Art. 18: kept, not processed) only when asked."""
+    qs = (
+        Profile.objects.filter(workspace=workspace, status=ProfileStatus.ACTIVE)
+        .annotate(active_at=_Coalesce("last_seen_at", "created_at"))
+        .filter(active_at__lt=before)
+    )
+    if not include_restricted:
+        qs = qs.filter(restricted=False)
+    return qs
+
+
+def profile_person_data_key_ids(*, workspace: Workspace, profile: Profile) -> list[Any]:
+    """Every data key of the person: the profile's and those of the profiles merged into it."""
+    people = [profile.pk, *profile_absorbed_ids(profile=profile)]
+    return list(
+        DataKey.objects.filter(workspace=workspace, profile_id__in=people)
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def trait_schema_list(*, workspace: Workspace) -> QuerySet[TraitSchema]:
+    """The workspace's trait keys and their classification (personal data or attribute)."""
+    return TraitSchema.objects.filter(workspace=workspace).order_by("classification", "key")
+
+
+def event_categories(*, workspace: Workspace) -> list[tuple[str, str, int]]:
+    """(event type, event name, how many are stored) for every kind of event collected."""
+    return list(
+        Event.objects.filter(workspace=workspace)
+        .values_list("type", "name")
+        .annotate(n=_Count("id"))
+        .order_by("type", "name")
+        .values_list("type", "name", "n")
+    )
+
+
+def identifier_type_counts(*, workspace: Workspace) -> dict[str, int]:
+    """How many identities of each identifier type the workspace holds."""
+    return dict(
+        Identity.objects.filter(workspace=workspace)
+        .values_list("identifier_type")
+        .annotate(n=_Count("id"))
+        .order_by("identifier_type")
+        .values_list("identifier_type", "n")
+    )
+
+
+# --- bulk import (collect.imports) -----------------------------------------------------------
+
+
+def identifier_checker(*, workspace: Workspace) -> Any:
+    """A function `(identifier_type, raw, default_region=None) -> normalized | None` that says
+    whether ingestion would use a value as an identifier of that type in `workspace`: None
+    when it does not normalize (a bad email or phone) or the workspace's rules block it (a
+    placeholder such as "n/a"). The rules are read once, when the checker is made."""
+    from profiles.identifiers import normalize_phone
+    from profiles.ingest import load_rules
+
+    rules = load_rules(workspace)
+
+    def check(identifier_type: str, raw: object, default_region: str | None = None) -> str | None:
+        kind = normalize_identifier_type(identifier_type)
+        if not kind:
+            return None
+        if kind == IdentifierType.PHONE and default_region and isinstance(raw, str | int):
+            text = str(raw).strip()
+            value = normalize_phone(text, default_region) if text else None
+        else:
+            value = normalize_identifier(kind, raw)
+        if value is None or rules.rule(kind).blocks(value):
+            return None
+        return value
+
+    return check
+
+
+def trait_keys_attribute(*, workspace: Workspace) -> frozenset[str]:
+    """Trait keys the workspace classified as plain attributes (every other key, classified as
+    personal data or not yet classified, is stored sealed)."""
+    from profiles.enums import TraitClass
+
+    return frozenset(
+        TraitSchema.objects.filter(
+            workspace=workspace, classification=TraitClass.ATTRIBUTE
+        ).values_list("key", flat=True)
+    )
+
+
+def event_property_keys_sealed(*, workspace: Workspace) -> frozenset[str]:
+    """Event property keys ingestion seals in `workspace`: the built-in personal-data keys and
+    every trait key not classified as a plain attribute."""
+    from profiles.enums import TraitClass
+    from profiles.ingest import PII_PROPERTY_KEYS
+
+    personal = TraitSchema.objects.filter(workspace=workspace).exclude(
+        classification=TraitClass.ATTRIBUTE
+    )
+    return PII_PROPERTY_KEYS | frozenset(personal.values_list("key", flat=True))
+
+
+def event_message_ids_stored(*, workspace: Workspace, message_ids: list[str]) -> set[str]:
+    """Which of `message_ids` are already stored as events of `workspace` (whatever the dedup
+    window: the event rows are the lasting record of a message)."""
+    if not message_ids:
+        return set()
+    return set(
+        Event.objects.filter(workspace=workspace, message_id__in=message_ids).values_list(
+            "message_id", flat=True
+        )
+    )
+
+
+def workspace_list() -> QuerySet[Workspace]:
+    """Every workspace (for installation-wide jobs such as the retention sweep)."""
+    return Workspace.objects.order_by("slug")
+
+
+def profile_merge_history(*, profile_id: Any) -> tuple[list[Any], list[tuple[Any, Any, Any]]]:
+    """An active profile's members (itself and every profile merged into it) and the merges
+    still in place among them, oldest first, as (survivor id, absorbed id, created_at): what a
+    replay of the profile's history (consent after an unmerge) needs."""
+    members = [profile_id, *Profile.objects.filter(merged_into_id=profile_id).values_list(
+        "pk", flat=True
+    )]  # fmt: skip
+    merges = list(
+        Merge.objects.filter(
+            survivor_id__in=members, absorbed_id__in=members, unmerged_at__isnull=True
+        )
+        .order_by("pk")
+        .values_list("survivor_id", "absorbed_id", "created_at")
+    )
+    return members, merges
+
+
+def profile_identity_subjects(*, profile_ids: list[Any]) -> list[tuple[Any, Any, str, bytes]]:
+    """(profile id, origin profile id, identifier type, blind index) of every identity of these
+    profiles: how records kept by identity (consent) are matched to the profile they belong to."""
+    return [
+        (profile_id, origin_id, kind, bytes(index))
+        for profile_id, origin_id, kind, index in Identity.objects.filter(
+            profile_id__in=profile_ids
+        ).values_list("profile_id", "origin_profile_id", "identifier_type", "blind_index")
+    ]
+
+
+# --- activation: identifier values and traits for destination payloads -----------------------
+
+# At most this many profiles per call: a worker holds one batch of decrypted values at a time.
+REVEAL_BATCH_MAX = 1000
+
+
+def _reveal_ids(profile_ids: _Iterable[Any]) -> list[Any]:
+    ids = list(dict.fromkeys(profile_ids))
+    if len(ids) > REVEAL_BATCH_MAX:
+        raise ValueError(f"at most {REVEAL_BATCH_MAX} profiles per call, got {len(ids)}")
+    return ids
+
+
+def profiles_identifiers_revealed(
+    *, workspace: Workspace, profile_ids: _Iterable[Any], types: _Iterable[str]
+) -> dict[Any, dict[str, list[str]]]:
+    """Decrypted identifier values of `types` for each of `profile_ids` (at most
+    REVEAL_BATCH_MAX): profile id -> type -> values, most recently seen first. For a machine
+    that passes them on (activation payloads, removal requests) from a worker's memory, not a
+    reveal to a person (so no ACCESS entry): callers never log or store them in plaintext.
+    Values under a destroyed key are left out."""
+    from cdp.core.crypto import CryptoError
+
+    ids = _reveal_ids(profile_ids)
+    kinds = sorted(set(types))
+    revealed: dict[Any, dict[str, list[str]]] = {}
+    if not ids or not kinds:
+        return revealed
+    rows = Identity.objects.filter(
+        workspace=workspace, profile_id__in=ids, identifier_type__in=kinds
+    ).order_by("profile_id", "identifier_type", "-last_seen_at", "pk")
+    for identity in rows:
+        try:
+            value = str(identity.value)
+        except CryptoError:
+            continue
+        revealed.setdefault(identity.profile_id, {}).setdefault(
+            identity.identifier_type, []
+        ).append(value)
+    return revealed
+
+
+def profiles_traits_revealed(
+    *, workspace: Workspace, profile_ids: _Iterable[Any], keys: _Iterable[str]
+) -> dict[Any, dict[str, Any]]:
+    """Each profile's value of each trait key in `keys` after survivorship (as
+    `profile_traits` chooses it), personal-data values decrypted: profile id -> key -> value.
+    At most REVEAL_BATCH_MAX profiles; the same rules as `profiles_identifiers_revealed`."""
+    from cdp.core.crypto import CryptoError
+
+    ids = _reveal_ids(profile_ids)
+    wanted = sorted(set(keys))
+    if not ids or not wanted:
+        return {}
+    policies = dict(
+        TraitSchema.objects.filter(workspace=workspace, key__in=wanted).values_list(
+            "key", "survivorship"
+        )
+    )
+    grouped: dict[tuple[Any, str], list[Trait]] = {}
+    for trait in Trait.objects.filter(
+        workspace=workspace, profile_id__in=ids, key__in=wanted
+    ).select_related("source"):
+        grouped.setdefault((trait.profile_id, trait.key), []).append(trait)
+    revealed: dict[Any, dict[str, Any]] = {}
+    for (profile_id, key), rows in grouped.items():
+        chosen = pick_surviving_value(
+            policies.get(key, Survivorship.LATEST),
+            [(t, t.observed_at, t.first_observed_at, t.source.priority) for t in rows],
+        )
+        try:
+            value = chosen.value_pii if chosen.is_pii else chosen.value_attribute
+        except CryptoError:
+            continue
+        revealed.setdefault(profile_id, {})[key] = value
+    return revealed
+
+
+def profile_ids_in_workspace(*, workspace: Workspace, profile_ids: Any) -> set[str]:
+    """Which of `profile_ids` (as text) are profiles of the workspace, merged ones included."""
+    import uuid
+
+    wanted = []
+    for value in profile_ids:
+        try:
+            wanted.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        found.update(
+            str(pk)
+            for pk in Profile.objects.filter(
+                workspace=workspace, pk__in=wanted[start : start + 500]
+            ).values_list("pk", flat=True)
+        )
+    return found
+
+
+def event_list(*, workspace: Workspace) -> QuerySet[Event]:
+    """Every event of the workspace, unordered, sealed columns deferred: the base that audience
+    rules and computed traits filter and aggregate (plain properties only)."""
+    return Event.objects.filter(workspace=workspace).defer("sealed", "context").order_by()
+
+
+def source_list_for_workspaces(*, workspaces: QuerySet[Workspace]) -> QuerySet[Source]:
+    """Enabled sources of the given workspaces (a steward's), by workspace and name."""
+    return (
+        Source.objects.filter(workspace__in=workspaces, enabled=True)
+        .select_related("workspace")
+        .order_by("workspace__slug", "name")
+    )
+
+
+# --- probabilistic matching (matching app) ---------------------------------------------------
+
+MATCH_BATCH_MAX = 5000
+
+
+def profiles_match_fields(
+    *,
+    workspace: Workspace,
+    profile_ids: _Iterable[Any],
+    trait_keys: _Iterable[str],
+    identifier_types: _Iterable[str],
+) -> dict[Any, tuple[dict[str, Any], dict[str, list[str]]]]:
+    """For matching in a worker's memory: each profile's trait values after survivorship and
+    its identifier values, personal data decrypted: id -> ({key: value}, {type: [values]}).
+    At most MATCH_BATCH_MAX profiles per call (callers hold one batch of plaintext at a time
+    and audit the run, not each value); values under a destroyed key are left out.
+
+    Leaner than `profiles_traits_revealed`: rows are read as tuples and only the surviving
+    value of each key is decrypted."""
+    import orjson
+
+    from cdp.core.crypto import CryptoError
+    from cdp.core.crypto.envelope import location_aad, open_sealed
+
+    ids = list(dict.fromkeys(profile_ids))
+    if len(ids) > MATCH_BATCH_MAX:
+        raise ValueError(f"at most {MATCH_BATCH_MAX} profiles per call, got {len(ids)}")
+    keys, kinds = sorted(set(trait_keys)), sorted(set(identifier_types))
+    out: dict[Any, tuple[dict[str, Any], dict[str, list[str]]]] = {pk: ({}, {}) for pk in ids}
+    if not ids:
+        return out
+    if keys:
+        policies = dict(
+            TraitSchema.objects.filter(workspace=workspace, key__in=keys).values_list(
+                "key", "survivorship"
+            )
+        )
+        priorities = dict(Source.objects.filter(workspace=workspace).values_list("pk", "priority"))
+        grouped: dict[tuple[Any, str], list[tuple[Any, ...]]] = {}
+        for row in Trait.objects.filter(
+            workspace=workspace, profile_id__in=ids, key__in=keys
+        ).values_list(
+            "id", "profile_id", "key", "is_pii", "value_attribute", "value_pii",
+            "observed_at", "first_observed_at", "source_id",
+        ):  # fmt: skip
+            grouped.setdefault((row[1], row[2]), []).append(row)
+        trait_column = str(Trait._meta.get_field("value_pii").column)
+        for (profile_id, key), rows in grouped.items():
+            chosen = pick_surviving_value(
+                policies.get(key, Survivorship.LATEST),
+                [(r, r[6], r[7], priorities.get(r[8], 100)) for r in rows],
+            )
+            if not chosen[3]:
+                value = chosen[4]
+            elif chosen[5] is None:
+                continue
+            else:
+                try:
+                    aad = location_aad(Trait._meta.db_table, trait_column, chosen[0])
+                    value = orjson.loads(open_sealed(chosen[5], aad))
+                except CryptoError:
+                    continue
+            out[profile_id][0][key] = value
+    if kinds:
+        identity_column = str(Identity._meta.get_field("value").column)
+        for identity_id, profile_id, kind, sealed in (
+            Identity.objects.filter(
+                workspace=workspace, profile_id__in=ids, identifier_type__in=kinds
+            )
+            .order_by("profile_id", "identifier_type", "-last_seen_at", "pk")
+            .values_list("id", "profile_id", "identifier_type", "value")
+        ):
+            try:
+                aad = location_aad(Identity._meta.db_table, identity_column, identity_id)
+                value = open_sealed(bytes(sealed), aad).decode()  # type: ignore[arg-type]
+            except CryptoError:
+                continue
+            out[profile_id][1].setdefault(kind, []).append(value)
+    return out
+
+
+def profile_survivor_ids(*, workspace: Workspace, profile_ids: _Iterable[Any]) -> dict[Any, Any]:
+    """Each of `profile_ids` mapped to the active profile it now lives in (itself when active;
+    the end of its merged_into chain when merged); ids not in the workspace are left out."""
+    wanted = list(dict.fromkeys(profile_ids))
+    found: dict[Any, Any] = {}
+    pointer: dict[Any, Any] = {}
+    frontier = wanted
+    while frontier:
+        rows = Profile.objects.filter(workspace=workspace, pk__in=frontier).values_list(
+            "pk", "status", "merged_into_id"
+        )
+        frontier = []
+        for pk, status, merged_into in rows:
+            if status == ProfileStatus.MERGED and merged_into:
+                pointer[pk] = merged_into
+                if merged_into not in pointer:
+                    frontier.append(merged_into)
+            else:
+                pointer[pk] = pk
+    for pk in wanted:
+        hops, current = 0, pk
+        while current in pointer and pointer[current] != current and hops < 100:
+            current, hops = pointer[current], hops + 1
+        if current in pointer:
+            found[pk] = current
+    return found
+
+
+def profile_merge_get(*, workspace: Workspace, profile: Profile, merge_id: Any) -> Merge:
+    """A merge made by `profile` or by a profile it has absorbed since (the merges shown on
+    its page); another workspace's merge, or another profile's, is not found."""
+    from profiles.exceptions import MergeNotFound
+
+    text = str(merge_id)
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise MergeNotFound()
+    members = [
+        profile.pk,
+        *Profile.objects.filter(merged_into=profile).values_list("pk", flat=True),
+    ]
+    try:
+        return Merge.objects.get(workspace=workspace, pk=int(text), survivor_id__in=members)
+    except Merge.DoesNotExist:
+        raise MergeNotFound() from None

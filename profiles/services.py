@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
+from cdp.core import hooks
 from cdp.core.audit import record_access
 from cdp.core.crypto import CryptoError, envelope
 from cdp.core.crypto.keyring import WrappedKey, get_keyring
@@ -81,6 +82,7 @@ def workspace_create(*, slug: str, name: str) -> Workspace:
             for key, classification in DEFAULT_TRAIT_CLASSES.items()
         ]
     )
+    hooks.run_workspace_created_hooks(workspace)
     return workspace
 
 
@@ -485,6 +487,9 @@ def profile_restrict(*, profile: Profile, restricted: bool) -> Profile:
     if profile.restricted != restricted:
         profile.restricted = restricted
         profile.save(update_fields=["restricted", "updated_at"])
+        if restricted:
+            # Activation takes the person back from destinations, in this transaction.
+            hooks.run_restriction_hooks(profile.workspace_id, [profile.pk])
     return profile
 
 
@@ -536,3 +541,183 @@ def profile_suppress(
         suppressed=dict(sorted(counts.items())),
         unreadable=unreadable,
     )
+
+
+# --- merges and unmerges outside ingestion -------------------------------------------------
+
+
+def profiles_merge(
+    *,
+    workspace: Workspace,
+    profile_ids: tuple[uuid.UUID, uuid.UUID],
+    rule: str,
+    actor: Any | None,
+    evidence: dict[str, Any],
+) -> Any:
+    """Merge two active profiles of `workspace` outside ingestion (a steward accepted a match,
+    an admin merged them): the older survives, rows move as in ingestion, merge hooks run,
+    caps and identifier limits hold (MergeRefused), the ledger keeps `rule` and `evidence`,
+    audited with `actor`. Returns the Merge row (see profiles.merging)."""
+    from profiles import merging
+
+    return merging.profiles_merge(
+        workspace=workspace, profile_ids=profile_ids, rule=rule, actor=actor, evidence=evidence
+    )
+
+
+def profile_unmerge(
+    *, workspace: Workspace, merge: Any, actor: Any, reason: str = "", via: str = ""
+) -> Any:
+    """Undo `merge` (most recent first): the absorbed side gets back its identities, traits,
+    events and data keys, consent and derived data are recomputed through the unmerge hooks,
+    audited with `actor`. Returns a profiles.merging.Unmerged (ADR 0007)."""
+    from profiles import merging
+
+    return merging.profile_unmerge(
+        workspace=workspace, merge=merge, actor=actor, reason=reason, via=via
+    )
+
+
+# --- retention (called by governance's sweep) ------------------------------------------------
+#
+# Set-wise and batched: each batch is one transaction, so a long purge holds no lock for long
+# and an interrupted run resumes where it stopped. Rows go with a raw DELETE, without one audit
+# entry per row (events are not audited anyway; for traits the record is the retention run's
+# own audit entry, written by governance with the counts).
+
+RETENTION_BATCH = 5000
+
+
+def _delete_in_batches(queryset: Any, batch_size: int) -> int:
+    model = queryset.model
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(queryset.order_by().values_list("pk", flat=True)[:batch_size])
+            if ids:
+                deleted += model.objects.filter(pk__in=ids)._raw_delete(model.objects.db)
+        if len(ids) < batch_size:
+            return deleted
+
+
+def events_purge(
+    *,
+    workspace: Workspace,
+    before: Any,
+    event_names: Iterable[str] | None = None,
+    profile_ids: Iterable[Any] | None = None,
+    batch_size: int = RETENTION_BATCH,
+) -> int:
+    """Delete the workspace's events that happened before `before` (only `event_names` and
+    `profile_ids` when given), in batches; returns how many were deleted."""
+    from profiles import selectors
+
+    expired = selectors.events_expired(
+        workspace=workspace, before=before, event_names=event_names, profile_ids=profile_ids
+    )
+    return _delete_in_batches(expired, batch_size)
+
+
+@dataclass(frozen=True)
+class IpCleared:
+    scanned: int  # events holding sealed data that were opened
+    cleared: int  # events whose full IP address was removed
+    unreadable: int  # events whose data key is destroyed (nothing readable is left)
+
+
+def events_clear_sealed_ip(
+    *,
+    workspace: Workspace,
+    before: Any,
+    since: Any = None,
+    batch_size: int = 1000,
+) -> IpCleared:
+    """Remove the full IP address from the sealed data of the workspace's events received
+    before `before` (and at or after `since`); the truncated address in the plain context
+    stays. The rest of the sealed data is sealed again under the same key, or the column is
+    cleared when nothing is left. Batched by primary key, one transaction per batch."""
+    from cdp.core.crypto.fields import EncryptedField
+    from profiles import bulk, selectors
+    from profiles.models import Event
+
+    field = Event._meta.get_field("sealed")
+    assert isinstance(field, EncryptedField)
+    scanned = cleared = unreadable = 0
+    last: Any = None
+    while True:
+        with transaction.atomic():
+            batch = selectors.events_sealed_received(
+                workspace=workspace, before=before, since=since
+            ).order_by("pk")
+            if last is not None:
+                batch = batch.filter(pk__gt=last)
+            rows = list(batch.select_for_update().only("id", "data_key_id", "sealed")[:batch_size])
+            updates = []
+            for event in rows:
+                try:
+                    sealed = event.sealed
+                except CryptoError:
+                    unreadable += 1
+                    continue
+                scanned += 1
+                if not isinstance(sealed, dict):
+                    continue
+                context = sealed.get("context")
+                if not isinstance(context, dict) or "ip" not in context:
+                    continue
+                remaining = {k: v for k, v in sealed.items() if k != "context"}
+                rest = {k: v for k, v in context.items() if k != "ip"}
+                if rest:
+                    remaining["context"] = rest
+                value = (
+                    field.seal_value(key_id=event.data_key_id, row_id=event.pk, value=remaining)
+                    if remaining
+                    else None
+                )
+                updates.append((event.pk, value))
+            bulk.update_from_values(
+                Event, key="id", names=["sealed"], rows=updates, assignments=["sealed = v.column2"]
+            )
+            cleared += len(updates)
+        if len(rows) < batch_size:
+            return IpCleared(scanned=scanned, cleared=cleared, unreadable=unreadable)
+        last = rows[-1].pk
+
+
+def traits_purge(
+    *,
+    workspace: Workspace,
+    keys: Iterable[str],
+    before: Any,
+    profile_ids: Iterable[Any] | None = None,
+    batch_size: int = RETENTION_BATCH,
+) -> int:
+    """Delete the trait values of `keys` last set before `before` (only of `profile_ids` when
+    given), in batches; the surviving attributes of the profiles that lost an attribute trait
+    are recomputed from the values left. Returns how many values were deleted."""
+    from profiles import bulk, selectors
+    from profiles.models import Trait
+
+    expired = selectors.traits_expired(
+        workspace=workspace, keys=keys, before=before, profile_ids=profile_ids
+    )
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            rows = list(expired.order_by().values_list("pk", "profile_id", "is_pii")[:batch_size])
+            if rows:
+                deleted += Trait.objects.filter(pk__in=[pk for pk, _, _ in rows])._raw_delete(
+                    Trait.objects.db
+                )
+                touched = {pid for _, pid, is_pii in rows if not is_pii}
+                if touched:
+                    attributes = ingest.profile_attributes(touched)
+                    bulk.update_from_values(
+                        Profile,
+                        key="id",
+                        names=["attributes"],
+                        rows=[(pid, attributes.get(pid, {})) for pid in sorted(touched)],
+                        assignments=["attributes = v.column2"],
+                    )
+        if len(rows) < batch_size:
+            return deleted

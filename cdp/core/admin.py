@@ -18,6 +18,7 @@ ROLE_CODENAMES = (
     "handle_requests",
     "manage_audiences",
     "view_audit",
+    "merge_profiles",
 )
 
 

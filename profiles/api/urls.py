@@ -22,4 +22,14 @@ urlpatterns = [
         views.ProfileMergesApi.as_view(),
         name="profile-merges",
     ),
+    path(
+        "profiles/<str:profile_id>/merges/<str:merge_id>/unmerge/",
+        views.ProfileUnmergeApi.as_view(),
+        name="profile-unmerge",
+    ),
+    path(
+        "profiles/<str:profile_id>/merges/<str:merge_id>/unmerge",
+        views.ProfileUnmergeNoSlashApi.as_view(),
+        name="profile-unmerge-no-slash",
+    ),
 ]

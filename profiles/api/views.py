@@ -339,3 +339,86 @@ class ProfileMergesApi(APIView):
             ),
         }
         return Response(self.OutputSerializer(data).data)
+
+
+CanMergeProfiles = WorkspacePermission.of(WorkspaceRole.MERGE_PROFILES.value)
+
+
+class ProfileUnmergeApi(APIView):
+    """Undo one merge of this profile (ADR 0007): the absorbed profile, and what it had absorbed
+    before, come back with their identities, traits, events, data keys and consent; derived
+    data is recomputed. Merges are undone most recent first: an older one answers 409
+    `later_merge_depends`, one undone already 409 `already_unmerged`. Needs `merge_profiles`."""
+
+    permission_classes = [CanMergeProfiles]
+
+    @extend_schema_serializer(component_name="ProfileUnmergeInput")
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(
+            required=False, default="", allow_blank=True, max_length=500,
+            help_text="Why the merge is undone; kept in the audit trail.",
+        )  # fmt: skip
+
+    @extend_schema_serializer(component_name="ProfileUnmerged")
+    class OutputSerializer(serializers.Serializer):
+        merge_id = serializers.IntegerField()
+        survivor_id = serializers.UUIDField()
+        restored_id = serializers.UUIDField(help_text="The profile given back, active again.")
+        profile_ids = serializers.ListField(
+            child=serializers.UUIDField(),
+            help_text="The restored profile and the profiles it had absorbed before.",
+        )
+        identities = serializers.IntegerField(help_text="Identities moved back.")
+        traits = serializers.IntegerField()
+        events = serializers.IntegerField()
+        data_keys = serializers.IntegerField()
+        unmerged_at = serializers.DateTimeField()
+
+    @extend_schema(
+        operation_id="profile_unmerge",
+        tags=["profiles"],
+        parameters=[
+            _PROFILE_ID,
+            OpenApiParameter(
+                "merge_id",
+                OpenApiTypes.INT,
+                OpenApiParameter.PATH,
+                description="A merge of this profile, as listed by its merges endpoint.",
+            ),
+        ],
+        request=InputSerializer,
+        responses={200: OutputSerializer, 400: ErrorSerializer, 409: ErrorSerializer, **_ERRORS},
+    )
+    def post(
+        self, request: Request, profile_id: str, merge_id: str, *args: Any, **kwargs: Any
+    ) -> Response:
+        body = self.InputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        token = _token(request)
+        workspace = token.workspace
+        profile = selectors.profile_get(workspace=workspace, profile_id=profile_id)
+        merge = selectors.profile_merge_get(workspace=workspace, profile=profile, merge_id=merge_id)
+        result = services.profile_unmerge(
+            workspace=workspace,
+            merge=merge,
+            actor=_actor(request),
+            reason=body.validated_data["reason"],
+            via=f"api:{token.name}",
+        )
+        data = {
+            "merge_id": result.merge.pk,
+            "survivor_id": result.survivor_id,
+            "restored_id": result.restored_id,
+            "profile_ids": result.profile_ids,
+            "identities": result.identities,
+            "traits": result.traits,
+            "events": result.events,
+            "data_keys": result.data_keys,
+            "unmerged_at": result.merge.unmerged_at,
+        }
+        return Response(self.OutputSerializer(data).data)
+
+
+@extend_schema(exclude=True)
+class ProfileUnmergeNoSlashApi(ProfileUnmergeApi):
+    """The same endpoint without the trailing slash (a POST cannot be redirected to it)."""

@@ -21,7 +21,10 @@ from profiles.exceptions import UnknownPermission
 from profiles.models import ApiToken, Profile, Workspace
 from tests.profiles.factories import UserFactory, WorkspaceFactory, make_profile
 
-CHOICES = "view_profiles, reveal_pii, manage_consent, handle_requests, manage_audiences, view_audit"
+CHOICES = (
+    "view_profiles, reveal_pii, manage_consent, handle_requests, manage_audiences, view_audit, "
+    "merge_profiles"
+)
 
 
 def _tokens() -> list[tuple[Any, ...]]:
