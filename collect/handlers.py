@@ -37,3 +37,63 @@ INTAKE_HANDLER = PersonalDataHandler(
     erase=erase_intake,
     erase_order=0,
 )
+
+
+# --- bulk imports -----------------------------------------------------------------------------
+#
+# An uploaded import file waits sealed (ImportChunk) until a worker has run it, minutes at
+# most, then is deleted and its key destroyed. Its rows are not attributable to a person
+# without decrypting and parsing the whole file; an erasure adds the person's identifiers to
+# the suppression list first, so when a pending upload runs the person's rows are dropped.
+# Error files never hold values of identifier or personal-data columns (they are masked, see
+# collect.imports.rows.RowBuilder.masked).
+
+
+def export_imports(profile: Any) -> dict[str, Any]:
+    from collect.enums import ImportStatus
+    from collect.models import ImportJob
+
+    jobs = ImportJob.objects.filter(workspace_id=profile.workspace_id)
+    return {
+        "imports": {
+            "pending_uploads_in_workspace": jobs.filter(
+                status__in=(ImportStatus.QUEUED, ImportStatus.RUNNING)
+            ).count(),
+            "error_files_hold_personal_data": False,
+        }
+    }
+
+
+def erase_imports(profile: Any) -> ErasureReport:
+    from collect.enums import ImportStatus
+    from collect.models import ImportChunk
+
+    pending = (
+        ImportChunk.objects.filter(
+            job__workspace_id=profile.workspace_id,
+            job__status__in=(ImportStatus.QUEUED, ImportStatus.RUNNING),
+        )
+        .values("job_id")
+        .distinct()
+        .count()
+    )
+    if pending == 0:
+        return ErasureReport(
+            store="collect.imports", status=ErasureStatus.NOTHING_FOUND, counts={"uploads": 0}
+        )
+    return ErasureReport(
+        store="collect.imports",
+        status=ErasureStatus.RETAINED,
+        counts={"pending_uploads": pending},
+        detail="uploads waiting for a worker stay sealed until processed; the person's rows "
+        "in them are dropped then (suppressed identifiers) and the upload is shredded",
+    )
+
+
+IMPORTS_HANDLER = PersonalDataHandler(
+    name="collect.imports",
+    models=("collect.ImportJob", "collect.ImportChunk"),
+    export=export_imports,
+    erase=erase_imports,
+    erase_order=0,
+)

@@ -23,9 +23,22 @@ NOT_AUDITED = {
     "profiles.Suppression",
     "profiles.SuppressionHit",
     "collect.IntakeBatch",
+    # An uploaded import file waiting for its worker, sealed, deleted once processed (the
+    # audited ImportJob is the record).
+    "collect.ImportChunk",
     "consent.ConsentRecord",
     "consent.Receipt",
     "governance.AuditLogEntry",
+    # Written by the sync engine as their own record (like the consent ledger): the delivery
+    # ledger, sync runs (started_by names the steward) and removals with their status.
+    "activation.Delivery",
+    "activation.SyncRun",
+    "activation.Removal",
+    # Derived rows rewritten set-wise by refreshes (computed values, current members); the
+    # membership changes are themselves the history of entries and exits.
+    "activation.ComputedTraitValue",
+    "activation.AudienceMembership",
+    "activation.MembershipChange",
 }
 
 
@@ -203,10 +216,10 @@ def test_audited_models_never_track_encrypted_or_blind_index_fields() -> None:
     assert "value_pii" in audit.excluded_fields(apps.get_model("profiles.Trait"))
 
 
-def test_only_the_receipt_signing_key_opts_out_of_the_personal_data_rule() -> None:
+def test_only_workspace_secrets_opt_out_of_the_personal_data_rule() -> None:
     # given / when
     opted_out = {
         m._meta.label for m in _domain_models() if not getattr(m, "holds_personal_data", True)
     }
-    # then
-    assert opted_out == {"consent.SigningKey"}
+    # then: the receipt-signing key and a destination's credentials, both sealed
+    assert opted_out == {"consent.SigningKey", "activation.Destination"}
