@@ -19,11 +19,29 @@ class ErasureStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class DeletionRequest:
+    """A deletion request an erasure owes to one recipient of the person's data (an
+    activation destination that received them), for the erasure certificate. `status` is
+    where it stands when the certificate is issued (queued, sent, dead); `reference` lets a
+    steward follow it up (ids, never personal data)."""
+
+    recipient: str
+    kind: str
+    status: str
+    requests: int = 1
+    reference: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class ErasureReport:
     store: str
     status: ErasureStatus
     counts: dict[str, int] = field(default_factory=dict)
     detail: str = ""
+    # Recipients the handler owes a deletion request (listed per destination in the
+    # certificate).
+    deletion_requests: tuple[DeletionRequest, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,3 +78,50 @@ def covered_models() -> set[str]:
 def uncovered(model_labels: Iterable[str]) -> list[str]:
     covered = covered_models()
     return sorted(label for label in model_labels if label not in covered)
+
+
+# --- The processing registry: who receives personal data ---------------------------------------
+#
+# The records of processing (GDPR Art. 30(1)(d)-(e)) list the recipients of personal data and
+# the transfers to third countries. Recipients are configured in apps above governance (the
+# destinations of activation), so each such app registers a provider from its `ready()`:
+# `provider(workspace) -> Iterable[Recipient]`, and governance's report iterates them.
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One recipient of a workspace's personal data (e.g. an activation destination)."""
+
+    name: str
+    kind: str  # e.g. "destination", "processor"
+    purposes: tuple[str, ...] = ()  # purpose keys the data is sent for
+    data_categories: tuple[str, ...] = ()
+    country: str = ""  # ISO 3166 code of where it processes the data, "" if unknown
+    safeguards: str = ""  # for a transfer outside the EEA: adequacy, SCCs, ...
+    detail: str = ""
+
+
+RecipientProvider = Callable[[Any], Iterable[Recipient]]
+
+_recipient_providers: dict[str, RecipientProvider] = {}
+
+
+def register_recipients(name: str, provider: RecipientProvider) -> None:
+    """Register `provider(workspace)`, listing the recipients an app sends personal data to."""
+    existing = _recipient_providers.get(name)
+    if existing is not None and existing is not provider:
+        raise ValueError(f"a recipient provider named {name!r} is registered already")
+    _recipient_providers[name] = provider
+
+
+def unregister_recipients(name: str) -> None:
+    _recipient_providers.pop(name, None)
+
+
+def recipients(workspace: Any) -> list[tuple[str, Recipient]]:
+    """(provider name, recipient) for every registered provider, in provider-name order."""
+    return [
+        (name, recipient)
+        for name in sorted(_recipient_providers)
+        for recipient in _recipient_providers[name](workspace)
+    ]

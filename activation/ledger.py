@@ -1,0 +1,161 @@
+"""Reads of the delivery ledger: who a destination holds (per the ledger), the ledger search,
+and "why was this person sent there?"."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import connection
+from django.db.models import QuerySet
+
+from activation.enums import DeliveryAction, DeliveryStatus
+from activation.models import AudienceMembership, Delivery, MembershipChange
+from cdp.core.exceptions import NotFound
+from consent import selectors as consent_selectors
+
+# (destination id, audience id or None, profile id)
+Holding = tuple[Any, Any, Any]
+
+
+def _holds(action: str, status: str) -> bool:
+    """Whether a destination may hold the person after this last ledger row: an add (even a
+    failed or dead one: it may have arrived), or a removal that did not go through."""
+    return action == DeliveryAction.ADD or status != DeliveryStatus.DELIVERED
+
+
+def holdings(
+    *,
+    workspace_id: Any,
+    profile_ids: Iterable[Any] | None = None,
+    destination_ids: Iterable[Any] | None = None,
+    audience_id: Any = None,
+    by_audience: bool = True,
+) -> set[Holding]:
+    """The (destination, audience, profile) triples whose last ledger row says the destination
+    may hold the person, among the given profiles / destinations / audience."""
+    rows = Delivery.objects.filter(workspace_id=workspace_id)
+    if profile_ids is not None:
+        rows = rows.filter(profile_id__in=list(profile_ids))
+    if destination_ids is not None:
+        rows = rows.filter(destination_id__in=list(destination_ids))
+    if audience_id is not None and by_audience:
+        rows = rows.filter(audience_id=audience_id)
+    group = ("destination_id", "audience_id", "profile_id")
+    fields = (*group, "action", "status")
+    if connection.vendor == "postgresql":
+        # DISTINCT ON: one row per group, the last by id (UUIDv7 ids follow creation order).
+        last = rows.order_by(*group, "-id").distinct(*group).values_list(*fields)
+        return {(d, a, p) for d, a, p, action, status in last if _holds(action, status)}
+    latest: dict[Holding, tuple[str, str]] = {}
+    for d, a, p, action, status in rows.order_by("id").values_list(*fields):
+        latest[(d, a, p)] = (action, status)
+    return {key for key, (action, status) in latest.items() if _holds(action, status)}
+
+
+def delivery_search(
+    *,
+    workspace: Any,
+    profile_id: Any = None,
+    destination: Any = None,
+    audience: Any = None,
+) -> QuerySet[Delivery]:
+    """The delivery ledger of a workspace, newest first, narrowed to a profile, destination or
+    audience when given."""
+    rows = Delivery.objects.filter(workspace=workspace).select_related("destination", "audience")
+    if profile_id is not None:
+        rows = rows.filter(profile_id=profile_id)
+    if destination is not None:
+        rows = rows.filter(destination=destination)
+    if audience is not None:
+        rows = rows.filter(audience=audience)
+    return rows.order_by("-delivered_at", "-id")
+
+
+def _at(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def delivery_explain(*, workspace: Any, delivery: Delivery) -> dict[str, Any]:
+    """Why this person was sent to (or removed from) this destination: the audience and its
+    rules, the person's membership history in it, the destination's purposes, what allowed
+    each purpose at send time (the consent record with its time and evidence, or the legal
+    basis), and the hash of the exact payload. Names no identifier value."""
+    if delivery.workspace_id != workspace.pk:
+        raise NotFound("No such delivery.", code="delivery_not_found")
+    destination = delivery.destination
+    audience = delivery.audience
+    basis = dict(delivery.basis or {})
+    record_ids = [value for value in basis.values() if _looks_like_id(value)]
+    records = {
+        str(r["id"]): r
+        for r in consent_selectors.consent_records_describe(
+            workspace=workspace, record_ids=record_ids
+        )
+    }
+    purposes: list[dict[str, Any]] = []
+    for purpose in destination.purposes.all().order_by("key"):
+        value = basis.get(purpose.key)
+        entry: dict[str, Any] = {
+            "purpose": purpose.key,
+            "name": purpose.name,
+            "legal_basis": purpose.legal_basis,
+            "basis": value,
+            "consent_record": records.get(str(value)) if value else None,
+        }
+        purposes.append(entry)
+    history: list[dict[str, Any]] = []
+    membership = None
+    if audience is not None:
+        history = [
+            {"change": change, "at": _at(at)}
+            for change, at in MembershipChange.objects.filter(
+                audience=audience, profile_id=delivery.profile_id
+            )
+            .order_by("id")
+            .values_list("change", "at")
+        ]
+        entered = (
+            AudienceMembership.objects.filter(audience=audience, profile_id=delivery.profile_id)
+            .values_list("entered_at", flat=True)
+            .first()
+        )
+        membership = {"member_now": entered is not None, "entered_at": _at(entered)}
+    return {
+        "delivery": str(delivery.pk),
+        "profile": str(delivery.profile_id),
+        "action": delivery.action,
+        "status": delivery.status,
+        "delivered_at": _at(delivery.delivered_at),
+        "payload_sha256": delivery.payload_sha256,
+        "sync_run": str(delivery.sync_run_id) if delivery.sync_run_id else None,
+        "destination": {
+            "id": str(destination.pk),
+            "name": destination.name,
+            "kind": destination.kind,
+            "data": destination.data,
+        },
+        "audience": (
+            {
+                "id": audience.pk,
+                "key": audience.key,
+                "name": audience.name,
+                "rules": audience.rules,
+            }
+            if audience is not None
+            else None
+        ),
+        "membership": membership,
+        "membership_history": history,
+        "purposes": purposes,
+        "basis": basis,
+    }
+
+
+def _looks_like_id(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except (ValueError, TypeError):
+        return False
+    return True

@@ -1,0 +1,547 @@
+"""The sync engine: sending an audience to a destination, consent-gated at send time, every
+record written to the delivery ledger.
+
+A run (`SyncRun`) is queued by `sync_run_start` and carried out by a Celery task, in batches:
+
+1. Removals owed to the destination for this audience go out first, so that a person taken
+   back (consent withdrawn, say) and allowed again since is not added, then removed.
+2. The plan. Full: every member is sent, and everyone the ledger says the destination holds
+   who is no longer a member is removed. Incremental: the membership changes after the
+   sync's cursor; entered (and not held already) is sent, exited (and held) is removed.
+3. Removals are queued (`Removal`, sealed payload) and sent at once; a failure stays queued
+   and is retried by the removal task with backoff.
+4. Each batch of additions is evaluated at send time (activation.eligibility: active, not
+   restricted, every purpose of the destination allowed with a basis the ledger can name);
+   the others are counted by reason. Identifier values and traits are decrypted for that
+   batch only. The ledger rows are written *before* the records leave (status failed), then
+   marked delivered or dead, so a crash between the two never leaves a send unrecorded.
+   Webhooks get one signed POST per batch (retried with backoff, then dead-lettered); file
+   destinations get rows appended to one file, moved into place when the run completes.
+   Consent is checked again right after a batch is sent: a withdrawal that raced the send
+   queues a removal.
+5. Ad platforms refuse an audience smaller than the destination's minimum (run refused,
+   nothing written). In a full run of a file destination, a member the destination holds who
+   may no longer be sent is taken back (a removal), which heals any removal missed earlier.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from activation import eligibility, ledger, outbound, removals
+from activation.enums import (
+    AD_PLATFORMS,
+    DeliveryAction,
+    DeliveryStatus,
+    DestinationKind,
+    MembershipChangeKind,
+    RemovalReason,
+    SyncMode,
+    SyncRunStatus,
+)
+from activation.exceptions import SyncDisabled, SyncRunning
+from activation.models import AudienceMembership, Delivery, MembershipChange, Removal, Sync, SyncRun
+from activation.platforms import AudienceTooSmall, check_min_audience_size
+from cdp.core.exceptions import ApplicationError, InvalidInput
+from profiles.selectors import REVEAL_BATCH_MAX
+
+logger = logging.getLogger(__name__)
+
+UNFINISHED = (SyncRunStatus.QUEUED, SyncRunStatus.RUNNING)
+# After this many batches in a row could not be delivered, the run stops (the destination is
+# down); the cursor is not moved, so the next run tries those changes again.
+ABORT_AFTER_DEAD_BATCHES = 3
+DEAD_LETTER = "dead_letter"
+REMOVAL_PENDING = "removal_pending"
+NO_MATCH_KEY = "no_match_key"
+BELOW_MIN_SIZE = "below_min_size"
+
+
+def _batch_size() -> int:
+    return max(1, min(settings.CDP_SYNC_BATCH_SIZE, REVEAL_BATCH_MAX))
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+@transaction.atomic
+def sync_run_start(*, sync: Sync, actor: Any = None, mode: str | None = None) -> SyncRun:
+    """Queue a run of `sync` (its own mode unless `mode`); the task starts once the
+    transaction commits. A run still queued or running refuses another, unless it is older
+    than CDP_SYNC_STALE_MINUTES (its worker died: it is marked failed)."""
+    mode = mode or sync.mode
+    if mode not in SyncMode.values:
+        raise InvalidInput(
+            f"Unknown sync mode; choose from {', '.join(SyncMode.values)}.", code="invalid_mode"
+        )
+    locked = Sync.objects.select_for_update().select_related("destination").get(pk=sync.pk)
+    if not locked.enabled or not locked.destination.enabled:
+        raise SyncDisabled()
+    now = timezone.now()
+    stale = now - timedelta(minutes=settings.CDP_SYNC_STALE_MINUTES)
+    SyncRun.objects.filter(sync=locked, status__in=UNFINISHED, created_at__lt=stale).update(
+        status=SyncRunStatus.FAILED,
+        error="Abandoned: the worker running it stopped.",
+        finished_at=now,
+    )
+    if SyncRun.objects.filter(sync=locked, status__in=UNFINISHED).exists():
+        raise SyncRunning()
+    run = SyncRun.objects.create(
+        workspace_id=locked.workspace_id,
+        sync=locked,
+        mode=mode,
+        started_by=actor if getattr(actor, "pk", None) else None,
+    )
+    run_id = str(run.pk)
+
+    def enqueue() -> None:
+        from activation import tasks
+
+        tasks.sync_run.delay(run_id)
+
+    transaction.on_commit(enqueue)
+    return run
+
+
+def syncs_start_due(*, now: datetime | None = None) -> list[SyncRun]:
+    """Queue a run of every enabled scheduled sync whose interval has passed since its last
+    run (the beat task calls this every minute)."""
+    now = now or timezone.now()
+    started = []
+    for sync in (
+        Sync.objects.filter(enabled=True, destination__enabled=True, interval_minutes__gt=0)
+        .select_related("destination")
+        .order_by("pk")
+    ):
+        if sync.last_run_at and sync.last_run_at > now - timedelta(minutes=sync.interval_minutes):
+            continue
+        try:
+            started.append(sync_run_start(sync=sync))
+        except (SyncRunning, SyncDisabled):
+            continue
+    return started
+
+
+def sync_run_execute(*, run_id: Any) -> SyncRun:
+    """Carry out a queued run (the task calls this). A run not queued any more (a retried
+    task, a run already done) is left as it is."""
+    claimed = SyncRun.objects.filter(pk=run_id, status=SyncRunStatus.QUEUED).update(
+        status=SyncRunStatus.RUNNING, started_at=timezone.now()
+    )
+    run = SyncRun.objects.select_related(
+        "workspace", "sync__audience", "sync__destination__workspace"
+    ).get(pk=run_id)
+    if not claimed:
+        return run
+    runner = _Runner(run)
+    try:
+        runner.execute()
+    except Exception as exc:
+        # The class only: a message might quote a value.
+        detail = exc.message if isinstance(exc, ApplicationError) else type(exc).__name__
+        runner.finish(SyncRunStatus.FAILED, error=f"The run failed: {detail}.")
+        runner.discard_file()
+        raise
+    return run
+
+
+@dataclass
+class _Plan:
+    adds: list[Any]
+    removes: list[tuple[Any, str]]  # (profile id, removal reason)
+    cursor: int
+
+
+@dataclass
+class _Runner:
+    run: SyncRun
+    artifacts: list[str] = field(default_factory=list)
+    partial: bool = False
+    aborted: bool = False
+    errors: list[str] = field(default_factory=list)
+    sent_ids: list[Any] = field(default_factory=list)
+    sink: outbound.FileSink | None = None
+
+    def __post_init__(self) -> None:
+        self.sync = self.run.sync
+        self.destination = self.sync.destination
+        self.audience = self.sync.audience
+        self.workspace = self.run.workspace
+        self.purposes = list(self.destination.purposes.all())
+        self.is_file = self.destination.kind != DestinationKind.WEBHOOK
+        self.pending: set[Any] = set()
+        self.held: set[Any] = set()
+
+    # --- bookkeeping -------------------------------------------------------------------
+
+    def exclude(self, reason: str, count: int = 1) -> None:
+        self.run.excluded[reason] = self.run.excluded.get(reason, 0) + count
+
+    def progress(self) -> None:
+        self.run.save(update_fields=["total", "processed", "sent", "removed", "excluded"])
+
+    def finish(self, status: str, *, error: str = "") -> None:
+        now = timezone.now()
+        self.run.status = status
+        self.run.finished_at = now
+        self.run.error = error[:2000]
+        self.run.artifact = "\n".join(self.artifacts)[:500]
+        self.run.save(
+            update_fields=[
+                "status",
+                "finished_at",
+                "error",
+                "artifact",
+                "total",
+                "processed",
+                "sent",
+                "removed",
+                "excluded",
+            ]
+        )
+        Sync.objects.filter(pk=self.sync.pk).update(last_run_at=self.run.started_at or now)
+
+    def discard_file(self) -> None:
+        if self.sink is not None:
+            self.sink.discard()
+            self.sink = None
+
+    # --- the run -------------------------------------------------------------------------
+
+    def execute(self) -> None:
+        run = self.run
+        run.excluded = dict(run.excluded or {})
+        if not self.purposes:
+            self.finish(
+                SyncRunStatus.REFUSED,
+                error="The destination declares no purpose: nothing may be sent.",
+            )
+            return
+        flushed = removals.removals_flush(
+            destination=self.destination, audience=self.audience, sync_run=run
+        )
+        run.removed += flushed.sent
+        self.artifacts += flushed.artifacts
+        self.partial |= bool(flushed.dead or flushed.failed)
+        self.pending = set(
+            Removal.objects.filter(
+                destination=self.destination,
+                audience=self.audience,
+                status__in=removals.UNSENT,
+                profile_id__isnull=False,
+            ).values_list("profile_id", flat=True)
+        )
+        plan = self.plan()
+        run.total = len(plan.adds) + len(plan.removes)
+        self.progress()
+
+        if self.destination.kind in AD_PLATFORMS:
+            eligible = self.eligible_count()
+            if eligible < self.destination.min_audience_size:
+                self.refuse(eligible)
+                return
+
+        size = _batch_size()
+        for chunk in _chunks(plan.removes, size):
+            self.take_back(chunk)
+            run.processed += len(chunk)
+            self.progress()
+        dead_streak = 0
+        for chunk in _chunks(plan.adds, size):
+            delivered = self.add_batch(chunk)
+            run.processed += len(chunk)
+            self.progress()
+            dead_streak = 0 if delivered else dead_streak + 1
+            if dead_streak >= ABORT_AFTER_DEAD_BATCHES:
+                self.aborted = True
+                self.errors.append(
+                    f"Stopped after {ABORT_AFTER_DEAD_BATCHES} batches in a row could not be "
+                    "delivered; the next run tries again."
+                )
+                break
+        if self.sink is not None and not self.close_file():
+            return
+        if not self.aborted:
+            Sync.objects.filter(pk=self.sync.pk).update(cursor=plan.cursor)
+        status = SyncRunStatus.SUCCEEDED
+        if self.aborted and not run.sent and not run.removed:
+            status = SyncRunStatus.FAILED
+        elif self.partial or self.aborted:
+            status = SyncRunStatus.PARTIAL
+        self.finish(status, error=" ".join(dict.fromkeys(self.errors)))
+
+    def plan(self) -> _Plan:
+        audience = self.audience
+        if self.run.mode == SyncMode.FULL:
+            cursor = (
+                MembershipChange.objects.filter(audience=audience).aggregate(last=Max("id"))["last"]
+                or self.sync.cursor
+            )
+            members = list(
+                AudienceMembership.objects.filter(audience=audience)
+                .order_by("profile_id")
+                .values_list("profile_id", flat=True)
+            )
+            self.held = {
+                p
+                for _d, _a, p in ledger.holdings(
+                    workspace_id=self.workspace.pk,
+                    destination_ids=[self.destination.pk],
+                    audience_id=audience.pk,
+                )
+            }
+            member_set = set(members)
+            gone = self.still_present((self.held - member_set) - self.pending, member_set)
+            exits: list[tuple[Any, str]] = [(p, RemovalReason.EXITED) for p in gone]
+            return _Plan(members, exits, cursor)
+        latest: dict[Any, str] = {}
+        cursor = self.sync.cursor
+        for change_id, profile_id, change in (
+            MembershipChange.objects.filter(audience=audience, id__gt=self.sync.cursor)
+            .order_by("id")
+            .values_list("id", "profile_id", "change")
+        ):
+            latest[profile_id] = change
+            cursor = change_id
+        changed = list(latest)
+        self.held = set()
+        for chunk in _chunks(changed, REVEAL_BATCH_MAX):
+            self.held |= {
+                p
+                for _d, _a, p in ledger.holdings(
+                    workspace_id=self.workspace.pk,
+                    profile_ids=chunk,
+                    destination_ids=[self.destination.pk],
+                    audience_id=audience.pk,
+                )
+            }
+        current = set(
+            AudienceMembership.objects.filter(
+                audience=audience, profile_id__in=changed
+            ).values_list("profile_id", flat=True)
+        )
+        adds = [
+            p
+            for p, change in latest.items()
+            if change == MembershipChangeKind.ENTERED and p in current and p not in self.held
+        ]
+        exited = {
+            p
+            for p, change in latest.items()
+            if change == MembershipChangeKind.EXITED
+            and p in self.held
+            and p not in current
+            and p not in self.pending
+        }
+        removes: list[tuple[Any, str]] = [
+            (p, RemovalReason.EXITED) for p in self.still_present(exited, None)
+        ]
+        return _Plan(adds, removes, cursor)
+
+    def still_present(self, leaving: set[Any], members: set[Any] | None) -> list[Any]:
+        """Those of `leaving` to take back. On an ad platform (which knows people by hashed
+        identifiers, not profile ids), a profile merged into a member of the audience left only
+        in name: its identities belong to the member now, so it is not removed."""
+        if self.destination.kind not in AD_PLATFORMS or not leaving:
+            return sorted(leaving, key=str)
+        merged: dict[Any, Any] = {}
+        for chunk in _chunks(sorted(leaving, key=str), REVEAL_BATCH_MAX):
+            merged |= outbound.survivors(workspace=self.workspace, profile_ids=chunk)
+        if members is None:
+            members = set(
+                AudienceMembership.objects.filter(
+                    audience=self.audience, profile_id__in=set(merged.values())
+                ).values_list("profile_id", flat=True)
+            )
+        return sorted((p for p in leaving if merged.get(p) not in members), key=str)
+
+    def eligible_count(self) -> int:
+        """How many members the destination may receive now (the minimum size applies to the
+        audience the platform would hold, not to one run's changes)."""
+        members = list(
+            AudienceMembership.objects.filter(audience=self.audience)
+            .order_by("profile_id")
+            .values_list("profile_id", flat=True)
+        )
+        count = 0
+        for chunk in _chunks(members, REVEAL_BATCH_MAX):
+            count += len(
+                eligibility.evaluate(
+                    workspace=self.workspace, purposes=self.purposes, profile_ids=chunk
+                ).allowed
+            )
+        return count
+
+    def refuse(self, count: int) -> None:
+        try:
+            check_min_audience_size(count, self.destination.min_audience_size)
+            message = "The audience is too small to be exported to an ad platform."
+        except AudienceTooSmall as exc:
+            message = exc.message
+        self.run.excluded = {BELOW_MIN_SIZE: count}
+        self.run.processed = 0
+        self.finish(SyncRunStatus.REFUSED, error=message)
+
+    def take_back(self, chunk: list[tuple[Any, str]]) -> None:
+        """Queue and send removals for (profile, reason) pairs of this audience."""
+        by_reason: dict[str, list[Any]] = {}
+        for profile_id, reason in chunk:
+            by_reason.setdefault(reason, []).append(profile_id)
+        for reason, ids in by_reason.items():
+            people = outbound.people_load(destination=self.destination, profile_ids=ids)
+            with transaction.atomic():
+                queued = removals.removals_queue(
+                    destination=self.destination,
+                    audience_id=self.audience.pk,
+                    people=[people[p] for p in ids],
+                    reason=reason,
+                    not_before=timezone.now() + removals.LEASE,
+                )
+            sendable = [r for r, out in queued if out is not None]
+            self.partial |= len(sendable) < len(queued)
+            done = removals.removals_send(
+                removals=sendable,
+                outgoing={r.pk: out for r, out in queued if out is not None},
+                sync_run=self.run,
+            )
+            self.run.removed += done.sent
+            self.artifacts += done.artifacts
+            if done.dead or done.failed:
+                self.partial = True
+                self.pending |= {r.profile_id for r in sendable}
+
+    def add_batch(self, chunk: list[Any]) -> bool:
+        """Evaluate, send and record one batch of additions; False when it could not be
+        delivered (dead-lettered)."""
+        run = self.run
+        verdict = eligibility.evaluate(
+            workspace=self.workspace, purposes=self.purposes, profile_ids=chunk
+        )
+        for reason in verdict.excluded.values():
+            self.exclude(reason)
+        if run.mode == SyncMode.FULL:
+            # A member the destination holds who may no longer be sent is taken back.
+            back = [
+                (p, eligibility.removal_reason(reason))
+                for p, reason in verdict.excluded.items()
+                if p in self.held and p not in self.pending
+            ]
+            if back:
+                self.take_back(back)
+        allowed = [p for p in chunk if p in verdict.allowed]
+        waiting = [p for p in allowed if p in self.pending]
+        if waiting:
+            self.exclude(REMOVAL_PENDING, len(waiting))
+            allowed = [p for p in allowed if p not in self.pending]
+        if not allowed:
+            return True
+        people = outbound.people_load(destination=self.destination, profile_ids=allowed)
+        records = []
+        for profile_id in allowed:
+            out = outbound.outgoing(self.destination, DeliveryAction.ADD, people[profile_id])
+            if out is None:
+                self.exclude(NO_MATCH_KEY)
+            else:
+                records.append(out)
+        del people
+        if not records:
+            return True
+        at = timezone.now()
+        # Write-ahead: the ledger names every record before it leaves.
+        rows = Delivery.objects.bulk_create(
+            [
+                Delivery(
+                    workspace_id=self.workspace.pk,
+                    destination=self.destination,
+                    audience=self.audience,
+                    sync_run=run,
+                    profile_id=out.profile_id,
+                    action=DeliveryAction.ADD,
+                    basis=verdict.allowed[out.profile_id],
+                    payload_sha256=out.sha256,
+                    status=DeliveryStatus.FAILED,
+                    delivered_at=at,
+                )
+                for out in records
+            ]
+        )
+        sent_ids = [out.profile_id for out in records]
+        if self.is_file:
+            if self.sink is None:
+                self.sink = outbound.FileSink(
+                    destination=self.destination,
+                    audience=self.audience,
+                    action=DeliveryAction.ADD,
+                    at=run.started_at or at,
+                )
+            self.sink.write(records)
+            run.sent += len(records)
+            self.sent_ids += sent_ids
+            return True
+        result = outbound.webhook_send(
+            destination=self.destination,
+            action=DeliveryAction.ADD,
+            records=records,
+            audience=self.audience,
+            sync_run_id=run.pk,
+        )
+        status = DeliveryStatus.DELIVERED if result.delivered else DeliveryStatus.DEAD
+        Delivery.objects.filter(pk__in=[row.pk for row in rows]).update(status=status)
+        if not result.delivered:
+            self.partial = True
+            self.exclude(DEAD_LETTER, len(records))
+            self.errors.append(f"A batch could not be delivered ({result.error}).")
+            return False
+        run.sent += len(records)
+        self.recheck(sent_ids)
+        return True
+
+    def close_file(self) -> bool:
+        """Move the run's file into place (or refuse it, for an ad platform below its
+        minimum); False when the run was refused."""
+        assert self.sink is not None
+        run = self.run
+        if (
+            self.destination.kind in AD_PLATFORMS
+            and run.mode == SyncMode.FULL
+            and self.sink.rows < self.destination.min_audience_size
+        ):
+            rows = self.sink.rows
+            self.discard_file()
+            # Nothing left the platform: the ledger rows of the unwritten file go too.
+            Delivery.objects.filter(sync_run=run, action=DeliveryAction.ADD).delete()
+            run.sent = 0
+            self.refuse(rows)
+            return False
+        path = self.sink.commit()
+        self.sink = None
+        self.artifacts.append(path)
+        Delivery.objects.filter(
+            sync_run=run, action=DeliveryAction.ADD, status=DeliveryStatus.FAILED
+        ).update(status=DeliveryStatus.DELIVERED)
+        for chunk in _chunks(self.sent_ids, REVEAL_BATCH_MAX):
+            self.recheck(chunk)
+        return True
+
+    def recheck(self, profile_ids: list[Any]) -> None:
+        """Consent may have changed while the batch was on its way: take back whoever may no
+        longer be sent (their consent hook ran before the ledger named them)."""
+        verdict = eligibility.evaluate(
+            workspace=self.workspace, purposes=self.purposes, profile_ids=profile_ids
+        )
+        by_reason: dict[str, list[Any]] = {}
+        for profile_id, reason in verdict.excluded.items():
+            by_reason.setdefault(eligibility.removal_reason(reason), []).append(profile_id)
+        for reason, ids in by_reason.items():
+            removals.removals_owed(workspace_id=self.workspace.pk, profile_ids=ids, reason=reason)
