@@ -612,6 +612,20 @@ def profiles_match_fields(
 
     from cdp.core.crypto import CryptoError
     from cdp.core.crypto.envelope import location_aad, open_sealed
+    from cdp.core.crypto.keyring import WrappedKey
+
+    def preload(key_ids: set[Any]) -> None:
+        # One query for the batch's data keys instead of one per key on first use.
+        from cdp.core.crypto.envelope import StoredDataKey, preload_data_keys
+
+        rows = DataKey.objects.filter(pk__in=list(key_ids)).values_list("id", "kek_id", "wrapped")
+        preload_data_keys(
+            StoredDataKey(
+                id=key_id,
+                wrapped=None if wrapped is None else WrappedKey(kek_id=kek, blob=bytes(wrapped)),
+            )
+            for key_id, kek, wrapped in rows
+        )
 
     ids = list(dict.fromkeys(profile_ids))
     if len(ids) > MATCH_BATCH_MAX:
@@ -632,9 +646,10 @@ def profiles_match_fields(
             workspace=workspace, profile_id__in=ids, key__in=keys
         ).values_list(
             "id", "profile_id", "key", "is_pii", "value_attribute", "value_pii",
-            "observed_at", "first_observed_at", "source_id",
+            "observed_at", "first_observed_at", "source_id", "data_key_id",
         ):  # fmt: skip
             grouped.setdefault((row[1], row[2]), []).append(row)
+        preload({r[9] for rows in grouped.values() for r in rows if r[3] and r[5] is not None})
         trait_column = str(Trait._meta.get_field("value_pii").column)
         for (profile_id, key), rows in grouped.items():
             chosen = pick_surviving_value(
@@ -654,13 +669,15 @@ def profiles_match_fields(
             out[profile_id][0][key] = value
     if kinds:
         identity_column = str(Identity._meta.get_field("value").column)
-        for identity_id, profile_id, kind, sealed in (
+        identities = list(
             Identity.objects.filter(
                 workspace=workspace, profile_id__in=ids, identifier_type__in=kinds
             )
             .order_by("profile_id", "identifier_type", "-last_seen_at", "pk")
-            .values_list("id", "profile_id", "identifier_type", "value")
-        ):
+            .values_list("id", "profile_id", "identifier_type", "value", "data_key_id")
+        )
+        preload({row[4] for row in identities})
+        for identity_id, profile_id, kind, sealed, _key in identities:
             try:
                 aad = location_aad(Identity._meta.db_table, identity_column, identity_id)
                 value = open_sealed(bytes(sealed), aad).decode()  # type: ignore[arg-type]
