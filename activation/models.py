@@ -69,7 +69,8 @@ class ComputedTraitValue(models.Model):
     profile = models.ForeignKey("profiles.Profile", on_delete=models.CASCADE, related_name="+")
     value = models.JSONField(null=True)
     number = models.FloatField(null=True)
-    text = models.TextField(null=True)
+    # NULL means "not a text result" (numbers and booleans), distinct from an empty string.
+    text = models.TextField(null=True)  # noqa: DJ001
     updated_at = models.DateTimeField()
 
     class Meta:
@@ -335,3 +336,40 @@ class Removal(models.Model):
 
     def __str__(self) -> str:
         return f"Removal {self.id}"
+
+
+class PersonalizationConfig(models.Model):
+    """What a workspace's websites may read about a visitor through `GET /v1/personalize`: the
+    visitor's audiences and the traits chosen here, and only when the purpose named here allows
+    it. Trait keys must be classified as plain attributes (checked when saved and again at
+    every answer), so personal data can never be exposed to a browser."""
+
+    workspace = models.OneToOneField(
+        "profiles.Workspace", on_delete=models.CASCADE, related_name="+"
+    )
+    enabled = models.BooleanField(
+        default=True, help_text="Off: /v1/personalize answers nothing for this workspace."
+    )
+    purpose = models.SlugField(
+        max_length=64,
+        default="personalization",
+        help_text="The consent purpose that must allow processing before anything is answered.",
+    )
+    expose_audiences = models.BooleanField(
+        default=True, help_text="Answer the keys of the active audiences the visitor is in."
+    )
+    accept_user_id = models.BooleanField(
+        default=False,
+        help_text="Also look visitors up by userId. The write key is public, so anyone could "
+        "then ask about any userId: turn on only when userIds cannot be guessed.",
+    )
+    traits = models.JSONField(
+        default=list, blank=True, help_text="Attribute trait keys exposed (never personal data)."
+    )
+    computed_traits = models.JSONField(
+        default=list, blank=True, help_text="Computed trait keys exposed."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Personalization of workspace {self.workspace_id}"

@@ -4,15 +4,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('profiles', '0009_workspace_object_permissions'),
+        ("profiles", "0009_workspace_object_permissions"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='datakey',
-            name='purpose',
-            field=models.CharField(choices=[('profile', "A profile's data"), ('intake', 'The collection intake buffer (short-lived, shredded once drained)'), ('signing', "A workspace's receipt-signing key"), ('request', "A data-subject request's contact details and export"), ('destination', "A destination's credentials (webhook secret, API token)"), ('removal', 'What a destination needs to remove a person, kept until it is sent')], default='profile', max_length=16),
+            model_name="datakey",
+            name="purpose",
+            field=models.CharField(
+                choices=[
+                    ("profile", "A profile's data"),
+                    ("intake", "The collection intake buffer (short-lived, shredded once drained)"),
+                    ("signing", "A workspace's receipt-signing key"),
+                    ("request", "A data-subject request's contact details and export"),
+                    ("destination", "A destination's credentials (webhook secret, API token)"),
+                    (
+                        "removal",
+                        "What a destination needs to remove a person, kept until it is sent",
+                    ),
+                ],
+                default="profile",
+                max_length=16,
+            ),
         ),
     ]
