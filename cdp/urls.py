@@ -24,6 +24,7 @@ urlpatterns = [
     path("api/v1/", include("governance.download_urls")),
     path("api/v1/requests/", include("governance.api.urls")),
     path("api/v1/", include("profiles.api.urls")),
+    path("api/v1/", include("activation.api.urls")),
     path("privacy/", include("governance.urls")),
     path("consent/", include("consent.urls")),
     # /v1/consent... and /.well-known/: before collection's /v1/ catch-all.

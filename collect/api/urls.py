@@ -3,7 +3,7 @@ SDKs) and analytics-next's one-letter paths reach the same views."""
 
 from django.urls import path, re_path
 
-from collect.api import views
+from collect.api import personalize, views
 
 _SINGLE = {
     "identify": "i",
@@ -25,5 +25,6 @@ urlpatterns = [
         for route in ("batch", "b", "import")
     ),
     path("m", views.CollectMetricsApi.as_view(), name="collect-m"),
+    path("personalize", personalize.PersonalizeApi.as_view(), name="personalize"),
     re_path(r"^.*$", views.CollectUnknownApi.as_view(), name="collect-unknown"),
 ]
