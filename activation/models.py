@@ -77,7 +77,11 @@ class ComputedTraitValue(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["trait", "profile"], name="computed_value_unique")
         ]
-        indexes = [models.Index(fields=["profile"], name="computed_value_profile")]
+        indexes = [
+            models.Index(fields=["profile"], name="computed_value_profile"),
+            # Audience conditions on a computed trait ("lifetime value > 500") range-scan this.
+            models.Index(fields=["trait", "number"], name="computed_value_trait_number"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.trait_id}={self.value!r}"
