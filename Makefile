@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo test lint format bench-crypto bench-ingest bench-consent-api clean
+.PHONY: install demo test lint format bench-crypto bench-ingest bench-consent-api bench-dsr bench-import bench-audiences bench-matching clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,29 @@ bench-ingest: install
 BENCH_CONSENT_API_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cdp_bench_consent_api
 bench-consent-api: install
 	$(PY) bench/consent_api.py --database-url $(BENCH_CONSENT_API_DATABASE_URL) $(BENCH_ARGS)
+
+# Needs PostgreSQL (drops and recreates BENCH_DSR_DATABASE_URL); loads a million events first.
+BENCH_DSR_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cdp_bench_dsr
+bench-dsr: install
+	$(PY) bench/dsr.py --database-url $(BENCH_DSR_DATABASE_URL) $(BENCH_ARGS)
+
+# Needs PostgreSQL (drops and recreates BENCH_IMPORT_DATABASE_URL). Default: 100k then 1M rows;
+# on a small machine try BENCH_ARGS="--rows 100000 --memory-rows 20000".
+BENCH_IMPORT_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cdp_bench_import
+bench-import: install
+	nice $(PY) bench/import.py --database-url $(BENCH_IMPORT_DATABASE_URL) $(BENCH_ARGS)
+
+# Needs PostgreSQL (drops and recreates BENCH_AUDIENCES_DATABASE_URL) and Redis at
+# 127.0.0.1:6379 (flushes database 15, the broker of its Celery worker).
+BENCH_AUDIENCES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cdp_bench_audiences
+bench-audiences: install
+	nice $(PY) bench/audiences.py --database-url $(BENCH_AUDIENCES_DATABASE_URL) $(BENCH_ARGS)
+
+# Needs PostgreSQL (drops and recreates BENCH_MATCHING_DATABASE_URL); runs Splink 4 (DuckDB, the
+# dev extra) on the same records. Default 20k people (~30k records); BENCH_ARGS="--people N".
+BENCH_MATCHING_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cdp_bench_matching
+bench-matching: install
+	nice $(PY) bench/matching.py --database-url $(BENCH_MATCHING_DATABASE_URL) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "governance",
     "activation",
     "collect",
+    "matching",
 ]
 
 MIDDLEWARE = [
@@ -144,6 +145,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several activation models have a `status` of their own choices.
+    "ENUM_NAME_OVERRIDES": {
+        "AudienceStatusEnum": "activation.enums.AudienceStatus",
+        "SyncRunStatusEnum": "activation.enums.SyncRunStatus",
+        "DeliveryStatusEnum": "activation.enums.DeliveryStatus",
+    },
 }
 
 # --- Audit ---------------------------------------------------------------------------------
@@ -191,6 +198,31 @@ CELERY_BEAT_SCHEDULE = {
         "task": "governance.tasks.audit_chain_verify",
         "schedule": timedelta(hours=24),
     },
+    "retention-apply": {
+        "task": "governance.tasks.retention_apply",
+        "schedule": timedelta(hours=24),
+    },
+    "dsr-erasures-due": {
+        "task": "governance.tasks.dsr_erasures_due",
+        "schedule": timedelta(hours=1),
+    },
+    "activation-removals-send": {
+        "task": "activation.tasks.removals_send_due",
+        "schedule": timedelta(minutes=1),
+    },
+    "activation-syncs-due": {
+        "task": "activation.tasks.syncs_start_due",
+        "schedule": timedelta(minutes=1),
+    },
+    # Windowed values decay and non-realtime audiences catch up only when recomputed.
+    "activation-computed-traits-recompute": {
+        "task": "activation.tasks.computed_traits_recompute_all",
+        "schedule": timedelta(hours=1),
+    },
+    "activation-audiences-refresh": {
+        "task": "activation.tasks.audiences_refresh_all",
+        "schedule": timedelta(minutes=15),
+    },
 }
 
 # --- Logging -------------------------------------------------------------------------------
@@ -232,10 +264,34 @@ CDP_WORKSPACE_MODEL = "profiles.Workspace"
 # buffer and workers run the identity pipeline; without one (the demo, unit tests) the
 # pipeline runs inside the request.
 COLLECT_ASYNC_INTAKE = env_bool("COLLECT_ASYNC_INTAKE", bool(CELERY_BROKER_URL))
+# Bulk import: how long a job's error file can be downloaded before it is shredded, and how
+# many errors it lists at most (the rest are counted only).
+COLLECT_IMPORT_ERRORS_DAYS = env_int("COLLECT_IMPORT_ERRORS_DAYS", 14)
+COLLECT_IMPORT_MAX_ERROR_LINES = env_int("COLLECT_IMPORT_MAX_ERROR_LINES", 10_000)
 # How long a process keeps a workspace's identity rules and trait classifications.
 CDP_WORKSPACE_CONFIG_SECONDS = env_int("CDP_WORKSPACE_CONFIG_SECONDS", 10)
 
 # How long a subject's access/portability export can be downloaded.
 GOVERNANCE_EXPORT_TTL_DAYS = env_int("GOVERNANCE_EXPORT_TTL_DAYS", 7)
+# Hours after verification during which a subject may cancel an erasure and nothing is erased
+# (0: none); a workspace may set its own in its governance settings.
+CDP_ERASURE_CANCELLATION_HOURS = env_int("CDP_ERASURE_CANCELLATION_HOURS", 0)
 # The public address of this CDP, for links sent to people (exports, preference centre).
 CDP_PUBLIC_URL = env("CDP_PUBLIC_URL", "http://127.0.0.1:8000")
+
+# --- Activation: syncs to destinations -------------------------------------------------------
+# File destinations (CSV, JSONL, ad-platform upload files) write under <dir>/<workspace slug>/.
+CDP_EXPORT_DIR = Path(env("CDP_EXPORT_DIR", str(VAR_DIR / "exports")) or VAR_DIR / "exports")
+# Profiles per batch of a sync run: consent is evaluated, identifiers decrypted and records
+# sent one batch at a time.
+CDP_SYNC_BATCH_SIZE = env_int("CDP_SYNC_BATCH_SIZE", 500)
+# A queued or running sync run older than this is taken as abandoned (its worker died).
+CDP_SYNC_STALE_MINUTES = env_int("CDP_SYNC_STALE_MINUTES", 120)
+# Queued removals: attempts before the dead letter, and the first retry delay (doubling).
+CDP_REMOVAL_MAX_ATTEMPTS = env_int("CDP_REMOVAL_MAX_ATTEMPTS", 8)
+CDP_REMOVAL_RETRY_SECONDS = env_int("CDP_REMOVAL_RETRY_SECONDS", 60)
+# Webhook destinations: attempts per request (exponential backoff from the base delay) before
+# the batch is dead-lettered, and whether a URL may point at a private or loopback address.
+CDP_WEBHOOK_MAX_ATTEMPTS = env_int("CDP_WEBHOOK_MAX_ATTEMPTS", 5)
+CDP_WEBHOOK_RETRY_BASE_MS = env_int("CDP_WEBHOOK_RETRY_BASE_MS", 1000)
+CDP_WEBHOOK_ALLOW_PRIVATE = env_bool("CDP_WEBHOOK_ALLOW_PRIVATE", False)

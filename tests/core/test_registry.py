@@ -11,7 +11,7 @@ from cdp.core import audit, registry
 from cdp.core.crypto import personal_data_fields
 from cdp.core.registry import ErasureReport, ErasureStatus, PersonalDataHandler
 
-DOMAIN_APPS = ("profiles", "consent", "governance", "activation", "collect")
+DOMAIN_APPS = ("profiles", "consent", "governance", "activation", "collect", "matching")
 # Written in bulk by the ingestion pipeline (their rows are their own record; IntakeBatch is a
 # buffer deleted within seconds, see collect/apps.py), or the audit trail itself. Suppression
 # rows are written in bulk by an erasure, whose signed certificate is their record; the daily

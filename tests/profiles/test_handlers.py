@@ -62,6 +62,7 @@ def test_erase_leaves_no_row_and_no_readable_key(person: Profile) -> None:
     # then
     assert [r.store for r in reports] == [
         "collect.intake",
+        "activation",
         "consent.ledger",
         "governance.requests",
         "profiles.events",

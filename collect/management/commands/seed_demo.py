@@ -18,6 +18,7 @@ from cdp.core.env import env
 from collect import services as collect_services
 from collect import synthetic
 from consent import services as consent_services
+from governance import services as governance_services
 from profiles import selectors, services
 from profiles.enums import SourceKind, WorkspaceRole
 from profiles.exceptions import WorkspaceNotFound
@@ -39,7 +40,11 @@ class Command(BaseCommand):
         web = self._source(workspace, "Web store", SourceKind.WEBSITE, ORIGINS)
         self._source(workspace, "iOS app", SourceKind.APP, [])
         self._token(workspace)
+        self._retention(workspace)
         self._traffic(web, options["people"], options["events"])
+        self._crm_import(workspace)
+        self._audiences(workspace)
+        self._matching(workspace)
         self.stdout.write(
             self.style.SUCCESS("Demo ready: http://127.0.0.1:8000/admin/ (user: admin")
             + (f", password: {password})" if password else ", password unchanged)")
@@ -100,6 +105,39 @@ class Command(BaseCommand):
             "'http://127.0.0.1:8000/api/v1/profiles/?email=...'"
         )
 
+    def _retention(self, workspace: Any) -> None:
+        """The default retention policies (raw events 13 months, full IP 7 days, inactive
+        profiles 3 years) and two of the store's own, once."""
+        created = governance_services.retention_defaults_ensure(workspace=workspace)
+        if not created:
+            return
+        governance_services.retention_policy_create(
+            workspace=workspace,
+            name="Product views after personalisation is refused",
+            kind="purpose",
+            purpose_key="personalization",
+            event_names=["Product Viewed"],
+            period=30,
+            unit="days",
+            description="Product views feed recommendations only; a month after a shopper "
+            "refuses or withdraws personalisation, their product views go.",
+        )
+        governance_services.retention_policy_create(
+            workspace=workspace,
+            name="Subscription plan",
+            kind="traits",
+            trait_keys=["plan"],
+            period=24,
+            unit="months",
+            description="The plan serves offers to current subscribers; two years after it was "
+            "last reported it is stale.",
+        )
+        self.stdout.write(
+            "Retention policies: "
+            + ", ".join(p.name for p in created)
+            + ", and two of the store's own (run: manage.py apply_retention --dry-run)"
+        )
+
     def _traffic(self, source: Any, people: int, events: int) -> None:
         if selectors.workspace_has_events(workspace=source.workspace):
             return
@@ -115,3 +153,37 @@ class Command(BaseCommand):
             )
             stored += result.accepted
         self.stdout.write(f"Loaded {stored} events of {people} shoppers into {source.name!r}")
+
+    def _crm_import(self, workspace: Any) -> None:
+        """A CRM export uploaded as a steward would: its job, with two rows in the error file,
+        is on the admin's Import jobs page."""
+        from collect.imports.demo import demo_crm_import
+
+        steward = get_user_model().objects.filter(username="steward").first()
+        job = demo_crm_import(workspace=workspace, created_by=steward)
+        if job is not None:
+            self.stdout.write(
+                f"Imported {job.file_name}: {job.rows_ok} rows stored or matched, "
+                f"{job.rows_failed} in the error file ({job.status})"
+            )
+
+    def _matching(self, workspace: Any) -> None:
+        """Near-duplicate customers from a CRM and a loyalty programme, and a matching run:
+        the stewards' review queue has candidates."""
+        from matching.demo import demo_seed
+
+        for line in demo_seed(workspace=workspace):
+            self.stdout.write(line)
+
+    def _audiences(self, workspace: Any) -> None:
+        """Computed traits, the lifecycle stages and a few audiences (the seed's example among
+        them), refreshed last so that they see all the traffic above."""
+        from activation.demo import demo_seed
+
+        for line in demo_seed(workspace=workspace):
+            self.stdout.write(line)
+        # Then a CSV and a Meta destination, each synced once: syncs without a webhook.
+        from activation.demo_destinations import demo_destinations_seed
+
+        for line in demo_destinations_seed(workspace=workspace):
+            self.stdout.write(line)

@@ -1,0 +1,58 @@
+"""Personal-data handler for matching: the candidate pairs naming a profile. They hold no
+personal value (levels and weights only), but they link the person to another profile, so an
+access export lists them and an erasure deletes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q
+
+from cdp.core.registry import ErasureReport, ErasureStatus, PersonalDataHandler
+from matching.models import MatchCandidate
+
+
+def _people(profile: Any) -> list[Any]:
+    from profiles import selectors
+
+    return [profile.pk, *selectors.profile_absorbed_ids(profile=profile)]
+
+
+def _candidates(profile: Any) -> Any:
+    people = _people(profile)
+    return MatchCandidate.objects.filter(Q(profile_a_id__in=people) | Q(profile_b_id__in=people))
+
+
+def export_candidates(profile: Any) -> dict[str, Any]:
+    return {
+        "match_candidates": [
+            {
+                "id": c.pk,
+                "profiles": [str(c.profile_a_id), str(c.profile_b_id)],
+                "probability": c.probability,
+                "match_weight": c.match_weight,
+                "comparison": c.comparison,
+                "status": c.status,
+                "reviewed_at": c.reviewed_at.isoformat() if c.reviewed_at else None,
+                "created_at": c.created_at.isoformat(),
+            }
+            for c in _candidates(profile).order_by("created_at", "pk")
+        ]
+    }
+
+
+def erase_candidates(profile: Any) -> ErasureReport:
+    deleted, _ = _candidates(profile).delete()
+    return ErasureReport(
+        store="matching.candidates",
+        status=ErasureStatus.ERASED if deleted else ErasureStatus.NOTHING_FOUND,
+        counts={"candidates": deleted},
+    )
+
+
+CANDIDATES_HANDLER = PersonalDataHandler(
+    name="matching.candidates",
+    models=("matching.MatchCandidate",),
+    export=export_candidates,
+    erase=erase_candidates,
+)

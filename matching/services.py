@@ -1,0 +1,712 @@
+"""Writes for probabilistic matching: settings, runs, and stewards' decisions on candidates.
+
+A run (`match_run`) reads the workspace's active profiles, decrypts their comparison fields in
+worker memory in bounded batches (`profiles.selectors.profiles_match_fields`), hands them to
+the engine (blocking, comparison vectors, EM, scores), and stores the pairs at least as
+probable as the review threshold as candidates with their comparison vectors. Plaintext never
+leaves the process: candidates and logs hold levels, weights and ids only, and the run writes
+one ACCESS audit entry naming how many profiles it decrypted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from auditlog import get_logentry_model
+from django.db import connection, transaction
+from django.utils import timezone
+
+from cdp.core.audit import REDACTED
+from cdp.core.exceptions import ApplicationError, InvalidInput
+from matching import engine
+from matching import fellegi_sunter as fs
+from matching.enums import CandidateStatus, ParametersMode, RunKind, RunStatus
+from matching.exceptions import (
+    MatchCandidateReviewed,
+    MatchCandidateStale,
+    MatchRunInProgress,
+    MatchSettingsInvalid,
+)
+from matching.models import MatchCandidate, MatchRun, MatchSettings
+from profiles import selectors as profile_selectors
+from profiles import services as profile_services
+from profiles.exceptions import MergeRefused
+
+log = logging.getLogger(__name__)
+
+LOAD_BATCH = 2000  # profiles decrypted per query batch (bounded plaintext per step)
+STALE_RUN = timedelta(hours=6)  # a run "running" for longer than this crashed
+ACCEPT_RULE = "probabilistic match accepted by a steward"
+AUTO_RULE = "probabilistic match above the auto-merge threshold"
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+def match_settings_ensure(*, workspace: Any) -> MatchSettings:
+    """The workspace's match settings, created with the defaults on first use."""
+    settings, _ = MatchSettings.objects.get_or_create(workspace=workspace)
+    return settings
+
+
+def _config_of(
+    *, fields: Any, blocking: Any, name_swap: Any, max_block_size: int, u_sample_pairs: int
+) -> engine.MatchConfig:
+    try:
+        return engine.parse_config(
+            fields=fields,
+            blocking=blocking,
+            name_swap=name_swap or None,
+            max_block_size=max_block_size,
+            u_sample_pairs=u_sample_pairs,
+        )
+    except engine.ConfigError as exc:
+        raise MatchSettingsInvalid(str(exc)) from None
+
+
+def match_config(*, settings: MatchSettings) -> engine.MatchConfig:
+    """The engine configuration of stored settings (MatchSettingsInvalid if they broke)."""
+    return _config_of(
+        fields=settings.fields,
+        blocking=settings.blocking,
+        name_swap=settings.name_swap,
+        max_block_size=settings.max_block_size,
+        u_sample_pairs=settings.u_sample_pairs,
+    )
+
+
+def _parameters_of(config: engine.MatchConfig, data: Any) -> fs.Parameters:
+    try:
+        return engine.parameters_from_json(config, data)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise MatchSettingsInvalid(f"parameters: {exc}") from None
+
+
+def stored_parameters(
+    *, settings: MatchSettings, config: engine.MatchConfig
+) -> fs.Parameters | None:
+    """The parameters the settings hold, if they fit the current fields; None otherwise (the
+    fields changed since they were estimated: the next run re-estimates)."""
+    if not settings.parameters:
+        return None
+    try:
+        return _parameters_of(config, settings.parameters)
+    except MatchSettingsInvalid:
+        return None
+
+
+def match_settings_validate(
+    *,
+    fields: Any,
+    blocking: Any,
+    name_swap: Any,
+    max_block_size: int,
+    u_sample_pairs: int,
+    review_threshold: float,
+    auto_merge_threshold: float | None,
+    parameters_mode: str,
+    parameters: Any,
+) -> engine.MatchConfig:
+    """Check settings before they are stored; MatchSettingsInvalid names the broken one."""
+    config = _config_of(
+        fields=fields,
+        blocking=blocking,
+        name_swap=name_swap,
+        max_block_size=max_block_size,
+        u_sample_pairs=u_sample_pairs,
+    )
+    if not 0 < review_threshold <= 1:
+        raise MatchSettingsInvalid("review_threshold: a probability in (0, 1]")
+    if auto_merge_threshold is not None and not review_threshold <= auto_merge_threshold <= 1:
+        raise MatchSettingsInvalid(
+            "auto_merge_threshold: empty (off), or a probability from the review threshold to 1"
+        )
+    if parameters_mode not in ParametersMode.values:
+        raise MatchSettingsInvalid(f"parameters_mode: one of {', '.join(ParametersMode.values)}")
+    if parameters_mode == ParametersMode.MANUAL:
+        # Estimated parameters are written by runs and ignored once they no longer fit.
+        _parameters_of(config, parameters)
+    return config
+
+
+SETTINGS_FIELDS = (
+    "fields",
+    "blocking",
+    "name_swap",
+    "max_block_size",
+    "u_sample_pairs",
+    "review_threshold",
+    "auto_merge_threshold",
+    "parameters_mode",
+    "parameters",
+)
+
+
+@transaction.atomic
+def match_settings_update(*, settings: MatchSettings, **changes: Any) -> MatchSettings:
+    """Change match settings (validated together); audited by auditlog with its author."""
+    unknown = set(changes) - set(SETTINGS_FIELDS)
+    if unknown:
+        raise InvalidInput(f"Unknown match settings: {', '.join(sorted(unknown))}.")
+    merged = {name: changes.get(name, getattr(settings, name)) for name in SETTINGS_FIELDS}
+    config = match_settings_validate(**merged)
+    if (
+        merged["parameters_mode"] == ParametersMode.ESTIMATED
+        and "parameters" not in changes
+        and merged["parameters"]
+        and stored_parameters(settings=settings, config=config) is None
+    ):
+        # The estimated parameters no longer fit the fields: drop them, the next run estimates.
+        merged["parameters"] = changes["parameters"] = {}
+    for name in changes:
+        setattr(settings, name, merged[name])
+    if changes:
+        settings.save(update_fields=[*changes, "updated_at"])
+    return settings
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A pair this run proposed (or merged): ordered profile ids and the evidence."""
+
+    candidate_id: int
+    profile_a: uuid.UUID
+    profile_b: uuid.UUID
+    probability: float
+    match_weight: float
+    status: str
+
+
+@dataclass(frozen=True)
+class MatchRunResult:
+    run: MatchRun
+    proposals: list[Proposal] = field(default_factory=list)
+
+
+def match_run(
+    *,
+    workspace: Any,
+    full: bool = False,
+    threshold: float | None = None,
+    actor: Any = None,
+    batch_size: int = LOAD_BATCH,
+) -> MatchRunResult:
+    """Match the workspace's active profiles and store the candidates.
+
+    A full run (or the first, or when no parameters fit the fields) considers every pair the
+    blocking rules produce and, in the estimated mode, re-estimates m, u and the prior. Any
+    other run is incremental: only pairs involving a profile updated since the last finished
+    run's watermark, scored with the stored parameters. `threshold` overrides the review
+    threshold for this run. Pairs a steward reviewed are never proposed again (a rejected
+    pair also not after either profile was merged into another)."""
+    settings = match_settings_ensure(workspace=workspace)
+    config = match_config(settings=settings)
+    threshold = settings.review_threshold if threshold is None else float(threshold)
+    if not 0 < threshold <= 1:
+        raise InvalidInput("The threshold is a probability in (0, 1].", code="invalid_threshold")
+    stored = stored_parameters(settings=settings, config=config)
+    if settings.parameters_mode == ParametersMode.MANUAL and stored is None:
+        raise MatchSettingsInvalid("parameters: hand-set parameters do not fit the fields")
+    last = (
+        MatchRun.objects.filter(workspace=workspace, status=RunStatus.FINISHED)
+        .order_by("-started_at")
+        .first()
+    )
+    incremental = not full and last is not None and stored is not None
+    now = timezone.now()
+    with transaction.atomic():
+        MatchSettings.objects.select_for_update().filter(pk=settings.pk).first()
+        if MatchRun.objects.filter(
+            workspace=workspace, status=RunStatus.RUNNING, started_at__gt=now - STALE_RUN
+        ).exists():
+            raise MatchRunInProgress()
+        run = MatchRun.objects.create(
+            workspace=workspace,
+            kind=RunKind.INCREMENTAL if incremental else RunKind.FULL,
+            started_at=now,
+            since=last.watermark if incremental and last is not None else None,
+            watermark=now,
+            threshold=threshold,
+            triggered_by=actor if getattr(actor, "pk", None) else None,
+        )
+    try:
+        return _execute(run, settings, config, stored, threshold, actor, batch_size)
+    except Exception as exc:
+        MatchRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.FAILED, finished_at=timezone.now(), error=type(exc).__name__[:200]
+        )
+        log.warning("matching run %s of workspace %s failed: %s", run.pk, workspace.pk,
+                    type(exc).__name__)  # fmt: skip
+        raise
+
+
+def _load(
+    workspace: Any, config: engine.MatchConfig, ids: list[uuid.UUID], batch_size: int
+) -> engine.Records:
+    """Decrypt the comparison fields of `ids`, batch by batch, into engine records."""
+    trait_keys = sorted({f.trait_key for f in config.fields if f.source == "trait"})
+    identifier_types = sorted({f.key for f in config.fields if f.source == "identifier"})
+    values: dict[str, list[list[Any]]] = {f.name: [] for f in config.fields}
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        found = profile_selectors.profiles_match_fields(
+            workspace=workspace,
+            profile_ids=chunk,
+            trait_keys=trait_keys,
+            identifier_types=identifier_types,
+        )
+        for pk in chunk:
+            traits, identifiers = found.get(pk, ({}, {}))
+            for spec in config.fields:
+                if spec.source == "identifier":
+                    values[spec.name].append(list(identifiers.get(spec.key, ())))
+                else:
+                    value = _trait_path(traits, spec.key)
+                    values[spec.name].append([] if value is None else [value])
+    return engine.Records(ids=ids, values=values)
+
+
+def _trait_path(traits: dict[str, Any], key: str) -> Any:
+    """A trait's value; "address.city" reaches into an object trait."""
+    head, _, rest = key.partition(".")
+    value = traits.get(head)
+    for part in rest.split(".") if rest else ():
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, dict | list):
+        return None
+    return value
+
+
+def _execute(
+    run: MatchRun,
+    settings: MatchSettings,
+    config: engine.MatchConfig,
+    stored: fs.Parameters | None,
+    threshold: float,
+    actor: Any,
+    batch_size: int,
+) -> MatchRunResult:
+    workspace = run.workspace
+    rows = sorted(
+        profile_selectors.profile_list(workspace=workspace).values_list("pk", "updated_at"),
+        key=lambda row: row[0],
+    )
+    ids = [pk for pk, _ in rows]
+    changed: np.ndarray | None = None
+    if run.kind == RunKind.INCREMENTAL:
+        since = run.since
+        changed = np.fromiter(
+            (since is None or updated > since for _, updated in rows), dtype=bool, count=len(rows)
+        )
+    changed_count = len(ids) if changed is None else int(changed.sum())
+    if changed_count == 0 or len(ids) < 2:
+        return _finish(run, considered=len(ids), changed=changed_count, decrypted=0)
+
+    records = _load(workspace, config, ids, batch_size)
+    _audit_decryption(run, count=len(ids), config=config, actor=actor)
+    estimate = run.kind == RunKind.FULL and (
+        settings.parameters_mode == ParametersMode.ESTIMATED or stored is None
+    )
+    result = engine.run(
+        config, records, parameters=stored, estimate_parameters=estimate, changed=changed
+    )
+    columns = config.model()
+    if result.estimate is not None:
+        MatchSettings.objects.filter(pk=settings.pk).update(
+            parameters=result.parameters.to_json([c.name for c in columns]),
+            parameters_estimated_at=timezone.now(),
+        )
+    proposals, auto_merged = _store_candidates(
+        run, settings, config, ids, result, threshold, changed
+    )
+    stats = {
+        "timings": {k: round(v, 3) for k, v in result.timings.items()},
+        "pairs_per_rule": result.blocking.pairs_per_rule,
+        "skipped_blocks": result.blocking.skipped_blocks,
+        "skipped_records": result.blocking.skipped_records,
+        "estimated": result.estimate is not None,
+    }
+    if result.estimate is not None:
+        stats["em_sessions"] = [
+            {
+                "rule": s.rule,
+                "pairs": s.pairs,
+                "prior": round(s.prior, 6),
+                "iterations": s.iterations,
+                "converged": s.converged,
+            }
+            for s in result.estimate.sessions
+        ]
+    finished = _finish(
+        run,
+        considered=len(ids),
+        changed=changed_count,
+        decrypted=len(ids),
+        pairs=len(result.pairs),
+        proposed=len(proposals),
+        auto_merged=auto_merged,
+        parameters=result.parameters.to_json([c.name for c in columns]),
+        stats=stats,
+    )
+    return MatchRunResult(run=finished.run, proposals=proposals)
+
+
+def _finish(
+    run: MatchRun,
+    *,
+    considered: int,
+    changed: int,
+    decrypted: int,
+    pairs: int = 0,
+    proposed: int = 0,
+    auto_merged: int = 0,
+    parameters: dict[str, Any] | None = None,
+    stats: dict[str, Any] | None = None,
+) -> MatchRunResult:
+    run.status = RunStatus.FINISHED
+    run.finished_at = timezone.now()
+    run.profiles_considered = considered
+    run.profiles_changed = changed
+    run.profiles_decrypted = decrypted
+    run.candidate_pairs = pairs
+    run.proposed = proposed
+    run.auto_merged = auto_merged
+    run.parameters = parameters or {}
+    run.stats = stats or {}
+    run.save()
+    log.info(
+        "matching run %s (%s) of workspace %s: %d profiles, %d changed, %d candidate pairs, "
+        "%d proposed, %d merged automatically",
+        run.pk, run.kind, run.workspace_id, considered, changed, pairs, proposed, auto_merged,
+    )  # fmt: skip
+    return MatchRunResult(run=run)
+
+
+def _audit_decryption(run: MatchRun, *, count: int, config: engine.MatchConfig, actor: Any) -> None:
+    """One ACCESS entry per run: how many profiles' fields were decrypted, which fields, by
+    whom (the system when no person started it), never a value."""
+    keys = sorted({f"{f.source}:{f.key}" for f in config.fields})
+    entry_model = get_logentry_model()
+    entry_model.objects.log_create(
+        run,
+        force_log=True,
+        action=entry_model.Action.ACCESS,
+        changes={"match fields": [REDACTED, "decrypted in worker memory"]},
+        actor=actor if getattr(actor, "pk", None) else None,
+        additional_data={
+            "reason": "probabilistic matching run",
+            "profiles_decrypted": count,
+            "fields": keys,
+            "via": "matching",
+        },
+    )
+
+
+def _reviewed_pairs(workspace: Any) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """Pairs never to propose again: every reviewed pair, and for rejected pairs also the
+    pair of the profiles they now live in (after merges)."""
+    reviewed = list(
+        MatchCandidate.objects.filter(workspace=workspace)
+        .exclude(status=CandidateStatus.PROPOSED)
+        .values_list("profile_a_id", "profile_b_id", "status")
+    )
+    pairs = {(a, b) for a, b, _ in reviewed}
+    rejected = [(a, b) for a, b, status in reviewed if status == CandidateStatus.REJECTED]
+    if rejected:
+        survivors = profile_selectors.profile_survivor_ids(
+            workspace=workspace, profile_ids=[p for pair in rejected for p in pair]
+        )
+        for a, b in rejected:
+            sa, sb = survivors.get(a, a), survivors.get(b, b)
+            if sa != sb:
+                pairs.add((min(sa, sb), max(sa, sb)))
+    return pairs
+
+
+def _store_candidates(
+    run: MatchRun,
+    settings: MatchSettings,
+    config: engine.MatchConfig,
+    ids: list[uuid.UUID],
+    result: engine.EngineResult,
+    threshold: float,
+    changed: np.ndarray | None,
+) -> tuple[list[Proposal], int]:
+    workspace = run.workspace
+    excluded = _reviewed_pairs(workspace)
+    selected = np.nonzero(result.probability >= threshold)[0]
+    selected = selected[np.argsort(-result.probability[selected], kind="stable")]
+    found: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+    for row in selected.tolist():
+        i, j = int(result.pairs[row, 0]), int(result.pairs[row, 1])
+        pair = (ids[i], ids[j])  # ids are sorted: i < j gives profile_a < profile_b
+        if pair not in excluded:
+            found[pair] = row
+    now = timezone.now()
+    with transaction.atomic():
+        existing = {
+            (a, b): pk
+            for pk, a, b in MatchCandidate.objects.filter(
+                workspace=workspace, status=CandidateStatus.PROPOSED
+            ).values_list("pk", "profile_a_id", "profile_b_id")
+        }
+        stale = [pk for pair, pk in existing.items() if pair not in found]
+        if changed is not None:  # incremental: keep proposals between unchanged profiles
+            changed_ids = {ids[k] for k in np.nonzero(changed)[0].tolist()}
+            active = set(ids)
+            stale = [
+                pk
+                for pair, pk in existing.items()
+                if pair not in found
+                and (pair[0] in changed_ids or pair[1] in changed_ids
+                     or pair[0] not in active or pair[1] not in active)
+            ]  # fmt: skip
+        MatchCandidate.objects.filter(pk__in=stale).delete()
+        updates, creates = [], []
+        for pair, row in found.items():
+            values = {
+                "probability": float(result.probability[row]),
+                "match_weight": float(result.match_weight[row]),
+                "comparison": engine.explain(
+                    config, result.levels[row].tolist(), result.column_weights[row].tolist()
+                ),
+            }
+            if pair in existing:
+                updates.append(MatchCandidate(pk=existing[pair], run=run, updated_at=now, **values))
+            else:
+                creates.append(
+                    MatchCandidate(
+                        workspace=workspace, profile_a_id=pair[0], profile_b_id=pair[1],
+                        run=run, **values,
+                    )
+                )  # fmt: skip
+        MatchCandidate.objects.bulk_update(
+            updates, ["probability", "match_weight", "comparison", "run", "updated_at"],
+            batch_size=1000,
+        )  # fmt: skip
+        _insert(creates, now)
+    stored = {
+        (a, b): (pk, p, w)
+        for pk, a, b, p, w in MatchCandidate.objects.filter(
+            workspace=workspace, run=run, status=CandidateStatus.PROPOSED
+        ).values_list("pk", "profile_a_id", "profile_b_id", "probability", "match_weight")
+    }
+    proposals = [
+        Proposal(stored[pair][0], pair[0], pair[1], stored[pair][1], stored[pair][2],
+                 CandidateStatus.PROPOSED)
+        for pair in found
+        if pair in stored
+    ]  # fmt: skip
+    merged = 0
+    if settings.auto_merge_threshold is not None:
+        proposals, merged = _auto_merge(workspace, proposals, settings.auto_merge_threshold)
+    return proposals, merged
+
+
+def _insert(candidates: list[MatchCandidate], now: Any) -> None:
+    """New candidates in one COPY on PostgreSQL (a run proposes thousands: bulk_create spends
+    most of its time adapting the JSON vectors row by row); bulk_create elsewhere."""
+    if connection.vendor != "postgresql" or not candidates:
+        MatchCandidate.objects.bulk_create(candidates, batch_size=1000)
+        return
+    columns = (
+        "workspace_id", "profile_a_id", "profile_b_id", "run_id", "probability", "match_weight",
+        "comparison", "status", "created_at", "updated_at",
+    )  # fmt: skip
+    statement = f"COPY {MatchCandidate._meta.db_table} ({', '.join(columns)}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for c in candidates:
+            copy.write_row(
+                (
+                    c.workspace_id, c.profile_a_id, c.profile_b_id, c.run_id, c.probability,
+                    c.match_weight, json.dumps(c.comparison), CandidateStatus.PROPOSED, now, now,
+                )
+            )  # fmt: skip
+
+
+def _auto_merge(
+    workspace: Any, proposals: list[Proposal], threshold: float
+) -> tuple[list[Proposal], int]:
+    """Merge the pairs at least `threshold` probable, most probable first, through
+    profiles.services.profiles_merge; a pair whose profile was absorbed by an earlier merge of
+    this run, or that the identity rules refuse, stays proposed for a steward."""
+    gone: set[uuid.UUID] = set()
+    out, merged = [], 0
+    for proposal in proposals:
+        if proposal.probability < threshold or {proposal.profile_a, proposal.profile_b} & gone:
+            out.append(proposal)
+            continue
+        candidate = MatchCandidate.objects.get(pk=proposal.candidate_id)
+        try:
+            with transaction.atomic():
+                merge = profile_services.profiles_merge(
+                    workspace=workspace,
+                    profile_ids=(proposal.profile_a, proposal.profile_b),
+                    rule=AUTO_RULE,
+                    actor=None,
+                    evidence=_evidence(candidate),
+                )
+                candidate.status = CandidateStatus.MERGED
+                candidate.merge_id = merge.pk
+                candidate.reviewed_at = timezone.now()
+                candidate.save(update_fields=["status", "merge_id", "reviewed_at", "updated_at"])
+        except MergeRefused as exc:
+            log.info("auto-merge of candidate %s refused: %s", candidate.pk, exc.code)
+            out.append(proposal)
+            continue
+        gone.add(merge.absorbed_id)
+        merged += 1
+        out.append(
+            Proposal(proposal.candidate_id, proposal.profile_a, proposal.profile_b,
+                     proposal.probability, proposal.match_weight, CandidateStatus.MERGED)
+        )  # fmt: skip
+    return out, merged
+
+
+def _evidence(candidate: MatchCandidate) -> dict[str, Any]:
+    return {
+        "match_candidate": candidate.pk,
+        "probability": round(candidate.probability, 6),
+        "match_weight": round(candidate.match_weight, 3),
+        "comparison": candidate.comparison,
+    }
+
+
+# --- stewards' decisions ---------------------------------------------------------------------
+
+
+def _lock_proposed(candidate: MatchCandidate) -> MatchCandidate:
+    locked = MatchCandidate.objects.select_for_update().get(pk=candidate.pk)
+    if locked.status != CandidateStatus.PROPOSED:
+        raise MatchCandidateReviewed()
+    return locked
+
+
+@transaction.atomic
+def candidate_reject(*, candidate: MatchCandidate, actor: Any) -> MatchCandidate:
+    """A steward says the two profiles are different people: the pair is never proposed
+    again (also not after either is merged into another profile)."""
+    locked = _lock_proposed(candidate)
+    locked.status = CandidateStatus.REJECTED
+    locked.reviewer = actor
+    locked.reviewed_at = timezone.now()
+    locked.save(update_fields=["status", "reviewer", "reviewed_at", "updated_at"])
+    return locked
+
+
+@transaction.atomic
+def candidate_accept(*, candidate: MatchCandidate, actor: Any) -> MatchCandidate:
+    """A steward says the two profiles are one person: merge them (the older survives) through
+    profiles.services.profiles_merge with the candidate's evidence in the merge ledger."""
+    locked = _lock_proposed(candidate)
+    survivors = profile_selectors.profile_survivor_ids(
+        workspace=locked.workspace, profile_ids=[locked.profile_a_id, locked.profile_b_id]
+    )
+    if (
+        survivors.get(locked.profile_a_id) != locked.profile_a_id
+        or survivors.get(locked.profile_b_id) != locked.profile_b_id
+    ):
+        raise MatchCandidateStale()
+    merge = profile_services.profiles_merge(
+        workspace=locked.workspace,
+        profile_ids=(locked.profile_a_id, locked.profile_b_id),
+        rule=ACCEPT_RULE,
+        actor=actor,
+        evidence=_evidence(locked),
+    )
+    locked.status = CandidateStatus.ACCEPTED
+    locked.merge_id = merge.pk
+    locked.reviewer = actor
+    locked.reviewed_at = timezone.now()
+    locked.save(update_fields=["status", "merge_id", "reviewer", "reviewed_at", "updated_at"])
+    return locked
+
+
+@dataclass
+class ReviewOutcome:
+    done: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def candidates_review(
+    *, candidates: Iterable[MatchCandidate], accept: bool, actor: Any
+) -> ReviewOutcome:
+    """Accept or reject several candidates, most probable first, each on its own (one refused
+    merge does not undo the others); what could not be done is counted by error code."""
+    outcome = ReviewOutcome()
+    for candidate in sorted(candidates, key=lambda c: (-c.probability, c.pk)):
+        try:
+            if accept:
+                candidate_accept(candidate=candidate, actor=actor)
+            else:
+                candidate_reject(candidate=candidate, actor=actor)
+        except ApplicationError as exc:
+            outcome.skipped[exc.code] = outcome.skipped.get(exc.code, 0) + 1
+            continue
+        outcome.done += 1
+    return outcome
+
+
+def candidate_reveal(*, candidate: MatchCandidate, actor: Any, reason: str) -> list[Any]:
+    """Decrypt both profiles of a candidate for a steward, one ACCESS audit entry per profile
+    with the reason written before anything is decrypted (no reason, no reveal)."""
+    if not (reason or "").strip():
+        raise InvalidInput("A reason is required to reveal personal data.", code="reason_required")
+    revealed = []
+    for profile_id in (candidate.profile_a_id, candidate.profile_b_id):
+        profile = profile_selectors.profile_get(
+            workspace=candidate.workspace, profile_id=profile_id
+        )
+        revealed.append(
+            profile_services.profile_reveal(
+                workspace=candidate.workspace,
+                profile=profile,
+                actor=actor,
+                reason=reason,
+                via="matching review",
+            )
+        )
+    return revealed
+
+
+def match_external_ids(
+    *, run: MatchRun, profile_ids: Iterable[uuid.UUID], id_type: str, actor: Any
+) -> dict[uuid.UUID, list[str]]:
+    """The identifiers of `id_type` (e.g. crm_id, the id a source system gave the person) of
+    the profiles a run proposed, decrypted for an export; audited on the run."""
+    ids = list(dict.fromkeys(profile_ids))
+    out: dict[uuid.UUID, list[str]] = {}
+    for start in range(0, len(ids), LOAD_BATCH):
+        found = profile_selectors.profiles_match_fields(
+            workspace=run.workspace,
+            profile_ids=ids[start : start + LOAD_BATCH],
+            trait_keys=(),
+            identifier_types=(id_type,),
+        )
+        for pk, (_, identifiers) in found.items():
+            out[pk] = sorted(identifiers.get(id_type, ()))
+    entry_model = get_logentry_model()
+    entry_model.objects.log_create(
+        run,
+        force_log=True,
+        action=entry_model.Action.ACCESS,
+        changes={id_type: [REDACTED, "exported"]},
+        actor=actor if getattr(actor, "pk", None) else None,
+        additional_data={
+            "reason": "match_profiles export",
+            "profiles": len(ids),
+            "fields": [f"identifier:{id_type}"],
+            "via": "matching",
+        },
+    )
+    return out

@@ -1,0 +1,110 @@
+"""manage.py match_profiles: the run, its summary and the CSV of proposed pairs."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from matching.models import MatchCandidate, MatchRun
+from tests.matching.helpers import add_people, add_person, crm_source
+
+
+@pytest.fixture
+def duplicates(workspace: Any) -> Any:
+    source = crm_source(workspace)
+    people = add_people(source)
+    add_person(
+        source, crm_id="crm-dup-1", first_name="Maggie", last_name="Hollowey",
+        birthday="1970-03-14", postcode="94107", city="San Francisco", address="12 Oak St",
+    )  # fmt: skip
+    return people
+
+
+def test_the_command_writes_both_profiles_their_external_ids_and_the_probability(
+    workspace: Any, duplicates: Any, tmp_path: Path
+) -> None:
+    # given
+    output = tmp_path / "pairs.csv"
+    out = io.StringIO()
+
+    # when
+    call_command(
+        "match_profiles", "--workspace", "acme", "--output", str(output), "--id-type", "crm_id",
+        "--full", stdout=out,
+    )  # fmt: skip
+
+    # then
+    rows = list(csv.DictReader(output.open()))
+    candidate = MatchCandidate.objects.get()
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["profile_a"], row["profile_b"]) == (
+        str(candidate.profile_a_id),
+        str(candidate.profile_b_id),
+    )
+    assert "crm-dup-1" in (row["crm_id_a"], row["crm_id_b"])
+    assert all(value.startswith("crm-") for value in (row["crm_id_a"], row["crm_id_b"]))
+    assert float(row["probability"]) == pytest.approx(candidate.probability, abs=1e-6)
+    assert row["status"] == "proposed"
+    assert "Full run" in out.getvalue()
+    assert "1 proposed" in out.getvalue()
+    assert f"Wrote 1 pairs to {output}" in out.getvalue()
+
+
+def test_the_command_threshold_overrides_the_review_threshold(
+    workspace: Any, duplicates: Any
+) -> None:
+    # given
+    out = io.StringIO()
+
+    # when
+    call_command("match_profiles", "--workspace", "acme", "--threshold", "0.25", "--output", "-",
+                 stdout=out)  # fmt: skip
+
+    # then: the pairs go to stdout after the summary line, user ids by default (none here)
+    run = MatchRun.objects.get()
+    assert run.threshold == 0.25
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "profile_a,profile_b,user_id_a,user_id_b,probability,match_weight,status"
+    assert len(lines[2:]) == run.proposed == 1
+    assert lines[2].split(",")[2:4] == ["", ""]
+
+
+def test_an_unknown_workspace_is_a_command_error(db: Any) -> None:
+    with pytest.raises(CommandError, match="No such workspace"):
+        call_command("match_profiles", "--workspace", "nope")
+    assert not MatchRun.objects.exists()
+
+
+def test_a_bad_threshold_is_a_command_error(workspace: Any) -> None:
+    with pytest.raises(CommandError, match="probability"):
+        call_command("match_profiles", "--workspace", "acme", "--threshold", "0")
+    assert not MatchRun.objects.exists()
+
+
+def test_the_export_of_external_ids_is_audited_on_the_run(
+    workspace: Any, duplicates: Any, tmp_path: Path
+) -> None:
+    # given
+    from auditlog import get_logentry_model
+
+    entries = get_logentry_model().objects
+
+    # when
+    call_command("match_profiles", "--workspace", "acme", "--output", str(tmp_path / "p.csv"),
+                 "--id-type", "crm_id", stdout=io.StringIO())  # fmt: skip
+
+    # then
+    run = MatchRun.objects.get()
+    access = entries.filter(object_pk=str(run.pk), action=entries.model.Action.ACCESS)
+    assert sorted(e.additional_data["reason"] for e in access) == [
+        "match_profiles export",
+        "probabilistic matching run",
+    ]
+    export = access.get(additional_data__reason="match_profiles export")
+    assert export.additional_data["profiles"] == 2
