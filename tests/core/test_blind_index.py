@@ -204,3 +204,13 @@ def test_a_missing_or_malformed_index_key_is_refused(index_key: str | None, mess
 
     # then
     assert str(excinfo.value) == message
+
+
+@pytest.mark.parametrize(("namespace", "scope"), [("identity|1", "email"), ("consent", "1|email")])
+def test_keyed_hash_refuses_a_separator_that_could_alias_another_key(
+    namespace: str, scope: str
+) -> None:
+    # "identity|1" with scope "email" would otherwise derive from the same input as the
+    # blind index of workspace 1's "email|..." identifier type.
+    with pytest.raises(ValueError, match="must not contain"):
+        keyed_hash(namespace, scope, "kind", "ada@example.com")

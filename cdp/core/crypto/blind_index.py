@@ -49,6 +49,10 @@ def clear_cache() -> None:
 
 
 def _mac(namespace: str, scope: str, kind: str) -> hmac.HMAC:
+    # The derivation input joins the three parts with "|"; with none in the first two, the
+    # split is unique, so no (namespace, scope, kind) can derive another one's key.
+    if "|" in namespace or "|" in scope:
+        raise ValueError('a key namespace or scope must not contain "|"')
     cache_key = (namespace, scope, kind)
     mac = _macs.get(cache_key)
     if mac is None:
