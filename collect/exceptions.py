@@ -4,6 +4,9 @@ they retry). Messages never carry personal data or the write key."""
 
 from __future__ import annotations
 
+from cdp.core.api.write_key import OriginNotAllowed as CoreOriginNotAllowed
+from cdp.core.api.write_key import SourceDisabled as CoreSourceDisabled
+from cdp.core.api.write_key import WriteKeyInvalid, WriteKeyMissing
 from cdp.core.exceptions import ApplicationError
 from cdp.core.exceptions import RateLimited as CoreRateLimited
 
@@ -14,30 +17,11 @@ class CollectError(ApplicationError):
     headers: dict[str, str] = {}
 
 
-class MissingWriteKey(CollectError):
-    code = "missing_write_key"
-    status = 401
-    default_message = "No write key: send it as the HTTP Basic username or as writeKey in the body."
-
-
-class InvalidWriteKey(CollectError):
-    code = "invalid_write_key"
-    status = 401
-    default_message = "The write key is not valid."
-
-
-class SourceDisabled(CollectError):
-    code = "source_disabled"
-    status = 403
-    default_message = "This source is disabled."
-
-
-class OriginNotAllowed(CollectError):
-    code = "origin_not_allowed"
-    status = 403
-    default_message = "This source does not accept requests from this origin."
-
-
+# The write-key errors are the shared ones of every public write-key route.
+MissingWriteKey = WriteKeyMissing
+InvalidWriteKey = WriteKeyInvalid
+SourceDisabled = CoreSourceDisabled
+OriginNotAllowed = CoreOriginNotAllowed
 # The per-source limit is shared with the consent API (cdp.core.ratelimit).
 RateLimited = CoreRateLimited
 

@@ -42,15 +42,22 @@ ORIGIN_DECISION_ATTR = "_collect_origin_allowed"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+# Every public write-key route (collection, consent, personalization) answers a missing or
+# wrong key with the same challenge, so SDKs see one realm.
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="collect"'}
+
+
 class WriteKeyMissing(ApplicationError):
     code = "missing_write_key"
     status = 401
+    headers = _CHALLENGE
     default_message = "No write key: send it as the HTTP Basic username or as writeKey in the body."
 
 
 class WriteKeyInvalid(ApplicationError):
     code = "invalid_write_key"
     status = 401
+    headers = _CHALLENGE
     default_message = "The write key is not valid."
 
 
