@@ -158,7 +158,12 @@ class ConsentState(models.Model):
             models.UniqueConstraint(fields=["profile", "purpose"], name="consentstate_unique")
         ]
         indexes = [
-            models.Index(fields=["workspace", "purpose", "decision"], name="consentstate_gate")
+            models.Index(fields=["workspace", "purpose", "decision"], name="consentstate_gate"),
+            # The gate probed per member of an audience: one index-only lookup on PostgreSQL
+            # (the decision is in the index) instead of a heap visit per profile.
+            models.Index(
+                fields=["profile", "purpose"], include=["decision"], name="consentstate_probe"
+            ),
         ]
 
     def __str__(self) -> str:
