@@ -210,8 +210,10 @@ def _sections(stores: dict[str, Any]) -> Iterator[dict[str, Any]]:
                     if isinstance(item, dict):
                         columns += [k for k in item if k not in columns]
                 section["columns"] = columns or ["value"]
+                # A string is its own text: only the other values go through _text (one
+                # call fewer for most of the 70,000 cells of 10,000 events).
                 rows = [
-                    [_text(item.get(c)) for c in columns]
+                    [v if v.__class__ is str else _text(v) for v in map(item.get, columns)]
                     if isinstance(item, dict)
                     else [_text(item)]
                     for item in content

@@ -5,11 +5,16 @@ handler works on the survivor's rows; the profile handler also deletes the absor
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
+from django.db import connection
+from django.db.models import Q
+
 from cdp.core.crypto import envelope
 from cdp.core.crypto.fields import EncryptedField
+from cdp.core.crypto.keyring import WrappedKey
 from cdp.core.registry import ErasureReport, ErasureStatus, PersonalDataHandler
 from profiles import services
 from profiles.models import (
@@ -96,16 +101,90 @@ def erase_traits(profile: Profile) -> ErasureReport:
     return ErasureReport(store="profiles.traits", status=_status(count), counts={"traits": count})
 
 
-def export_events(profile: Profile) -> dict[str, Any]:
-    # A person may have tens of thousands of events: they are read as plain rows (building a
-    # model instance per row cost more than the database and the decryption together), with
-    # the source names read once rather than joined per row.
+def _merged(plain: dict[str, Any], sealed: dict[str, Any] | None) -> dict[str, Any]:
+    """The plain values with the sealed ones put back, one level deep: ingestion seals part
+    of a nested object (the URL of `context.page` when it holds an email, the path and title
+    staying plain), so a sealed object is merged into the plain one key by key rather than
+    replacing it."""
+    merged = dict(plain)
+    if sealed:
+        for key, value in sealed.items():
+            current = merged.get(key)
+            if isinstance(current, dict) and isinstance(value, dict):
+                merged[key] = {**current, **value}
+            else:
+                merged[key] = value
+    return merged
+
+
+def _preload_event_keys(profile: Profile) -> None:
+    """Unwrap the data keys the person's events are sealed under (the profile's and those of
+    the profiles merged into it) with one query rather than one per key on first use; a key
+    not found here is still loaded when a value under it is opened."""
+    rows = DataKey.objects.filter(Q(profile=profile) | Q(profile__merged_into=profile))
+    envelope.preload_data_keys(
+        envelope.StoredDataKey(
+            id=key_id,
+            wrapped=None if wrapped is None else WrappedKey(kek_id=kek, blob=bytes(wrapped)),
+        )
+        for key_id, kek, wrapped in rows.values_list("id", "kek_id", "wrapped")
+    )
+
+
+def _events_sql() -> str:
+    """One row per event: its id as text (the AAD's row), the sealed column, and the rest as a
+    JSON object built by PostgreSQL, keys in the export's order, the timestamp written as
+    Python's `isoformat` writes a UTC datetime (microseconds only when not zero)."""
+    quote = connection.ops.quote_name
+    event, source = quote(Event._meta.db_table), quote(Source._meta.db_table)
+    utc = "(e.timestamp AT TIME ZONE 'UTC')"
+    timestamp = (
+        f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
+        f"extract(microseconds FROM e.timestamp)::bigint %% 1000000 = 0 THEN '' "
+        f"ELSE to_char({utc}, '.US') END || '+00:00'"
+    )
+    # The table names come from the models, quoted; the profile id is a parameter.
+    return (
+        f"SELECT e.id::text, e.sealed, json_build_object("  # noqa: S608
+        f"'message_id', e.message_id, 'type', e.type, 'name', e.name, "
+        f"'timestamp', {timestamp}, 'source', s.name, "
+        f"'properties', e.properties, 'context', e.context)::text "
+        f"FROM {event} e JOIN {source} s ON s.id = e.source_id "
+        f"WHERE e.profile_id = %s ORDER BY e.timestamp, e.id"
+    )
+
+
+def _export_events_postgresql(profile: Profile) -> list[dict[str, Any]]:
+    """PostgreSQL serializes the plain columns (one JSON text per row): decoding two JSON
+    columns and a timestamp per row through Django cost more than the query; only the sealed
+    column is opened here. The text is decoded by the standard library as Django's JSONField
+    does (orjson would turn an integer beyond 64 bits into a float, and telling such rows
+    apart with a regular expression cost three times what decoding them does)."""
+    unseal = _opener(Event, "sealed")
+    _preload_event_keys(profile)
+    with connection.cursor() as cursor:
+        cursor.execute(_events_sql(), [profile.pk])
+        rows = cursor.fetchall()
+    events = []
+    for row_id, sealed, document in rows:
+        event = json.loads(document)
+        if sealed is not None:
+            opened = unseal(row_id, sealed)
+            event["properties"] = _merged(event["properties"], opened.get("properties"))
+            event["context"] = _merged(event["context"], opened.get("context"))
+        events.append(event)
+    return events
+
+
+def _export_events_portable(profile: Profile) -> list[dict[str, Any]]:
+    # Plain rows rather than model instances (building one per row cost more than the
+    # database and the decryption together), the source names read once, not joined per row.
     rows = Event.objects.filter(profile=profile)
     sources = dict(Source.objects.filter(pk__in=rows.values("source")).values_list("pk", "name"))
     unseal = _opener(Event, "sealed")
     events = []
     for pk, message_id, kind, name, timestamp, source_id, properties, context, sealed in (
-        rows.order_by("timestamp")
+        rows.order_by("timestamp", "pk")
         .values_list(
             "pk", "message_id", "type", "name", "timestamp", "source", "properties", "context",
             "sealed",
@@ -120,11 +199,20 @@ def export_events(profile: Profile) -> dict[str, Any]:
                 "name": name,
                 "timestamp": timestamp.isoformat(),
                 "source": sources[source_id],
-                "properties": {**properties, **opened.get("properties", {})},
-                "context": {**context, **opened.get("context", {})},
+                "properties": _merged(properties, opened.get("properties")),
+                "context": _merged(context, opened.get("context")),
             }
         )
-    return {"events": events}
+    return events
+
+
+def export_events(profile: Profile) -> dict[str, Any]:
+    """Every event of the person, in time order, the sealed values opened and merged back
+    into the plain ones. A person may have tens of thousands of events: on PostgreSQL they
+    are read in one query that builds the plain part as JSON (see bench/dsr.py)."""
+    if connection.vendor == "postgresql":
+        return {"events": _export_events_postgresql(profile)}
+    return {"events": _export_events_portable(profile)}
 
 
 def erase_events(profile: Profile) -> ErasureReport:

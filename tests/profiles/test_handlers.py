@@ -61,10 +61,12 @@ def test_erase_leaves_no_row_and_no_readable_key(person: Profile) -> None:
     reports = [h.erase(person) for h in registry.handlers()]
     # then
     assert [r.store for r in reports] == [
+        "collect.imports",
         "collect.intake",
         "activation",
         "consent.ledger",
         "governance.requests",
+        "matching.candidates",
         "profiles.events",
         "profiles.merges",
         "profiles.traits",
