@@ -27,6 +27,7 @@ test: install
 	DJANGO_SETTINGS_MODULE=cdp.settings.test $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
+	@mkdir -p var
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .

@@ -137,13 +137,15 @@ def removals_owed(
     ledger says it may hold one of these people, unless one is pending already. With
     `check_gate`, only for destinations that may no longer receive the person; an erasure
     passes False. Sending is scheduled once the transaction commits."""
-    workspace = profile_selectors.workspace_get_by_id(workspace_id=workspace_id)
-    people = _people(workspace, profile_ids)
     destinations = Destination.objects.filter(workspace_id=workspace_id)
     if purpose_keys is not None:
         destinations = destinations.filter(purposes__key__in=list(purpose_keys)).distinct()
     by_id = {d.pk: d for d in destinations.select_related("workspace")}
-    if not by_id or not people:
+    if not by_id:
+        return []  # before reading the people: consent changes call this for every refusal
+    workspace = profile_selectors.workspace_get_by_id(workspace_id=workspace_id)
+    people = _people(workspace, profile_ids)
+    if not people:
         return []
     held = ledger.holdings(
         workspace_id=workspace_id, profile_ids=people, destination_ids=list(by_id)

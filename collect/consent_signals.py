@@ -21,6 +21,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from django.utils import timezone
+
 from consent import selectors as consent_selectors
 from consent import services as consent_services
 from consent.enums import Decision, Method
@@ -62,13 +64,37 @@ def consent_signals_apply(
 
     workspace = source.workspace
     consent_services.purposes_ensure_defaults(workspace=workspace)
-    purposes = {p.key: p for p in consent_selectors.purpose_list(workspace=workspace)}
-    for message, subject in gpc.values():
-        consent_services.consent_apply_gpc(
-            workspace=workspace,
+    purpose_list = list(consent_selectors.purpose_list(workspace=workspace))
+    purposes = {p.key: p for p in purpose_list}
+    # Every profile's current state in one read; the changes are decided in memory, in the
+    # order the per-profile calls would make them (GPC first), each seeing the ones before,
+    # and recorded in one consent_record_many call.
+    states = consent_selectors.consent_states_for_profiles(
+        workspace=workspace, profile_ids=list(dict.fromkeys([*gpc, *preferences]))
+    )
+    now = timezone.now()
+    changes: list[consent_services.ConsentChange] = []
+
+    def decided(profile_id: Any, change: consent_services.ConsentChange) -> None:
+        server_time = consent_services.change_time(now, len(changes))
+        changes.append(change)
+        for key, decision in change.decisions.items():
+            states[profile_id][key] = {
+                "decision": decision,
+                "updated_at": server_time,
+                "needs_reconsent": key in change.needs_reconsent,
+            }
+
+    for profile_id, (message, subject) in gpc.items():
+        current = {key: state["decision"] for key, state in states[profile_id].items()}
+        change = consent_services.gpc_change(
+            purposes=purpose_list,
+            current=current,
             subject=subject,
             evidence=_evidence(source, message, Method.GPC, {"gpc": True}),
         )
+        if change is not None:
+            decided(profile_id, change)
     for profile_id, (message, subject, signals) in preferences.items():
         wanted = _decisions(signals, purposes.keys())
         if message.gpc:
@@ -78,21 +104,22 @@ def consent_signals_apply(
                 for key, decision in wanted.items()
                 if not (decision == Decision.GRANTED and purposes[key].sale_or_share)
             }
-        current = consent_selectors.consent_state_for_profile(
-            workspace=workspace, profile_id=profile_id
-        )
-        changes = {
+        current_state = states[profile_id]
+        found = {
             key: decision
             for key, decision in wanted.items()
-            if _changes(current.get(key), decision, message)
+            if _changes(current_state.get(key), decision, message)
         }
-        if changes:
-            consent_services.consent_record(
-                workspace=workspace,
-                subject=subject,
-                decisions=changes,
-                evidence=_evidence(source, message, Method.API, signals),
+        if found:
+            decided(
+                profile_id,
+                consent_services.ConsentChange(
+                    subject=subject,
+                    decisions=found,
+                    evidence=_evidence(source, message, Method.API, signals),
+                ),
             )
+    consent_services.consent_record_many(workspace=workspace, changes=changes, now=now)
 
 
 def _later(message: InboundMessage, seen: tuple[Any, ...] | None) -> bool:

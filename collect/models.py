@@ -28,10 +28,18 @@ class IntakeBatch(models.Model):
     # An error code or exception class, never a message (messages may quote values).
     last_error = models.CharField(max_length=200, blank=True)
     dead = models.BooleanField(default=False)
+    # A request's messages are split by a hash of their userId (else anonymousId): one drain
+    # at a time per shard, so that concurrent drains rarely wait on each other's identifiers.
+    shard = models.PositiveSmallIntegerField(default=0)
+    # Messages a drain handed back because another drain held one of their identifiers: the
+    # next drain of the shard waits for the identifiers instead (so they are postponed once).
+    contended = models.BooleanField(default=False)
 
     class Meta:
         verbose_name_plural = "intake batches"
-        indexes = [models.Index(fields=["dead", "received_at"], name="intake_pending")]
+        indexes = [
+            models.Index(fields=["dead", "shard", "received_at"], name="intake_shard_pending")
+        ]
 
     def __str__(self) -> str:
         return f"Intake batch {self.id}"

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from cdp.core import audit, dbstats
 from cdp.core.ratelimit import rate_limit_consume
 from collect import intake
 from collect.consent_signals import consent_signals_apply
@@ -62,7 +63,10 @@ def collect_messages(
     elif valid:
         # One transaction: a failure leaves no event claimed as seen without its consent, so
         # the client's retry stores both.
-        with transaction.atomic():
+        # Audit entries go in at the end (see collect.intake), then stale planner statistics
+        # of the growing tables are refreshed when due (cdp.core.dbstats).
+        with transaction.atomic(), audit.deferred_entries():
             outcome = profile_services.ingest_messages(source=source, messages=valid)
             consent_signals_apply(source=source, messages=valid, profile_ids=outcome.profile_ids)
+        dbstats.analyze_grown_tables()
     return CollectResult(accepted=len(valid), rejected=rejected, outcome=outcome)

@@ -182,16 +182,19 @@ def _validate(raw: object, *, index: int, meta: RequestMeta) -> InboundMessage:
     )
 
 
+# `EventType.values` builds its list anew on every read (once per message, it showed in the
+# request profile).
+_EVENT_TYPES = frozenset(EventType.values)
+
+
 def _message_type(value: object, from_path: str | None) -> str:
     given = value.strip().lower() if isinstance(value, str) else value
     if from_path is not None:
         if given not in (None, "", from_path):
             raise _Invalid("invalid_type", f"The message type does not match /{from_path}.")
         return from_path
-    if not isinstance(given, str) or given not in EventType.values:
-        raise _Invalid(
-            "invalid_type", f"type must be one of: {', '.join(sorted(EventType.values))}."
-        )
+    if not isinstance(given, str) or given not in _EVENT_TYPES:
+        raise _Invalid("invalid_type", f"type must be one of: {', '.join(sorted(_EVENT_TYPES))}.")
     return given
 
 

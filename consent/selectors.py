@@ -199,6 +199,28 @@ def consent_state_for_profile(*, workspace: Any, profile_id: Any) -> dict[str, d
     }
 
 
+def consent_states_for_profiles(
+    *, workspace: Any, profile_ids: Sequence[Any]
+) -> dict[Any, dict[str, dict[str, Any]]]:
+    """consent_state_for_profile for several profiles in one query: profile id -> purpose key
+    -> the same dict (a profile without a state maps to {})."""
+    found: dict[Any, dict[str, dict[str, Any]]] = {pid: {} for pid in profile_ids}
+    if not profile_ids:
+        return found
+    for state in (
+        ConsentState.objects.filter(workspace=workspace, profile_id__in=list(profile_ids))
+        .select_related("purpose")
+        .order_by("profile_id", "purpose__position")
+    ):
+        found.setdefault(state.profile_id, {})[state.purpose.key] = {
+            "decision": state.decision,
+            "updated_at": state.updated_at,
+            "needs_reconsent": state.needs_reconsent,
+            "record": str(state.record_id),
+        }
+    return found
+
+
 def consent_history(*, workspace: Any, profile_id: Any) -> QuerySet[ConsentRecord]:
     return (
         ConsentRecord.objects.filter(workspace=workspace, profile_id=profile_id)

@@ -75,6 +75,21 @@ def seal_new_entry(entry: Any) -> None:
     entry.entry_hash = link_hash(entry.prev_hash, canonical_content(entry))
 
 
+def seal_new_entries(entries: list[Any]) -> None:
+    """seal_new_entry for entries about to be inserted together, in this order: one lock, one
+    read of the last hash, the links computed in memory."""
+    if not entries:
+        return
+    _lock()
+    model = type(entries[0])
+    prev = model.objects.order_by("-pk").values_list("entry_hash", flat=True).first() or GENESIS
+    for entry in entries:
+        entry.timestamp = timezone.now()
+        entry.actor_ref = f"user:{entry.actor_id}" if entry.actor_id else ""
+        entry.prev_hash = prev
+        entry.entry_hash = prev = link_hash(prev, canonical_content(entry))
+
+
 @dataclass(frozen=True)
 class ChainBreak:
     entry_id: int

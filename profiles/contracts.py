@@ -43,3 +43,6 @@ class IngestOutcome:
     merges: int
     conflicts: int
     dropped: int = 0
+    # With `postpone_contended`: the messages left for later because another transaction held
+    # one of their identifiers (not stored, not marked as seen; their profile id is None).
+    postponed: list[InboundMessage] = field(default_factory=list)

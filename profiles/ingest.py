@@ -20,6 +20,7 @@ advisory locks taken in sorted order (PostgreSQL); SQLite serializes writers its
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import time
@@ -38,6 +39,7 @@ from django.utils import timezone
 
 from cdp.core.crypto import blind_index, envelope, keyed_hash
 from cdp.core.crypto.fields import EncryptedField
+from cdp.core.crypto.keyring import WrappedKey
 from cdp.core.hooks import run_ingest_hooks, run_merge_hooks
 from cdp.core.ids import uuid7
 from profiles import bulk
@@ -179,7 +181,7 @@ class Ident:
     index: bytes
     priority: int
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple[str, bytes]:
         return (self.type, self.index)
 
@@ -311,16 +313,80 @@ class _Plan:
         return profile_id
 
 
+def _lock_key(ident: Ident) -> int:
+    return int.from_bytes(ident.index[:8], "big", signed=True)
+
+
 def _lock_identifiers(idents: Iterable[Ident]) -> None:
     if connection.vendor != "postgresql":
         return
-    keys = sorted({int.from_bytes(i.index[:8], "big", signed=True) for i in idents})
+    keys = sorted({_lock_key(i) for i in idents})
     if keys:
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
                 [keys],
             )
+
+
+def _connected(keys_per_message: list[list[Any]], held: set[Any]) -> set[int]:
+    """Positions of the messages connected (through shared keys, transitively) to a held key:
+    a person's messages are postponed together, in their order."""
+    parent = list(range(len(keys_per_message)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[Any, int] = {}  # key -> the first message carrying it
+    for position, keys in enumerate(keys_per_message):
+        for key in keys:
+            other = first.setdefault(key, position)
+            if other != position:
+                parent[find(position)] = find(other)
+    blocked = {find(first[k]) for k in held if k in first}
+    return {p for p in range(len(keys_per_message)) if find(p) in blocked}
+
+
+def _contended(per_message: list[list[Ident]]) -> set[int]:
+    """Try to lock every identifier of the batch at once, without waiting (PostgreSQL); return
+    the positions of the messages to postpone: those connected to an identifier another
+    transaction holds. What is kept is then locked in full."""
+    if connection.vendor != "postgresql":
+        return set()
+    keys = sorted({_lock_key(i) for idents in per_message for i in idents})
+    if not keys:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT k FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(k, n) "
+            "WHERE NOT pg_try_advisory_xact_lock(k) ORDER BY n",
+            [keys],
+        )
+        held = {row[0] for row in cursor.fetchall()}
+    if not held:
+        return set()
+    return _connected([[_lock_key(i) for i in idents] for idents in per_message], held)
+
+
+def _profiles_busy(plan: _Plan) -> set[UUID]:
+    """Row-lock the batch's existing profiles without waiting (PostgreSQL); return those another
+    transaction holds. A profile can be reached through identifiers another drain does not
+    lock (a person's other device): its row would make one drain wait for the other's commit,
+    and a merge there would leave this batch's rows on a profile merged away."""
+    if connection.vendor != "postgresql" or not plan.profiles:
+        return set()
+    wanted = sorted(plan.profiles, key=str)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {Profile._meta.db_table} WHERE id = ANY(%s) "  # noqa: S608
+            "ORDER BY id FOR UPDATE SKIP LOCKED",
+            [wanted],
+        )
+        got = {row[0] for row in cursor.fetchall()}
+    return set(wanted) - got
 
 
 def _load_state(
@@ -334,11 +400,23 @@ def _load_state(
     # One lookup for every identifier of the batch (the unique index leads with the blind
     # index after the workspace); blind indexes of different types never coincide in practice,
     # and the (type, index) check below makes sure.
-    rows = Identity.objects.filter(
-        workspace=workspace, blind_index__in=[ident.index for ident in idents]
-    ).values_list(
-        "id", "identifier_type", "blind_index", "profile_id", "origin_profile_id", "data_key_id"
-    )
+    rows: Iterable[tuple[Any, ...]]
+    if connection.vendor == "postgresql":
+        # One array parameter: the ORM's IN list prepares every value in Python.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, identifier_type, blind_index, profile_id, origin_profile_id, "  # noqa: S608
+                f"data_key_id FROM {Identity._meta.db_table} "
+                "WHERE workspace_id = %s AND blind_index = ANY(%s)",
+                [workspace.pk, [ident.index for ident in idents]],
+            )
+            rows = cursor.fetchall()
+    else:
+        rows = Identity.objects.filter(
+            workspace=workspace, blind_index__in=[ident.index for ident in idents]
+        ).values_list(
+            "id", "identifier_type", "blind_index", "profile_id", "origin_profile_id", "data_key_id"
+        )
     for identity_id, kind, index, profile_id, origin_id, key_id in rows:
         key = (kind, bytes(index))
         if key in wanted:
@@ -593,8 +671,20 @@ def _trait_schema(workspace: Workspace, keys: set[str]) -> dict[str, bool]:
     return known
 
 
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+
+
 def truncate_ip(raw: str) -> str | None:
     """IPv4 to its /24, IPv6 to its /48: enough for geography, not a person."""
+    plain = _IPV4.fullmatch(raw.strip())  # the common case, without the ipaddress module
+    if plain is not None:
+        return f"{plain[1]}.{plain[2]}.{plain[3]}.0"
+    return _truncate_ip(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _truncate_ip(raw: str) -> str | None:
     try:
         address = ipaddress.ip_address(raw.strip())
     except ValueError:
@@ -665,19 +755,14 @@ def _claim_new_messages(
         unique.setdefault(msg.message_id, msg)
     if not unique:
         return []
-    table = SeenMessage._meta.db_table
-    placeholders = ", ".join(["(%s, %s, %s)"] * len(unique))
-    params: list[Any] = []
-    for message_id in unique:
-        params.extend((workspace.pk, message_id, now))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (workspace_id, message_id, received_at) "  # noqa: S608
-            f"VALUES {placeholders} ON CONFLICT (workspace_id, message_id) DO NOTHING "
-            "RETURNING message_id",
-            params,
-        )
-        fresh = {row[0] for row in cursor.fetchall()}
+    claimed = bulk.insert(
+        SeenMessage,
+        ["workspace", "message_id", "received_at"],
+        [(workspace.pk, message_id, now) for message_id in unique],
+        on_conflict="ON CONFLICT (workspace_id, message_id) DO NOTHING",
+        returning=["message_id"],
+    )
+    fresh = {row[0] for row in claimed}
     return [msg for message_id, msg in unique.items() if message_id in fresh]
 
 
@@ -716,15 +801,27 @@ def _drop_suppressed(
     if not by_type:
         return messages, per_message, 0
     # One condition per type, so each uses the unique index (workspace, type, hash) in full.
-    condition = Q()
-    for kind, digests in by_type.items():
-        condition |= Q(identifier_type=kind, keyed_hash__in=list(digests))
-    suppressed = {
-        (kind, bytes(digest))
-        for kind, digest in Suppression.objects.filter(condition, workspace=workspace).values_list(
+    found: Iterable[tuple[str, Any]]
+    if connection.vendor == "postgresql":
+        # An array per type: the ORM's IN lists prepare every value in Python.
+        kinds = sorted(by_type)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT identifier_type, keyed_hash FROM {Suppression._meta.db_table} "  # noqa: S608
+                "WHERE workspace_id = %s AND ("
+                + " OR ".join(["(identifier_type = %s AND keyed_hash = ANY(%s))"] * len(kinds))
+                + ")",
+                [workspace.pk, *(v for kind in kinds for v in (kind, list(by_type[kind])))],
+            )
+            found = cursor.fetchall()
+    else:
+        condition = Q()
+        for kind, digests in by_type.items():
+            condition |= Q(identifier_type=kind, keyed_hash__in=list(digests))
+        found = Suppression.objects.filter(condition, workspace=workspace).values_list(
             "identifier_type", "keyed_hash"
         )
-    }
+    suppressed = {(kind, bytes(digest)) for kind, digest in found}
     if not suppressed:
         return messages, per_message, 0
     kept: list[InboundMessage] = []
@@ -746,8 +843,12 @@ def _drop_suppressed(
 
 
 @transaction.atomic
-def ingest_messages(*, source: Source, messages: list[InboundMessage]) -> IngestOutcome:
-    """Store a batch of validated messages from `source` (see the module docstring)."""
+def ingest_messages(
+    *, source: Source, messages: list[InboundMessage], postpone_contended: bool = False
+) -> IngestOutcome:
+    """Store a batch of validated messages from `source` (see the module docstring). With
+    `postpone_contended`, the messages connected to an identifier another transaction holds are
+    handed back in `IngestOutcome.postponed` instead of waited for (see `_contended`)."""
     workspace = source.workspace
     now = timezone.now()
     rules = load_rules(workspace)
@@ -758,13 +859,35 @@ def ingest_messages(*, source: Source, messages: list[InboundMessage]) -> Ingest
     previous_user_ids = _previous_ids_known_as_user_ids(workspace, unique, indexer)
     per_unique = [message_identifiers(m, rules, indexer, previous_user_ids) for m in unique]
     unique, per_unique, dropped = _drop_suppressed(workspace, unique, per_unique, now)
+    postponed: list[InboundMessage] = []
+    plan: _Plan | None = None
+    if postpone_contended:
+        # Locked before the claim: a postponed message must not be marked as seen. First the
+        # identifiers, then the profiles they lead to (their state is loaded for that).
+        later = _contended(per_unique)
+        unique, per_unique = _postpone(later, unique, per_unique, postponed)
+        plan = _load_state(workspace, {i for idents in per_unique for i in idents}, rules, now)
+        busy = _profiles_busy(plan)
+        if busy:
+            keys = [
+                [("i", *i.key) for i in idents]
+                + [
+                    ("p", plan.identity_profile[i.key])
+                    for i in idents
+                    if i.key in plan.identity_profile
+                ]
+                for idents in per_unique
+            ]
+            later = _connected(keys, {("p", profile_id) for profile_id in busy})
+            unique, per_unique = _postpone(later, unique, per_unique, postponed)
     fresh = _claim_new_messages(workspace, unique, now)
-    duplicates = len(messages) - len(fresh) - dropped
+    duplicates = len(messages) - len(fresh) - dropped - len(postponed)
     idents_of = {id(m): idents for m, idents in zip(unique, per_unique, strict=True)}
     per_message = [idents_of[id(m)] for m in fresh]
     all_idents = {i for idents in per_message for i in idents}
-    _lock_identifiers(all_idents)
-    plan = _load_state(workspace, all_idents, rules, now)
+    if plan is None:  # otherwise every kept identifier is locked and loaded already
+        _lock_identifiers(all_idents)
+        plan = _load_state(workspace, all_idents, rules, now)
 
     resolved: dict[str, UUID] = {}
     for msg, idents in zip(fresh, per_message, strict=True):
@@ -787,6 +910,40 @@ def ingest_messages(*, source: Source, messages: list[InboundMessage]) -> Ingest
         merges=len(plan.merges),
         conflicts=len(plan.conflicts),
         dropped=dropped,
+        postponed=postponed,
+    )
+
+
+def _preload_keys(key_ids: set[UUID]) -> None:
+    """Unwrap, with one query, the data keys the batch seals under that this process does not
+    hold (a key made by another worker, or expired from the cache): one query per key else."""
+    missing = envelope.data_keys_missing(key_ids)
+    if not missing:
+        return
+    envelope.preload_data_keys(
+        envelope.StoredDataKey(
+            id=key_id,
+            wrapped=None if wrapped is None else WrappedKey(kek_id=kek_id, blob=bytes(wrapped)),
+        )
+        for key_id, kek_id, wrapped in DataKey.objects.filter(pk__in=missing).values_list(
+            "id", "kek_id", "wrapped"
+        )
+    )
+
+
+def _postpone(
+    later: set[int],
+    unique: list[InboundMessage],
+    per_unique: list[list[Ident]],
+    postponed: list[InboundMessage],
+) -> tuple[list[InboundMessage], list[list[Ident]]]:
+    """Move the messages at positions `later` to `postponed`; the rest, with their idents."""
+    if not later:
+        return unique, per_unique
+    postponed.extend(m for p, m in enumerate(unique) if p in later)
+    return (
+        [m for p, m in enumerate(unique) if p not in later],
+        [idents for p, idents in enumerate(per_unique) if p not in later],
     )
 
 
@@ -804,6 +961,10 @@ def _write(
     resolved: dict[str, UUID],
     now: datetime,
 ) -> None:
+    _preload_keys(
+        {key_id for _origin, key_id in plan.message_origin.values()}
+        | {new.data_key_id for new in plan.new_identities}
+    )
     new_profiles = [p for p in plan.profiles.values() if p.new]
     bulk.insert(
         Profile,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
+from django.db.models.signals import post_delete, post_save
 from guardian.shortcuts import get_objects_for_user
 
 from cdp.core.crypto import blind_index
@@ -199,12 +202,42 @@ def data_key_ids_for_profile(*, workspace: Workspace, profile_id: Any) -> list[A
     )
 
 
+# Every collection, consent and personalization request looks its source up by write key: each
+# process keeps the sources it found for CDP_SOURCE_CACHE_SECONDS (0: not at all). A change
+# saved in this process (services, admin) evicts the source at once (`_forget_source`, on
+# Source's post_save and post_delete); other processes see it within that time. Unknown keys
+# are not kept: a source created elsewhere works at once.
+_source_cache: dict[str, tuple[float, Source]] = {}
+_SOURCE_CACHE_MAX = 10_000
+
+
 def source_get_by_write_key(*, write_key: str) -> Source | None:
     """The source a write key belongs to (enabled or not), with its workspace; None if unknown.
     Not scoped by workspace: the write key is what tells collection which workspace it is."""
     if not write_key:
         return None
-    return Source.objects.select_related("workspace").filter(write_key=write_key).first()
+    ttl = float(getattr(settings, "CDP_SOURCE_CACHE_SECONDS", 5))
+    now = time.monotonic()
+    hit = _source_cache.get(write_key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    source = Source.objects.select_related("workspace").filter(write_key=write_key).first()
+    if source is not None and ttl > 0:
+        if len(_source_cache) >= _SOURCE_CACHE_MAX:
+            _source_cache.clear()
+        _source_cache[write_key] = (now + ttl, source)
+    return source
+
+
+def _forget_source(sender: Any, instance: Source, **kwargs: Any) -> None:
+    """Evict a saved or deleted source (under any of its keys, in case the key changed)."""
+    for key, (_expires, cached) in list(_source_cache.items()):
+        if cached.pk == instance.pk or key == instance.write_key:
+            _source_cache.pop(key, None)
+
+
+post_save.connect(_forget_source, sender=Source, dispatch_uid="profiles-source-cache")
+post_delete.connect(_forget_source, sender=Source, dispatch_uid="profiles-source-cache-delete")
 
 
 def source_allowed_origins_enabled() -> frozenset[str]:

@@ -86,10 +86,16 @@ def workspace_create(*, slug: str, name: str) -> Workspace:
     return workspace
 
 
-def ingest_messages(*, source: Source, messages: list[InboundMessage]) -> IngestOutcome:
+def ingest_messages(
+    *, source: Source, messages: list[InboundMessage], postpone_contended: bool = False
+) -> IngestOutcome:
     """Store validated messages: dedup by messageId, resolve identities (merging under the
-    workspace's rules), store traits and events encrypted under each profile's data key."""
-    return ingest.ingest_messages(source=source, messages=messages)
+    workspace's rules), store traits and events encrypted under each profile's data key.
+    With `postpone_contended`, messages whose identifiers another transaction holds are not
+    waited for but handed back (`IngestOutcome.postponed`) for a later batch."""
+    return ingest.ingest_messages(
+        source=source, messages=messages, postpone_contended=postpone_contended
+    )
 
 
 def _check_roles(roles: Iterable[str]) -> list[str]:

@@ -264,10 +264,26 @@ CDP_WORKSPACE_MODEL = "profiles.Workspace"
 # buffer and workers run the identity pipeline; without one (the demo, unit tests) the
 # pipeline runs inside the request.
 COLLECT_ASYNC_INTAKE = env_bool("COLLECT_ASYNC_INTAKE", bool(CELERY_BROKER_URL))
+# The intake buffer's shards (one drain at a time per shard: more drain workers than shards
+# idle) and the messages one drain transaction takes at most (collect.intake).
+COLLECT_INTAKE_SHARDS = env_int("COLLECT_INTAKE_SHARDS", 4)
+COLLECT_DRAIN_MESSAGES = env_int("COLLECT_DRAIN_MESSAGES", 2000)
 # Bulk import: how long a job's error file can be downloaded before it is shredded, and how
 # many errors it lists at most (the rest are counted only).
 COLLECT_IMPORT_ERRORS_DAYS = env_int("COLLECT_IMPORT_ERRORS_DAYS", 14)
 COLLECT_IMPORT_MAX_ERROR_LINES = env_int("COLLECT_IMPORT_MAX_ERROR_LINES", 10_000)
+# Planner statistics of fast-growing tables (cdp.core.dbstats): after ingestion, at most every
+# CDP_ANALYZE_SECONDS per process (0: never), ANALYZE the tables whose changed rows exceed
+# max(CDP_ANALYZE_MIN_ROWS, CDP_ANALYZE_FRACTION x rows) since their last analyze.
+CDP_ANALYZE_SECONDS = env_int("CDP_ANALYZE_SECONDS", 10)
+CDP_ANALYZE_MIN_ROWS = env_int("CDP_ANALYZE_MIN_ROWS", 1000)
+CDP_ANALYZE_FRACTION = float(env("CDP_ANALYZE_FRACTION", "0.5") or "0.5")
+# Bulk writes by COPY through session temporary tables (cdp.core.bulk); off behind a pooler
+# that hands sessions around per transaction.
+CDP_BULK_COPY = env_bool("CDP_BULK_COPY", True)
+# How long a process keeps a source found by its write key (profiles.selectors; a change
+# saved in the process evicts it at once, other processes see it within this time).
+CDP_SOURCE_CACHE_SECONDS = env_int("CDP_SOURCE_CACHE_SECONDS", 5)
 # How long a process keeps a workspace's identity rules and trait classifications.
 CDP_WORKSPACE_CONFIG_SECONDS = env_int("CDP_WORKSPACE_CONFIG_SECONDS", 10)
 

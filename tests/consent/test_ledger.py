@@ -49,7 +49,13 @@ def test_services_never_update_or_delete_ledger_rows() -> None:
     assert touching == [
         "ConsentRecord.objects.filter(workspace=workspace, subject_index=index)",
         "ConsentRecord.objects.bulk_create(records)",
+        # consent_record_many: the same for several changes at once (inserted by COPY)
+        "ConsentRecord.objects.filter(workspace=workspace, subject_index__in=list(indexes))",
     ]
+    writes = [
+        line.strip() for line in source.splitlines() if "bulk." in line and "(Consent" in line
+    ]
+    assert writes[0].startswith("bulk.insert(ConsentRecord, ")  # a plain insert: no ON CONFLICT
     assert ".update(" not in source.split("def _state_set")[0].split("def consent_record")[1]
 
 

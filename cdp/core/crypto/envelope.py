@@ -147,6 +147,18 @@ def _load(key_id: uuid.UUID) -> _Entry:
     return _remember(key_id, AESGCM(get_keyring().unwrap(stored.wrapped, context=key_id.bytes)))
 
 
+def data_keys_missing(key_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    """Those of these data keys this process holds no fresh unwrapped copy of: what a batch
+    job about to seal under many keys reads in one query for `preload_data_keys`."""
+    now = time.monotonic()
+    missing = []
+    for key_id in key_ids:
+        entry = _cache.get(key_id.int)
+        if entry is None or entry[1] <= now:
+            missing.append(key_id)
+    return missing
+
+
 def preload_data_keys(stored: Iterable[StoredDataKey]) -> int:
     """Unwrap and cache data keys that their owner read in bulk: a batch job about to open
     values under thousands of keys (a matching run) pays one query instead of one per key.

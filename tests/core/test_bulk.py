@@ -1,0 +1,116 @@
+"""cdp.core.bulk: plain inserts, inserts with ON CONFLICT and RETURNING (on PostgreSQL through a
+session's temporary table, emptied by the statement that reads it), updates from VALUES, and
+JSON written as the standard library would write it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+
+from cdp.core import bulk
+from profiles.enums import ProfileStatus
+from profiles.models import Profile, SeenMessage
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def claim(workspace: Any, message_ids: list[str]) -> set[str]:
+    rows = bulk.insert(
+        SeenMessage,
+        ["workspace", "message_id", "received_at"],
+        [(workspace.pk, m, NOW) for m in message_ids],
+        on_conflict="ON CONFLICT (workspace_id, message_id) DO NOTHING",
+        returning=["message_id"],
+    )
+    return {row[0] for row in rows}
+
+
+def test_insert_returning_gives_only_the_rows_inserted(workspace: Any) -> None:
+    # when: the same ids twice, in one transaction (the temporary table is reused, empty)
+    with transaction.atomic():
+        first = claim(workspace, ["m-1", "m-2"])
+        second = claim(workspace, ["m-2", "m-3"])
+    # then
+    assert first == {"m-1", "m-2"}
+    assert second == {"m-3"}
+    assert SeenMessage.objects.filter(workspace=workspace).count() == 3
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_bulk\\_%%' "
+                "AND relpersistence = 't'"
+            )
+            assert cursor.fetchone()[0] >= 1
+
+
+def test_upsert_returns_ids_of_inserted_and_updated_rows(workspace: Any) -> None:
+    # given
+    ids = [Profile.objects.create(workspace=workspace).pk for _ in range(2)]
+    columns = ["id", "workspace", "status", "attributes", "merge_count", "created_at", "updated_at"]
+    clause = "ON CONFLICT (id) DO UPDATE SET merge_count = excluded.merge_count"
+    # when: one existing profile, one new
+    new_id = Profile(workspace=workspace).pk
+    returned = bulk.insert(
+        Profile,
+        columns,
+        [
+            (ids[0], workspace.pk, ProfileStatus.ACTIVE, {}, 7, NOW, NOW),
+            (new_id, workspace.pk, ProfileStatus.ACTIVE, {}, 1, NOW, NOW),
+        ],
+        on_conflict=clause,
+        returning=["id", "merge_count"],
+    )
+    # then
+    assert sorted(returned, key=str) == sorted([(ids[0], 7), (new_id, 1)], key=str)
+    assert Profile.objects.get(pk=ids[0]).merge_count == 7
+
+
+def test_json_is_written_as_the_standard_library_writes_it(workspace: Any) -> None:
+    # given: a key orjson refuses (not a string) and an integer beyond 64 bits
+    profile_id = Profile(workspace=workspace).pk
+    attributes = {1: "one", "big": 2**70, "text": "é\u2028", "list": [1.5, None, True]}
+    # when
+    bulk.insert(
+        Profile,
+        ["id", "workspace", "status", "attributes", "merge_count", "created_at", "updated_at"],
+        [(profile_id, workspace.pk, ProfileStatus.ACTIVE, attributes, 0, NOW, NOW)],
+    )
+    # then
+    assert Profile.objects.get(pk=profile_id).attributes == {
+        "1": "one",
+        "big": 2**70,
+        "text": "é\u2028",
+        "list": [1.5, None, True],
+    }
+    assert bulk._json_text({"a": [1, "b"]}) == '{"a":[1,"b"]}'
+
+
+def test_update_from_values(workspace: Any) -> None:
+    # given
+    ids = [Profile.objects.create(workspace=workspace).pk for _ in range(3)]
+    # when
+    bulk.update_from_values(
+        Profile,
+        key="id",
+        names=["merge_count", "attributes"],
+        rows=[(ids[0], 4, {"plan": "vip"}), (ids[2], 9, {})],
+        assignments=["merge_count = v.column2", "attributes = v.column3"],
+    )
+    # then
+    found = dict(Profile.objects.filter(pk__in=ids).values_list("id", "merge_count"))
+    assert [found[i] for i in ids] == [4, 0, 9]
+    assert Profile.objects.get(pk=ids[0]).attributes == {"plan": "vip"}
+
+
+def test_a_row_of_the_wrong_width_is_refused(workspace: Any) -> None:
+    with pytest.raises(ValueError, match="3 values for 2 columns"):
+        bulk.insert(SeenMessage, ["workspace", "message_id"], [(workspace.pk, "m", "extra")])
+
+
+def test_model_rows_reads_database_values(workspace: Any) -> None:
+    seen = SeenMessage(workspace=workspace, message_id="m-1", received_at=NOW)
+    assert bulk.model_rows([seen], ["workspace", "message_id"]) == [(workspace.pk, "m-1")]
+    assert bulk.model_rows([], ["workspace"]) == []
