@@ -501,13 +501,23 @@ def _states_set_many(items: list[tuple[ConsentRecord, bool]]) -> None:
         )
         writes.append((old, new))
         current[key] = new
-    # One upsert of each state's final value (rows without an id: an existing row keeps its
-    # own, and a state another transaction created meanwhile is updated, not duplicated).
+    # One upsert of each state's final value.
     final = {(n.profile_id, n.purpose_id): n for _old, n in writes}
+    # Every write of a state names the id the upsert returned (new states got theirs there).
+    pk_of = _states_upsert(list(final.values()))
+    for _old, new in writes:
+        new.pk = pk_of[(new.profile_id, new.purpose_id)]
+    audit.log_changes(writes)
+
+
+def _states_upsert(states: Sequence[ConsentState]) -> dict[tuple[Any, Any], Any]:
+    """Write each state's value in one upsert (rows without an id: an existing row keeps its
+    own, and a state another transaction created meanwhile is updated, not duplicated);
+    returns the id of each (profile, purpose)."""
     written = bulk.insert(
         ConsentState,
         _STATE_COLUMNS,
-        bulk.model_rows(list(final.values()), _STATE_COLUMNS),
+        bulk.model_rows(list(states), _STATE_COLUMNS),
         on_conflict="ON CONFLICT (profile_id, purpose_id) DO UPDATE SET "
         + ", ".join(
             f"{c} = excluded.{c}"
@@ -515,11 +525,7 @@ def _states_set_many(items: list[tuple[ConsentRecord, bool]]) -> None:
         ),
         returning=["id", "profile", "purpose"],
     )
-    # Every write of a state names the id the upsert returned (new states got theirs there).
-    pk_of = {(profile_id, purpose_id): pk for pk, profile_id, purpose_id in written}
-    for _old, new in writes:
-        new.pk = pk_of[(new.profile_id, new.purpose_id)]
-    audit.log_changes(writes)
+    return {(profile_id, purpose_id): pk for pk, profile_id, purpose_id in written}
 
 
 def _receipts_issue_many(
@@ -684,19 +690,8 @@ def consent_states_merge(workspace_id: int, merges: Sequence[tuple[Any, Any]]) -
                     chunk,
                 )
     if written:
-        returned = bulk.insert(
-            ConsentState,
-            _STATE_COLUMNS,
-            bulk.model_rows(list(written.values()), _STATE_COLUMNS),
-            on_conflict="ON CONFLICT (profile_id, purpose_id) DO UPDATE SET "
-            + ", ".join(
-                f"{c} = excluded.{c}"
-                for c in ("workspace_id", "decision", "record_id", "updated_at", "needs_reconsent")
-            ),
-            returning=["id", "profile", "purpose"],
-        )
-        for pk, profile_id, purpose_id in returned:
-            written[(profile_id, purpose_id)].pk = pk
+        for key, pk in _states_upsert(list(written.values())).items():
+            written[key].pk = pk
     audit.log_changes(changes)
 
 
