@@ -1,7 +1,7 @@
-"""Bulk imports in the admin: stewards holding `view_profiles` on a workspace (the role under
-which they already configure its identity rules and trait classes) upload a file with its
-mapping; a worker runs it while the job's page shows its progress; the error file (personal
-data masked, sealed at rest) is downloaded from there, each download audited."""
+"""Bulk imports in the admin: stewards holding `manage_data` on a workspace (the role under
+which they configure its identity rules and trait classes) upload a file with its mapping; a
+worker runs it while the job's page shows its progress; the error file (personal data masked,
+sealed at rest) is downloaded from there, each download audited."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from collect.models import ImportJob
 from profiles import selectors as profile_selectors
 from profiles.enums import WorkspaceRole
 
-ROLE = WorkspaceRole.VIEW_PROFILES
+ROLE = WorkspaceRole.MANAGE_DATA
 
 
 class ImportUploadForm(forms.Form):

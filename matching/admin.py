@@ -109,7 +109,12 @@ class MatchCandidateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
     # -- permissions ----------------------------------------------------------------------
 
     def has_review_permission(self, request: HttpRequest) -> bool:
-        return self._has_role(request)
+        """Accepting merges two profiles and rejecting keeps them apart for good: the
+        decisions of a steward holding merge_profiles (view_profiles shows the queue)."""
+        return request.user.is_active and (
+            request.user.is_superuser
+            or workspaces_for(request, WorkspaceRole.MERGE_PROFILES).exists()
+        )
 
     def _may(self, request: HttpRequest, candidate: MatchCandidate, role: str) -> bool:
         return request.user.is_superuser or profile_selectors.user_has_role(
@@ -161,7 +166,8 @@ class MatchCandidateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
             "revealed": revealed,
             "form": form,
             "total_weight": candidate.match_weight,
-            "can_review": candidate.status == CandidateStatus.PROPOSED,
+            "can_review": candidate.status == CandidateStatus.PROPOSED
+            and self._may(request, candidate, WorkspaceRole.MERGE_PROFILES),
             "can_reveal": self._may(request, candidate, WorkspaceRole.REVEAL_PII),
             "profile_urls": [
                 reverse("admin:profiles_profile_change", args=[pk])
@@ -201,6 +207,8 @@ class MatchCandidateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
 
     def _decide(self, request: HttpRequest, object_id: str, accept: bool) -> HttpResponse:
         candidate = self._get_candidate(request, object_id)
+        if not self._may(request, candidate, WorkspaceRole.MERGE_PROFILES):
+            raise PermissionDenied
         try:
             if accept:
                 services.candidate_accept(candidate=candidate, actor=request.user)
@@ -225,7 +233,7 @@ class MatchCandidateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
 
     def _bulk(self, request: HttpRequest, queryset: QuerySet[MatchCandidate], accept: bool) -> None:
         chosen = [c for c in queryset.select_related("workspace")
-                  if self._may(request, c, WorkspaceRole.VIEW_PROFILES)]  # fmt: skip
+                  if self._may(request, c, WorkspaceRole.MERGE_PROFILES)]  # fmt: skip
         outcome = services.candidates_review(candidates=chosen, accept=accept, actor=request.user)
         verb = "accepted (merged)" if accept else "rejected"
         self.message_user(request, f"{outcome.done} candidate(s) {verb}.")
@@ -282,11 +290,11 @@ class MatchSettingsForm(forms.ModelForm):
 
 @admin.register(MatchSettings)
 class MatchSettingsAdmin(WorkspaceScopedAdmin):
-    """One per workspace. Stewards holding view_profiles on the workspace edit it; every save
-    is validated as a whole and audited."""
+    """One per workspace. Stewards holding view_profiles on the workspace see it, those holding
+    manage_data edit it; every save is validated as a whole and audited."""
 
     form = MatchSettingsForm
-    workspace_roles = (WorkspaceRole.VIEW_PROFILES,)
+    workspace_roles = (WorkspaceRole.VIEW_PROFILES, WorkspaceRole.MANAGE_DATA)
     list_display = (
         "workspace",
         "review_threshold",
@@ -300,10 +308,12 @@ class MatchSettingsAdmin(WorkspaceScopedAdmin):
     actions = ("run_full",)
 
     def _may_edit(self, request: HttpRequest, obj: Any | None) -> bool:
+        if request.user.is_superuser:
+            return True
         if obj is None:
-            return self._has_role(request)
-        return request.user.is_superuser or profile_selectors.user_has_role(
-            user=request.user, workspace=obj.workspace, role=WorkspaceRole.VIEW_PROFILES
+            return workspaces_for(request, WorkspaceRole.MANAGE_DATA).exists()
+        return profile_selectors.user_has_role(
+            user=request.user, workspace=obj.workspace, role=WorkspaceRole.MANAGE_DATA
         )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -316,7 +326,8 @@ class MatchSettingsAdmin(WorkspaceScopedAdmin):
         return False
 
     def has_run_permission(self, request: HttpRequest) -> bool:
-        return self._has_role(request)
+        # A run may merge (auto-merge above its threshold): a data-management decision.
+        return self._may_edit(request, None)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
         fixed = ("parameters_estimated_at", "updated_at")
@@ -337,7 +348,9 @@ class MatchSettingsAdmin(WorkspaceScopedAdmin):
     @admin.action(description="Run matching now (full run, in the background)",
                   permissions=["run"])  # fmt: skip
     def run_full(self, request: HttpRequest, queryset: QuerySet[MatchSettings]) -> None:
-        allowed = set(workspaces_for(request, *self.workspace_roles).values_list("pk", flat=True))
+        allowed = set(
+            workspaces_for(request, WorkspaceRole.MANAGE_DATA).values_list("pk", flat=True)
+        )
         started = 0
         for settings in queryset:
             if request.user.is_superuser or settings.workspace_id in allowed:

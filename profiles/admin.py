@@ -267,20 +267,32 @@ class SourceAdmin(WorkspaceScopedAdmin):
 
 
 class StewardEditableAdmin(WorkspaceScopedAdmin):
-    """Workspace configuration that stewards holding `view_profiles` on a workspace may edit.
-    There are no services for these settings yet: a save writes only the changed fields, and
-    auditlog records each change with its author (the models are registered in apps.py)."""
+    """Workspace configuration: stewards holding `view_profiles` on a workspace see it, those
+    holding `manage_data` edit it. There are no services for these settings yet: a save writes
+    only the changed fields, and auditlog records each change with its author (the models are
+    registered in apps.py)."""
 
-    workspace_roles = (WorkspaceRole.VIEW_PROFILES,)
+    workspace_roles = (WorkspaceRole.VIEW_PROFILES, WorkspaceRole.MANAGE_DATA)
     # Fields that identify the row; fixed once it exists.
     identity_fields: tuple[str, ...] = ("workspace",)
 
     def _may_edit(self, request: HttpRequest, obj: Any | None) -> bool:
+        if request.user.is_superuser:
+            return True
         if obj is None:
-            return self._has_role(request)
-        return request.user.is_superuser or selectors.user_has_role(
-            user=request.user, workspace=obj.workspace, role=WorkspaceRole.VIEW_PROFILES
+            return workspaces_for(request, WorkspaceRole.MANAGE_DATA).exists()
+        return selectors.user_has_role(
+            user=request.user, workspace=obj.workspace, role=WorkspaceRole.MANAGE_DATA
         )
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "workspace" and not request.user.is_superuser:
+            # A new row goes only into a workspace the steward may configure.
+            kwargs["queryset"] = workspaces_for(request, WorkspaceRole.MANAGE_DATA)
+            return super(WorkspaceScopedAdmin, self).formfield_for_foreignkey(
+                db_field, request, **kwargs
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return self._may_edit(request, None)

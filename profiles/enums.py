@@ -11,6 +11,9 @@ class WorkspaceRole(models.TextChoices):
     MANAGE_AUDIENCES = "manage_audiences", "Manage audiences"
     VIEW_AUDIT = "view_audit", "View audit trail"
     MERGE_PROFILES = "merge_profiles", "Merge and unmerge profiles"
+    # Changes what ingestion does with everyone's data: identity rules, trait classes (which
+    # decide what is sealed), matching settings, bulk imports. Viewing profiles is not enough.
+    MANAGE_DATA = "manage_data", "Manage identity rules, trait classes, matching and imports"
 
 
 class SourceKind(models.TextChoices):

@@ -1,4 +1,4 @@
-"""The import upload page in the admin: stewards holding view_profiles on a workspace upload a
+"""The import upload page in the admin: stewards holding manage_data on a workspace upload a
 file with its mapping, a worker runs it, the job's page shows progress and offers the masked
 error file (each download audited). Other workspaces' stewards see nothing and can import
 nothing into it."""
@@ -203,14 +203,13 @@ def test_an_outsider_can_neither_see_a_job_nor_import_into_its_workspace(
     assert not LogEntry.objects.filter(action=LogEntry.Action.ACCESS, actor=outsider).exists()
 
 
+@pytest.mark.parametrize("role", [WorkspaceRole.HANDLE_REQUESTS, WorkspaceRole.VIEW_PROFILES])
 def test_a_staff_user_without_the_role_cannot_import(
-    client: Client, workspace: Any, source: Any
+    client: Client, workspace: Any, source: Any, role: str
 ) -> None:
-    # given: a steward who handles requests only
+    # given: a steward who handles requests, or only views profiles
     user = UserFactory(username="handler", is_staff=True)
-    services.steward_grant_roles(
-        workspace=workspace, user=user, roles=[WorkspaceRole.HANDLE_REQUESTS]
-    )
+    services.steward_grant_roles(workspace=workspace, user=user, roles=[role])
     client.force_login(user)
     # when
     page = client.get(ADD)
@@ -221,10 +220,10 @@ def test_a_staff_user_without_the_role_cannot_import(
 
 
 def test_a_bad_mapping_is_shown_on_the_form_and_nothing_is_stored(
-    client: Client, workspace: Any, source: Any, member: Any
+    client: Client, workspace: Any, source: Any, owner: Any
 ) -> None:
     # given
-    client.force_login(member)
+    client.force_login(owner)
     intake_keys = DataKey.objects.filter(purpose=DataKeyPurpose.INTAKE).count()
     # when
     response = client.post(ADD, form_data(workspace, source, mapping="email", id_column=""))

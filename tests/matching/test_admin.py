@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from matching import services
 from matching.enums import CandidateStatus
-from matching.models import MatchCandidate, MatchSettings
+from matching.models import MatchCandidate, MatchRun, MatchSettings
 from profiles import selectors as profile_selectors
 from profiles import services as profile_services
 from profiles.enums import ProfileStatus, WorkspaceRole
@@ -59,6 +59,18 @@ def other_candidate(other_workspace: Any) -> MatchCandidate:
     _duplicates(other_workspace)
     services.match_run(workspace=other_workspace)
     return MatchCandidate.objects.filter(workspace=other_workspace).first()  # type: ignore[return-value]
+
+
+@pytest.fixture
+def reviewer(workspace: Any) -> Any:
+    """A steward who views profiles and decides merges (merge_profiles), nothing else."""
+    user = UserFactory(username="reviewer", is_staff=True)
+    profile_services.steward_grant_roles(
+        workspace=workspace,
+        user=user,
+        roles=[WorkspaceRole.VIEW_PROFILES, WorkspaceRole.MERGE_PROFILES],
+    )
+    return user
 
 
 def url(name: str, *args: Any) -> str:
@@ -110,8 +122,10 @@ def test_the_comparison_page_shows_levels_and_weights_with_personal_data_masked(
     assert rows["postcode"].group == "location"
     for sentinel in SENTINELS:
         assert sentinel.encode() not in response.content
-    assert b"Accept: same person (merge)" in response.content
-    assert not response.context["can_reveal"]  # member holds view_profiles only
+    # member holds view_profiles only: no reveal, and no accept or reject
+    assert not response.context["can_reveal"]
+    assert not response.context["can_review"]
+    assert b"Accept: same person (merge)" not in response.content
 
 
 def test_reveal_needs_reveal_pii_and_a_reason_and_is_audited_per_profile(
@@ -139,18 +153,18 @@ def test_reveal_needs_reveal_pii_and_a_reason_and_is_audited_per_profile(
     assert all(e.actor == owner for e in entries)
 
 
-def test_accept_merges_the_two_profiles(member: Any, candidates: list[MatchCandidate]) -> None:
+def test_accept_merges_the_two_profiles(reviewer: Any, candidates: list[MatchCandidate]) -> None:
     # given
     candidate = candidates[0]
 
     # when
-    response = client_for(member).post(url("accept", candidate.pk))
+    response = client_for(reviewer).post(url("accept", candidate.pk))
 
     # then
     assert response.status_code == 302
     candidate.refresh_from_db()
     assert candidate.status == CandidateStatus.ACCEPTED
-    assert candidate.reviewer == member
+    assert candidate.reviewer == reviewer
     assert candidate.merge_id is not None
     merge = Merge.objects.get(pk=candidate.merge_id)
     assert {merge.survivor_id, merge.absorbed_id} == {candidate.profile_a_id,
@@ -160,9 +174,9 @@ def test_accept_merges_the_two_profiles(member: Any, candidates: list[MatchCandi
     assert Profile.objects.get(pk=merge.absorbed_id).status == ProfileStatus.MERGED
 
 
-def test_accept_is_post_only(member: Any, candidates: list[MatchCandidate]) -> None:
+def test_accept_is_post_only(reviewer: Any, candidates: list[MatchCandidate]) -> None:
     # when
-    response = client_for(member).get(url("accept", candidates[0].pk))
+    response = client_for(reviewer).get(url("accept", candidates[0].pk))
 
     # then
     assert response.status_code == 405
@@ -170,23 +184,23 @@ def test_accept_is_post_only(member: Any, candidates: list[MatchCandidate]) -> N
 
 
 def test_reject_marks_the_pair_rejected_without_merging(
-    member: Any, candidates: list[MatchCandidate]
+    reviewer: Any, candidates: list[MatchCandidate]
 ) -> None:
     # when
-    response = client_for(member).post(url("reject", candidates[0].pk))
+    response = client_for(reviewer).post(url("reject", candidates[0].pk))
 
     # then
     assert response.status_code == 302
     candidates[0].refresh_from_db()
-    assert (candidates[0].status, candidates[0].reviewer) == (CandidateStatus.REJECTED, member)
+    assert (candidates[0].status, candidates[0].reviewer) == (CandidateStatus.REJECTED, reviewer)
     assert not Merge.objects.exists()
 
 
 def test_a_reviewed_candidate_cannot_be_reviewed_again(
-    member: Any, candidates: list[MatchCandidate]
+    reviewer: Any, candidates: list[MatchCandidate]
 ) -> None:
     # given
-    client = client_for(member)
+    client = client_for(reviewer)
     client.post(url("reject", candidates[0].pk))
 
     # when
@@ -198,7 +212,7 @@ def test_a_reviewed_candidate_cannot_be_reviewed_again(
 
 
 def test_accepting_a_candidate_whose_profile_was_merged_since_is_refused(
-    member: Any, workspace: Any, candidates: list[MatchCandidate]
+    reviewer: Any, workspace: Any, candidates: list[MatchCandidate]
 ) -> None:
     # given: one side of the candidate was merged into an older profile meanwhile
     candidate = candidates[0]
@@ -206,11 +220,11 @@ def test_accepting_a_candidate_whose_profile_was_merged_since_is_refused(
     assert oldest is not None
     profile_services.profiles_merge(
         workspace=workspace, profile_ids=(oldest.pk, candidate.profile_b_id), rule="test",
-        actor=member, evidence={},
+        actor=reviewer, evidence={},
     )  # fmt: skip
 
     # when
-    response = client_for(member).post(url("accept", candidate.pk), follow=True)
+    response = client_for(reviewer).post(url("accept", candidate.pk), follow=True)
 
     # then
     assert b"merged or erased since" in response.content
@@ -219,9 +233,9 @@ def test_accepting_a_candidate_whose_profile_was_merged_since_is_refused(
     assert Merge.objects.count() == 1
 
 
-def test_bulk_accept_and_reject(member: Any, candidates: list[MatchCandidate]) -> None:
+def test_bulk_accept_and_reject(reviewer: Any, candidates: list[MatchCandidate]) -> None:
     # given
-    client = client_for(member)
+    client = client_for(reviewer)
 
     # when
     client.post(url("changelist"), {"action": "reject_selected",
@@ -236,6 +250,37 @@ def test_bulk_accept_and_reject(member: Any, candidates: list[MatchCandidate]) -
         candidates[1].pk: CandidateStatus.REJECTED,
     }
     assert Merge.objects.count() == 1
+
+
+def test_the_review_buttons_show_for_a_reviewer(
+    reviewer: Any, candidates: list[MatchCandidate]
+) -> None:
+    # when
+    response = client_for(reviewer).get(url("change", candidates[0].pk))
+    # then
+    assert response.context["can_review"]
+    assert b"Accept: same person (merge)" in response.content
+
+
+def test_a_member_who_only_views_profiles_cannot_accept_or_reject(
+    member: Any, candidates: list[MatchCandidate]
+) -> None:
+    # given
+    client = client_for(member)
+    # when
+    accept = client.post(url("accept", candidates[0].pk))
+    reject = client.post(url("reject", candidates[1].pk))
+    bulk = client.post(
+        url("changelist"),
+        {"action": "accept_selected", "_selected_action": [str(c.pk) for c in candidates]},
+    )
+    # then: refused, and both pairs are still proposed and unmerged
+    assert (accept.status_code, reject.status_code) == (403, 403)
+    assert bulk.status_code in (200, 302)
+    for candidate in candidates:
+        candidate.refresh_from_db()
+        assert candidate.status == CandidateStatus.PROPOSED
+    assert not Merge.objects.exists()
 
 
 def test_an_outsider_sees_nothing_and_changes_nothing(
@@ -307,6 +352,33 @@ def test_settings_are_validated_on_save(owner: Any, workspace: Any) -> None:
     settings.refresh_from_db()
     assert (settings.review_threshold, settings.auto_merge_threshold) == (0.6, 0.99)
     assert settings.fields[0]["name"] == "x"
+
+
+@pytest.mark.parametrize(("who", "may"), [("member", False), ("owner", True)])
+def test_only_a_data_manager_changes_settings_or_starts_a_run(
+    who: str,
+    may: bool,
+    request: pytest.FixtureRequest,
+    workspace: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # given: the member views profiles only; the owner also holds manage_data
+    user = request.getfixturevalue(who)
+    _duplicates(workspace)
+    settings = services.match_settings_ensure(workspace=workspace)
+    client = client_for(user)
+    page = reverse("admin:matching_matchsettings_change", args=[settings.pk])
+    # when
+    edit = client.get(page)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("admin:matching_matchsettings_changelist"),
+            {"action": "run_full", "_selected_action": [str(settings.pk)]},
+        )
+    # then: the member sees the settings read-only and starts nothing
+    assert edit.status_code == 200
+    assert ('name="review_threshold"' in edit.content.decode()) is may
+    assert MatchRun.objects.filter(workspace=workspace).exists() is may
 
 
 def test_an_outsider_cannot_change_another_workspaces_settings(

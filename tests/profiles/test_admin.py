@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from profiles import services
-from profiles.enums import TraitClass
+from profiles.enums import TraitClass, WorkspaceRole
 from profiles.models import IdentityRule, MergeConflict, Profile, Source, TraitSchema
 from tests.profiles.factories import UserFactory
 from tests.profiles.ingest_helpers import msg
@@ -306,26 +306,54 @@ def test_steward_cannot_disable_a_source(owner: Any, source: Source) -> None:
 # --- identity rules and trait classification ---------------------------------------------------
 
 
-def test_member_edits_an_identity_rule_of_their_workspace(member: Any, workspace: Any) -> None:
-    # given
+_RULE_EDIT = {
+    "priority": "15",
+    "merge": "on",
+    "max_per_profile": "3",
+    "window_days": "",
+    "blocked_values": '["test@example.com"]',
+    "blocked_patterns": '["^noreply@"]',
+}
+
+
+def test_a_data_manager_edits_an_identity_rule_of_their_workspace(workspace: Any) -> None:
+    # given: a steward holding manage_data (and view_profiles) on the workspace
+    user = UserFactory(username="data-manager", is_staff=True)
+    services.steward_grant_roles(
+        workspace=workspace,
+        user=user,
+        roles=[WorkspaceRole.VIEW_PROFILES, WorkspaceRole.MANAGE_DATA],
+    )
     rule = IdentityRule.objects.get(workspace=workspace, identifier_type="email")
     # when
-    response = client_for(member).post(
-        reverse("admin:profiles_identityrule_change", args=[rule.pk]),
-        {
-            "priority": "15",
-            "merge": "on",
-            "max_per_profile": "3",
-            "window_days": "",
-            "blocked_values": '["test@example.com"]',
-            "blocked_patterns": '["^noreply@"]',
-        },
+    response = client_for(user).post(
+        reverse("admin:profiles_identityrule_change", args=[rule.pk]), _RULE_EDIT
     )
     # then
     assert response.status_code == 302
     rule.refresh_from_db()
     assert (rule.priority, rule.max_per_profile) == (15, 3)
     assert rule.blocked_patterns == ["^noreply@"]
+
+
+def test_a_member_who_only_views_profiles_sees_identity_rules_but_cannot_change_them(
+    member: Any, workspace: Any
+) -> None:
+    # given
+    rule = IdentityRule.objects.get(workspace=workspace, identifier_type="email")
+    before = (rule.priority, rule.max_per_profile, list(rule.blocked_patterns))
+    url = reverse("admin:profiles_identityrule_change", args=[rule.pk])
+    # when
+    page = client_for(member).get(url)
+    edit = client_for(member).post(url, _RULE_EDIT)
+    schema = client_for(member).get(reverse("admin:profiles_traitschema_add"))
+    # then: the rule is shown read-only, the edit is refused, nothing changed
+    assert page.status_code == 200
+    assert 'name="priority"' not in page.content.decode()
+    assert edit.status_code == 403
+    assert schema.status_code == 403
+    rule.refresh_from_db()
+    assert (rule.priority, rule.max_per_profile, list(rule.blocked_patterns)) == before
 
 
 def test_identity_rule_with_a_broken_pattern_is_refused(owner: Any, workspace: Any) -> None:

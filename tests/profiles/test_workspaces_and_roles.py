@@ -23,7 +23,7 @@ from tests.profiles.factories import UserFactory, WorkspaceFactory, make_profile
 
 CHOICES = (
     "view_profiles, reveal_pii, manage_consent, handle_requests, manage_audiences, view_audit, "
-    "merge_profiles"
+    "merge_profiles, manage_data"
 )
 
 
