@@ -33,6 +33,7 @@ from rest_framework.views import APIView
 
 from cdp.core.api.errors import exception_handler
 from cdp.core.api.write_key import SourceMayWrite, WriteKeyInvalid, WriteKeyMissing
+from cdp.core.exceptions import InvalidInput
 from consent import selectors, services
 from consent.api.authentication import ConsentWriteKeyAuthentication
 from consent.api.parsers import ConsentAnyParser, ConsentJSONParser, ConsentTextPlainParser
@@ -47,6 +48,7 @@ from consent.api.serializers import (
 )
 from consent.enums import Method
 from consent.exceptions import ReceiptNotFound
+from profiles.enums import IdentifierType
 
 CONFIG_MAX_AGE_SECONDS = 60
 KEYS_MAX_AGE_SECONDS = 300
@@ -199,7 +201,8 @@ class ConsentConfigApi(_ConsentApi):
 
 class ConsentApi(_ConsentApi):
     """`POST /v1/consent` records a consent change and answers the receipt it issued;
-    `GET /v1/consent?anonymousId=|userId=` answers that identity's current consent.
+    `GET /v1/consent?anonymousId=[&userId=]` answers the current consent of the browser's
+    anonymousId (never of a userId alone: the write key is public).
 
     One route, two operations: each method has its own input and output serializers."""
 
@@ -268,8 +271,19 @@ class ConsentApi(_ConsentApi):
     def get(self, request: Request) -> Response:
         query = IdentityQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
+        # The write key is public and a userId can be guessed (a customer number, an email):
+        # read by it, anyone could learn anyone's choices. The answer is the consent of the
+        # profile of the anonymousId this browser keeps; a userId linked to that profile gives
+        # the same answer, and one that is not is not looked up.
+        anonymous = [(k, v) for k, v in query.identities() if k == IdentifierType.ANONYMOUS_ID]
+        if not anonymous:
+            raise InvalidInput(
+                "Send the anonymousId this browser keeps: consent is not read by userId alone "
+                "with a public write key.",
+                code="anonymous_id_required",
+            )
         found = selectors.consent_state_for_identity(
-            workspace=_source(request).workspace, identities=query.identities()
+            workspace=_source(request).workspace, identities=anonymous
         )
         data = {"state": found.state, "needsReconsent": found.needs_reconsent}
         response = Response(self.StateOutputSerializer(data).data)

@@ -314,7 +314,7 @@ def test_get_answers_the_current_consent_of_an_identity(banner: APIClient) -> No
     post(banner, {"anonymousId": "anon-5", "decisions": {"analytics": "withdrawn"}})
     # when
     known = banner.get("/v1/consent", {"anonymousId": "anon-5"})
-    unknown = banner.get("/v1/consent", {"userId": "nobody"})
+    unknown = banner.get("/v1/consent", {"anonymousId": "nobody"})
     # then
     assert known.status_code == 200
     assert known.json() == {
@@ -324,6 +324,30 @@ def test_get_answers_the_current_consent_of_an_identity(banner: APIClient) -> No
     assert known["Cache-Control"] == "private, no-store"
     assert unknown.status_code == 200
     assert unknown.json() == {"state": {}, "needsReconsent": []}
+
+
+def test_get_by_a_user_id_alone_is_refused(banner: APIClient) -> None:
+    # given: a user's choices, recorded from their own browser
+    post(banner, {"anonymousId": "anon-ada", "userId": "ada", "decisions": {"profiling": True}})
+    # when: someone who knows (or guesses) the userId asks with the public write key
+    response = banner.get("/v1/consent", {"userId": "ada"})
+    # then
+    assert response.status_code == 400
+    assert response.json()["code"] == "anonymous_id_required"
+    assert "profiling" not in response.content.decode()
+
+
+def test_get_answers_for_the_browser_not_for_a_user_id_it_names(banner: APIClient) -> None:
+    # given: ada's browser, and another browser that named no one
+    post(banner, {"anonymousId": "anon-ada", "userId": "ada", "decisions": {"profiling": True}})
+    post(banner, {"anonymousId": "anon-eve", "decisions": {"analytics": False}})
+    # when
+    linked = banner.get("/v1/consent", {"anonymousId": "anon-ada", "userId": "ada"})
+    other = banner.get("/v1/consent", {"anonymousId": "anon-eve", "userId": "ada"})
+    # then: ada's own browser reads her choices; the other browser only its own
+    assert linked.json()["state"] == {"profiling": "granted"}
+    assert other.status_code == 200
+    assert other.json()["state"] == {"analytics": "denied"}
 
 
 def test_get_without_an_identity_is_refused(banner: APIClient) -> None:
