@@ -256,6 +256,15 @@ LOGGING = {
         "push_response": {"handlers": [], "propagate": True},
     },
 }
+if CELERY_TASK_ALWAYS_EAGER:
+    # No broker: tasks run in the process that queues them (the demo, imports from the
+    # command line). Celery still makes a producer, and kombu warns, for every task, that
+    # the unset broker defaults to localhost; and one "Task ... succeeded" line per task
+    # (hundreds while the demo loads) would bury what a reader needs. Failures still log.
+    LOGGING["loggers"] |= {  # type: ignore[operator]
+        "kombu.connection": {"level": "ERROR"},
+        "celery.app.trace": {"level": "WARNING"},
+    }
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "privacy@cdp.example.com")
 
