@@ -248,6 +248,37 @@ def _proof(workspace_id: int, evidence: Evidence) -> dict[str, str]:
 
 
 @transaction.atomic
+def _record_new(
+    workspace: Any,
+    subject: Subject,
+    index: bytes,
+    purpose: Purpose,
+    decision: str,
+    evidence: Evidence,
+    proof: dict[str, str],
+    server_time: datetime,
+    prev_hash: str,
+) -> ConsentRecord:
+    """An unsaved ledger record of one decision (its own hash is the caller's to set)."""
+    return ConsentRecord(
+        workspace=workspace,
+        profile_id=subject.profile_id,
+        subject_type=subject.type,
+        subject_index=index,
+        purpose=purpose,
+        decision=decision,
+        notice_version=evidence.notice_version,
+        method=evidence.method,
+        jurisdiction=evidence.jurisdiction[:16],
+        source_id=evidence.source_id,
+        client_time=evidence.client_time,
+        server_time=server_time,
+        proof=proof,
+        signals=evidence.signals or {},
+        prev_hash=prev_hash,
+    )
+
+
 def consent_record(
     *,
     workspace: Any,
@@ -283,22 +314,8 @@ def consent_record(
     reconsent = set(needs_reconsent)
     records = []
     for key in sorted(decisions):
-        record = ConsentRecord(
-            workspace=workspace,
-            profile_id=subject.profile_id,
-            subject_type=subject.type,
-            subject_index=index,
-            purpose=purposes[key],
-            decision=decisions[key],
-            notice_version=evidence.notice_version,
-            method=evidence.method,
-            jurisdiction=evidence.jurisdiction[:16],
-            source_id=evidence.source_id,
-            client_time=evidence.client_time,
-            server_time=now,
-            proof=proof,
-            signals=evidence.signals or {},
-            prev_hash=prev,
+        record = _record_new(
+            workspace, subject, index, purposes[key], decisions[key], evidence, proof, now, prev
         )
         record.record_hash = record_hash(prev, record, key)
         prev = record.record_hash
@@ -361,22 +378,16 @@ def consent_record_many(
         proof = _proof(workspace.pk, evidence)
         records = []
         for key in sorted(change.decisions):
-            record = ConsentRecord(
-                workspace=workspace,
-                profile_id=change.subject.profile_id,
-                subject_type=change.subject.type,
-                subject_index=index,
-                purpose=purposes[key],
-                decision=change.decisions[key],
-                notice_version=evidence.notice_version,
-                method=evidence.method,
-                jurisdiction=evidence.jurisdiction[:16],
-                source_id=evidence.source_id,
-                client_time=evidence.client_time,
-                server_time=server_time,
-                proof=proof,
-                signals=evidence.signals or {},
-                prev_hash=prev.get(index, GENESIS),
+            record = _record_new(
+                workspace,
+                change.subject,
+                index,
+                purposes[key],
+                change.decisions[key],
+                evidence,
+                proof,
+                server_time,
+                prev.get(index, GENESIS),
             )
             record.record_hash = record_hash(record.prev_hash, record, key)
             prev[index] = record.record_hash
