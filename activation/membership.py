@@ -177,7 +177,8 @@ def audience_refresh(
 ) -> MembershipDelta:
     """Bring the audience's membership up to date: fully (profile_ids None) or for these
     profiles; records who entered and who left. A paused or archived audience is left as it
-    is. Raises RuleError when its rules no longer compile (a stage or trait it names is gone)."""
+    is. Raises RuleError when its rules no longer compile (a stage or trait it names is gone).
+    The audience's row stays locked until the transaction ends (see `changes_settled`)."""
     locked = Audience.objects.select_for_update().select_related("workspace").get(pk=audience.pk)
     if locked.status != AudienceStatus.ACTIVE:
         return MembershipDelta(entered=0, exited=0)
@@ -212,12 +213,38 @@ def audiences_refresh_for_profiles(
 
 
 @transaction.atomic
+def changes_settled(audience_ids: Iterable[Any]) -> None:
+    """Lock these audiences' rows (in id order) until the transaction ends.
+
+    Every writer of MembershipChange holds its audiences' locks from before it draws a change
+    id until it commits (`audience_refresh`, `memberships_end`), so an audience's changes
+    commit in the order of their ids. An incremental sync reads the changes after its cursor
+    (activation.sync): whatever it sees is then every change up to the last one it read, and
+    none can commit later below its cursor and be skipped. (Ids come from a sequence in the
+    order they are drawn, which is not the order transactions commit in.)"""
+    wanted = sorted(set(audience_ids))
+    if wanted:
+        list(Audience.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
+
+
+@transaction.atomic
 def memberships_end(*, workspace_id: int, profile_ids: Sequence[Any]) -> int:
     """Take these profiles out of every audience of the workspace at once, recording the
     exits (a profile merged away, or restricted); returns how many memberships ended."""
     ids = _uuids(profile_ids)
     now = timezone.now()
     ended = 0
+    # Every audience concerned is locked first, in one go (in id order: two of these at once
+    # cannot deadlock), before any change id is drawn.
+    changes_settled(
+        audience_id
+        for start in range(0, len(ids), ID_CHUNK)
+        for audience_id in AudienceMembership.objects.filter(
+            audience__workspace_id=workspace_id, profile_id__in=ids[start : start + ID_CHUNK]
+        )
+        .values_list("audience_id", flat=True)
+        .distinct()
+    )
     for start in range(0, len(ids), ID_CHUNK):
         chunk = ids[start : start + ID_CHUNK]
         rows = list(
@@ -227,6 +254,8 @@ def memberships_end(*, workspace_id: int, profile_ids: Sequence[Any]) -> int:
         )
         if not rows:
             continue
+        # Locked already, unless a membership was added meanwhile (then locked now).
+        changes_settled(audience_id for audience_id, _profile_id in rows)
         MembershipChange.objects.bulk_create(
             [
                 MembershipChange(

@@ -7,7 +7,9 @@ A run (`SyncRun`) is queued by `sync_run_start` and carried out by a Celery task
    back (consent withdrawn, say) and allowed again since is not added, then removed.
 2. The plan. Full: every member is sent, and everyone the ledger says the destination holds
    who is no longer a member is removed. Incremental: the membership changes after the
-   sync's cursor; entered (and not held already) is sent, exited (and held) is removed.
+   sync's cursor; entered (and not held already) is sent, exited (and held) is removed. The
+   writers of changes commit an audience's changes in id order
+   (`membership.changes_settled`), so a change never commits below the cursor.
 3. Removals are queued (`Removal`, sealed payload) and sent at once; a failure stays queued
    and is retried by the removal task with backoff.
 4. Each batch of additions is evaluated at send time (activation.eligibility: active, not
