@@ -225,8 +225,14 @@ class Identity(models.Model):
     """One identifier value of a profile: encrypted, found by its blind index."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="+")
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="identities")
+    # Neither has an index of its own: the unique (workspace, blind_index, type) and
+    # identity_profile lead with them (an index more is one more write per identity).
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    profile = models.ForeignKey(
+        Profile, on_delete=models.CASCADE, related_name="identities", db_index=False
+    )
     # The profile the identifier was first attached to: where an unmerge gives it back.
     origin_profile_id = models.UUIDField()
     identifier_type = models.CharField(max_length=64)
@@ -305,7 +311,10 @@ class Trait(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="+")
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="trait_values")
+    # No index of its own: trait_profile_key leads with it.
+    profile = models.ForeignKey(
+        Profile, on_delete=models.CASCADE, related_name="trait_values", db_index=False
+    )
     origin_profile_id = models.UUIDField()
     key = models.CharField(max_length=128)
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
@@ -334,8 +343,14 @@ class Event(models.Model):
     sealed under the profile's data key; the rest is plain for timelines and audiences."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="+")
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="events")
+    # Neither has an index of its own: event_ws_* and event_profile_time lead with them
+    # (the events table takes the most writes; each index is one more per event).
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    profile = models.ForeignKey(
+        Profile, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     origin_profile_id = models.UUIDField()
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
     message_id = models.CharField(max_length=128)
@@ -366,7 +381,10 @@ class Event(models.Model):
 class SeenMessage(models.Model):
     """messageIds seen within the dedup window: a retried batch is stored once."""
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (workspace, message_id) leads with it.
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     message_id = models.CharField(max_length=128)
     received_at = models.DateTimeField()
 
