@@ -544,24 +544,8 @@ def _receipts_issue_many(
 ) -> list[Receipt]:
     """receipt_issue for each change's records: one key read, one insert."""
     key = signing_key_current(workspace=workspace)
-    private = Ed25519PrivateKey.from_private_bytes(
-        base64.urlsafe_b64decode(key.private_key + "=" * (-len(key.private_key) % 4))
-    )
-    receipts = []
-    for records in grouped:
-        receipt = Receipt(
-            workspace=workspace,
-            profile_id=records[0].profile_id,
-            subject_index=records[0].subject_index,
-            records=[str(r.id) for r in records],
-            kid=key.kid,
-            created_at=records[0].server_time,
-        )
-        receipt.body = receipt_body(
-            workspace=workspace, records=records, receipt_id=str(receipt.id)
-        )
-        receipt.signature = _b64(private.sign(canonical_json(receipt.body)))
-        receipts.append(receipt)
+    private = _private_key(key)
+    receipts = [_receipt_signed(workspace, key, private, records) for records in grouped]
     bulk.insert(Receipt, _RECEIPT_COLUMNS, bulk.model_rows(receipts, _RECEIPT_COLUMNS))
     return receipts
 
@@ -838,6 +822,24 @@ def receipt_body(*, workspace: Any, records: Sequence[ConsentRecord], receipt_id
 def receipt_issue(*, workspace: Any, records: Sequence[ConsentRecord]) -> Receipt:
     """Sign and store the receipt of one consent change."""
     key = signing_key_current(workspace=workspace)
+    receipt = _receipt_signed(workspace, key, _private_key(key), records)
+    receipt.save(force_insert=True)
+    return receipt
+
+
+def _private_key(key: SigningKey) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(
+        base64.urlsafe_b64decode(key.private_key + "=" * (-len(key.private_key) % 4))
+    )
+
+
+def _receipt_signed(
+    workspace: Any,
+    key: SigningKey,
+    private: Ed25519PrivateKey,
+    records: Sequence[ConsentRecord],
+) -> Receipt:
+    """The (unsaved) signed receipt of one change's records."""
     receipt = Receipt(
         workspace=workspace,
         profile_id=records[0].profile_id,
@@ -847,11 +849,7 @@ def receipt_issue(*, workspace: Any, records: Sequence[ConsentRecord]) -> Receip
         created_at=records[0].server_time,
     )
     receipt.body = receipt_body(workspace=workspace, records=records, receipt_id=str(receipt.id))
-    private = Ed25519PrivateKey.from_private_bytes(
-        base64.urlsafe_b64decode(key.private_key + "=" * (-len(key.private_key) % 4))
-    )
     receipt.signature = _b64(private.sign(canonical_json(receipt.body)))
-    receipt.save(force_insert=True)
     return receipt
 
 
@@ -1196,7 +1194,4 @@ def workspace_sign(*, workspace: Any, body: dict[str, Any]) -> tuple[str, str]:
     receipts, published at /.well-known/cdp-receipt-keys.json): (signature, kid). Governance
     signs erasure certificates with it, so one published key verifies both."""
     key = signing_key_current(workspace=workspace)
-    private = Ed25519PrivateKey.from_private_bytes(
-        base64.urlsafe_b64decode(key.private_key + "=" * (-len(key.private_key) % 4))
-    )
-    return _b64(private.sign(canonical_json(body))), key.kid
+    return _b64(_private_key(key).sign(canonical_json(body))), key.kid
