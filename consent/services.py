@@ -176,11 +176,20 @@ def notice_version_publish(
 
 @dataclass(frozen=True)
 class Subject:
-    """Who a consent is about: an identity (normalized value) and the profile it resolves to."""
+    """Who a consent is about: an identity (normalized value) and the profile it resolves to.
+    A caller that holds the identity's blind index rather than its value (a linked identity
+    whose value stays sealed) gives `index` instead, and an empty value."""
 
     type: str
     value: str
     profile_id: Any
+    index: bytes | None = None
+
+    def index_in(self, workspace_id: int) -> bytes:
+        """The ledger's key of this subject: its blind index in the workspace."""
+        if self.index is not None:
+            return self.index
+        return blind_index(workspace_id, self.type, self.value)
 
 
 @dataclass(frozen=True)
@@ -301,7 +310,7 @@ def consent_record(
         evidence.notice_version.notice.workspace_id != workspace.pk
     ):
         raise NoticeVersionUnknown()
-    index = blind_index(workspace.pk, subject.type, subject.value)
+    index = subject.index_in(workspace.pk)
     _lock_subject(index)
     prev = (
         ConsentRecord.objects.filter(workspace=workspace, subject_index=index)
@@ -367,7 +376,7 @@ def consent_record_many(
     purposes = {p.key: p for p in Purpose.objects.filter(workspace=workspace)}
     for change in changes:
         _check_change(workspace, purposes, change)
-    indexes = [blind_index(workspace.pk, c.subject.type, c.subject.value) for c in changes]
+    indexes = [c.subject.index_in(workspace.pk) for c in changes]
     _lock_subjects(set(indexes))
     prev = _last_record_hashes(workspace, set(indexes))
     now = now or timezone.now()

@@ -628,10 +628,45 @@ def request_note(*, request: DataSubjectRequest, actor: Any, note: str) -> Reque
     return _event(request, action="note", actor=actor, note=_required(note, "note"))
 
 
-def _consent_subject(request: DataSubjectRequest) -> consent_services.Subject:
-    return consent_services.Subject(
+def _consent_subjects(request: DataSubjectRequest) -> list[consent_services.Subject]:
+    """Whose consent an opt-out or objection records: the contact the request names and, when
+    it matched a profile, every identity linked to that profile (by blind index: their values
+    stay sealed), each with its own ledger chain and receipt."""
+    contact = consent_services.Subject(
         type=request.contact_type, value=request.contact, profile_id=request.profile_id
     )
+    subjects = [contact]
+    if request.profile_id is not None:
+        seen = {contact.index_in(request.workspace_id)}
+        for kind, index in profile_selectors.profile_identity_indexes(
+            workspace=request.workspace, profile_id=request.profile_id
+        ):
+            if index not in seen:
+                seen.add(index)
+                subjects.append(
+                    consent_services.Subject(
+                        type=kind, value="", profile_id=request.profile_id, index=index
+                    )
+                )
+    return subjects
+
+
+def _deny_for_everyone(request: DataSubjectRequest, keys: list[str], evidence: Any) -> int:
+    """Record a denial of these purposes for each of the request's consent subjects; returns
+    how many identities it was recorded for."""
+    subjects = _consent_subjects(request)
+    consent_services.consent_record_many(
+        workspace=request.workspace,
+        changes=[
+            consent_services.ConsentChange(
+                subject=subject,
+                decisions=dict.fromkeys(keys, ConsentDecision.DENIED),
+                evidence=evidence,
+            )
+            for subject in subjects
+        ],
+    )
+    return len(subjects)
 
 
 def _fulfil_directly(request: DataSubjectRequest) -> str:
@@ -647,23 +682,14 @@ def _fulfil_directly(request: DataSubjectRequest) -> str:
             for p in consent_selectors.purpose_list(workspace=request.workspace)
             if p.sale_or_share
         ]
-        if keys:
-            consent_services.consent_record(
-                workspace=request.workspace,
-                subject=_consent_subject(request),
-                decisions=dict.fromkeys(keys, ConsentDecision.DENIED),
-                evidence=evidence,
-            )
-        return f"Opted out of {len(keys)} sale/share purpose(s)."
+        if not keys:
+            return "Opted out of 0 sale/share purpose(s)."
+        count = _deny_for_everyone(request, keys, evidence)
+        return f"Opted out of {len(keys)} sale/share purpose(s) for {count} identities."
     if request.type == RequestType.OBJECTION:
         keys = list((request.details or {}).get("purposes", []))
-        consent_services.consent_record(
-            workspace=request.workspace,
-            subject=_consent_subject(request),
-            decisions=dict.fromkeys(keys, ConsentDecision.DENIED),
-            evidence=evidence,
-        )
-        return f"Objection recorded for {len(keys)} purpose(s)."
+        count = _deny_for_everyone(request, keys, evidence)
+        return f"Objection recorded for {len(keys)} purpose(s) for {count} identities."
     if request.profile is None:
         return "No profile matched the contact: nothing to restrict."
     profile_services.profile_restrict(profile=request.profile, restricted=True)

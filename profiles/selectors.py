@@ -114,6 +114,17 @@ def profile_list(*, workspace: Workspace) -> QuerySet[Profile]:
     )
 
 
+def profile_identity_indexes(*, workspace: Workspace, profile_id: Any) -> list[tuple[str, bytes]]:
+    """(type, blind index) of every identity linked to the profile (those of profiles merged
+    into it included: they point at it), without opening any value."""
+    return [
+        (kind, bytes(index))
+        for kind, index in Identity.objects.filter(workspace=workspace, profile_id=profile_id)
+        .order_by("identifier_type", "first_seen_at", "pk")
+        .values_list("identifier_type", "blind_index")
+    ]
+
+
 def profile_identities(
     *, workspace: Workspace, profile: Profile, reveal: bool = False
 ) -> list[IdentityView]:

@@ -16,10 +16,10 @@ from guardian.shortcuts import get_perms
 
 from cdp.core.exceptions import InvalidInput, PermissionDenied
 from consent import services as consent_services
-from consent.models import ConsentRecord, ConsentState
+from consent.models import ConsentRecord, ConsentState, Receipt
 from governance import services
 from governance.models import DataSubjectRequest, RequestEvent
-from profiles.models import DataKey
+from profiles.models import DataKey, Identity
 from tests.governance.request_helpers import (
     SUBJECT_EMAIL,
     SUBJECT_EMAIL_NORMALIZED,
@@ -460,16 +460,23 @@ def test_fulfilling_an_opt_out_denies_every_sale_or_share_purpose(
     dsr = in_progress(workspace, owner, regime="ccpa", request_type="opt_out")
     # when
     services.request_fulfil(request=dsr, actor=owner)
-    # then
-    records = ConsentRecord.objects.filter(workspace=workspace, method="request")
-    assert [(r.purpose.key, r.decision, r.profile_id) for r in records] == [
-        ("advertising", "denied", profile.pk)
+    # then: a denial on the ledger of every identity linked to the person (the email the
+    # request names and the userId), each with its receipt; the profile's state is denied
+    records = ConsentRecord.objects.filter(workspace=workspace, method="request").order_by(
+        "subject_type"
+    )
+    assert [(r.subject_type, r.purpose.key, r.decision, r.profile_id) for r in records] == [
+        ("email", "advertising", "denied", profile.pk),
+        ("user_id", "advertising", "denied", profile.pk),
     ]
+    linked = Identity.objects.filter(profile=profile).values_list("blind_index", flat=True)
+    assert {bytes(r.subject_index) for r in records} == {bytes(i) for i in linked}
+    assert Receipt.objects.filter(workspace=workspace, profile=profile).count() == 2
     assert (
         ConsentState.objects.get(profile=profile, purpose__key="advertising").decision == "denied"
     )
     assert (
-        "Opted out of 1 sale/share purpose(s)."
+        "Opted out of 1 sale/share purpose(s) for 2 identities."
         in RequestEvent.objects.get(request=dsr, action="fulfilled").note
     )
 
@@ -489,6 +496,9 @@ def test_fulfilling_an_objection_denies_the_named_purposes(workspace: Any, owner
         ("analytics", "denied"),
         ("profiling", "denied"),
     ]
+    on_ledger = ConsentRecord.objects.filter(workspace=workspace, method="request")
+    assert sorted({r.subject_type for r in on_ledger}) == ["email", "user_id"]
+    assert on_ledger.count() == 4
 
 
 def test_fulfilling_a_restriction_restricts_the_profile(workspace: Any, owner: Any) -> None:
