@@ -1034,7 +1034,8 @@ class ConsentSubmission:
 @dataclass(frozen=True)
 class ConsentSubmitted:
     """What a submission did: the receipt of the change (None when nothing changed), every
-    receipt issued (the change's, then GPC's), and the profile's state after it."""
+    receipt issued (the change's, then GPC's), and the state after it of the purposes it
+    decided."""
 
     profile_id: Any
     receipt: Receipt | None
@@ -1181,8 +1182,16 @@ def consent_submit(*, source: Any, submission: ConsentSubmission) -> ConsentSubm
         gpc = consent_apply_gpc(workspace=workspace, subject=subject, evidence=evidence)
         receipts += [gpc.receipt] if gpc.receipt else []
 
+    # The answer covers the purposes this submission decided (explicitly, by TC string or by
+    # GPC), as they now stand: anyone holding the public write key may post a decision for any
+    # userId, and the person's other choices are none of the poster's business.
+    answered = set(submission.decisions) | set(derived)
+    if submission.gpc:
+        answered |= {p.key for p in purposes if p.sale_or_share}
     states = list(
-        ConsentState.objects.filter(workspace=workspace, profile_id=profile_id)
+        ConsentState.objects.filter(
+            workspace=workspace, profile_id=profile_id, purpose__key__in=answered
+        )
         .select_related("purpose")
         .order_by("purpose__position", "purpose__key")
     )

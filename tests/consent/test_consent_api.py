@@ -337,6 +337,22 @@ def test_get_by_a_user_id_alone_is_refused(banner: APIClient) -> None:
     assert "profiling" not in response.content.decode()
 
 
+def test_a_post_answers_only_the_purposes_it_decided(banner: APIClient) -> None:
+    # given: ada's choices, made in her own browser
+    post(
+        banner,
+        {"anonymousId": "anon-ada", "userId": "ada", "decisions": {"profiling": True}},
+    )
+    # when: someone else posts a decision for her userId
+    response = post(
+        banner, {"anonymousId": "anon-eve", "userId": "ada", "decisions": {"analytics": False}}
+    )
+    # then: the answer is the state of what was decided, not ada's other choices
+    assert response.status_code == 200
+    assert response.json()["state"] == {"analytics": "denied"}
+    assert "profiling" not in response.content.decode()
+
+
 def test_get_answers_for_the_browser_not_for_a_user_id_it_names(banner: APIClient) -> None:
     # given: ada's browser, and another browser that named no one
     post(banner, {"anonymousId": "anon-ada", "userId": "ada", "decisions": {"profiling": True}})
