@@ -212,7 +212,6 @@ def audiences_refresh_for_profiles(
     return deltas
 
 
-@transaction.atomic
 def changes_settled(audience_ids: Iterable[Any]) -> None:
     """Lock these audiences' rows (in id order) until the transaction ends.
 

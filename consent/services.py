@@ -256,7 +256,6 @@ def _proof(workspace_id: int, evidence: Evidence) -> dict[str, str]:
     return proof
 
 
-@transaction.atomic
 def _record_new(
     workspace: Any,
     subject: Subject,
@@ -288,6 +287,7 @@ def _record_new(
     )
 
 
+@transaction.atomic
 def consent_record(
     *,
     workspace: Any,
