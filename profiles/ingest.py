@@ -180,10 +180,12 @@ class Ident:
     value: str
     index: bytes
     priority: int
+    # (type, index), read many times per identifier: a plain attribute (functools'
+    # cached_property takes a lock on first access, which showed in the drain's profile).
+    key: tuple[str, bytes] = field(init=False, repr=False, compare=False)
 
-    @functools.cached_property
-    def key(self) -> tuple[str, bytes]:
-        return (self.type, self.index)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.type, self.index))
 
 
 def _raw_identifiers(
