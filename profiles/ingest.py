@@ -183,9 +183,12 @@ class Ident:
     # (type, index), read many times per identifier: a plain attribute (functools'
     # cached_property takes a lock on first access, which showed in the drain's profile).
     key: tuple[str, bytes] = field(init=False, repr=False, compare=False)
+    # The advisory-lock key of the identifier (`_lock_identifiers`, `_contended`).
+    lock_key: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", (self.type, self.index))
+        object.__setattr__(self, "lock_key", int.from_bytes(self.index[:8], "big", signed=True))
 
 
 def _raw_identifiers(
@@ -316,13 +319,13 @@ class _Plan:
 
 
 def _lock_key(ident: Ident) -> int:
-    return int.from_bytes(ident.index[:8], "big", signed=True)
+    return ident.lock_key
 
 
 def _lock_identifiers(idents: Iterable[Ident]) -> None:
     if connection.vendor != "postgresql":
         return
-    keys = sorted({_lock_key(i) for i in idents})
+    keys = sorted({i.lock_key for i in idents})
     if keys:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -358,7 +361,7 @@ def _contended(per_message: list[list[Ident]]) -> set[int]:
     transaction holds. What is kept is then locked in full."""
     if connection.vendor != "postgresql":
         return set()
-    keys = sorted({_lock_key(i) for idents in per_message for i in idents})
+    keys = sorted({i.lock_key for idents in per_message for i in idents})
     if not keys:
         return set()
     with connection.cursor() as cursor:
@@ -370,7 +373,7 @@ def _contended(per_message: list[list[Ident]]) -> set[int]:
         held = {row[0] for row in cursor.fetchall()}
     if not held:
         return set()
-    return _connected([[_lock_key(i) for i in idents] for idents in per_message], held)
+    return _connected([[i.lock_key for i in idents] for idents in per_message], held)
 
 
 def _profiles_busy(plan: _Plan) -> set[UUID]:
