@@ -68,8 +68,8 @@ if str(ROOT_DIR) not in sys.path:
 
 import orjson  # noqa: E402
 import psycopg  # noqa: E402
-from psycopg import conninfo, sql  # noqa: E402
 
+from bench._common import bench_database_name, drop_database, load_average, recreate_database  # noqa: E402
 from bench.ingest import Processes, _health_ok, _tool, _wait_until  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cdp_bench_audiences"
@@ -95,25 +95,6 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--skip-latency", action="store_true", help="no servers, no latency")
     parser.add_argument("--only", default="", help="comma-separated audience keys to time")
     return parser.parse_args()
-
-
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def _database_name(database_url: str) -> str:
-    name = str(conninfo.conninfo_to_dict(database_url).get("dbname") or "")
-    if not name or name in {"postgres", "template0", "template1"}:
-        raise SystemExit(f"refusing to drop database {name!r}: give a dedicated bench database")
-    return name
-
-
-def _admin(database_url: str, statement: sql.Composed) -> None:
-    with psycopg.connect(
-        conninfo.make_conninfo(database_url, dbname="postgres"), autocommit=True
-    ) as conn:
-        conn.execute(statement)
 
 
 def _environment(database_url: str, keys_file: Path) -> dict[str, str]:
@@ -734,18 +715,14 @@ def main() -> int:
     print(f"bench/audiences.py: {args.profiles:,} profiles, {args.events:,} events, "
           f"repeat {args.repeat}, {args.latency_samples} latency samples")  # fmt: skip
     print(f"machine: {platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs, load average {_load()}")  # fmt: skip
-    name = _database_name(args.database_url)
+          f"{os.cpu_count()} CPUs, load average {load_average()}")  # fmt: skip
+    name = bench_database_name(args.database_url)
     keys_file = Path(tempfile.gettempdir()) / f"{name}.keys"
     if not args.reuse_db and keys_file.exists():
         keys_file.unlink()
     env = _environment(args.database_url, keys_file)
     if not args.reuse_db:
-        _admin(
-            args.database_url,
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-        )
-        _admin(args.database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        recreate_database(args.database_url)
         subprocess.run(
             [_tool("python"), "manage.py", "migrate", "--no-input", "-v", "0"],
             cwd=ROOT_DIR, env=env, check=True, timeout=900,
@@ -790,14 +767,11 @@ def main() -> int:
         samples = _latency(args, env, bench)
         print(
             f"latency: median {statistics.median(samples):.2f} s, max {max(samples):.2f} s over "
-            f"{len(samples)} samples  (bar < {LATENCY_BAR:.0f} s; load {_load()})"
+            f"{len(samples)} samples  (bar < {LATENCY_BAR:.0f} s; load {load_average()})"
         )
     connection.close()
     if not args.keep_db:
-        _admin(
-            args.database_url,
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-        )
+        drop_database(args.database_url)
         keys_file.unlink(missing_ok=True)
     return 0
 

@@ -56,7 +56,9 @@ if str(ROOT_DIR) not in sys.path:
     sys.path.insert(0, str(ROOT_DIR))
 
 import psycopg  # noqa: E402
-from psycopg import conninfo, sql  # noqa: E402
+from psycopg import sql  # noqa: E402
+
+from bench._common import admin_execute, bench_database_name, load_average, recreate_database  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cdp_bench_consent"
 SETTINGS = "cdp.settings.test"
@@ -82,32 +84,8 @@ def _parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _load() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def _database_name(database_url: str) -> str:
-    name = str(conninfo.conninfo_to_dict(database_url).get("dbname") or "")
-    if not name or name in {"postgres", "template0", "template1"}:
-        raise SystemExit(f"refusing to drop database {name!r}: give a dedicated bench database")
-    return name
-
-
-def _admin_execute(database_url: str, statement: sql.Composed) -> None:
-    admin = conninfo.make_conninfo(database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def _recreate_database(database_url: str) -> None:
-    name = sql.Identifier(_database_name(database_url))
-    _admin_execute(database_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-    _admin_execute(database_url, sql.SQL("CREATE DATABASE {}").format(name))
-
-
 def _create_and_migrate(database_url: str) -> None:
-    _recreate_database(database_url)
+    recreate_database(database_url)
     _migrate(database_url)
 
 
@@ -448,8 +426,8 @@ def main() -> int:
         f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores",
         flush=True,
     )
-    print(f"load average before: {_load()}", flush=True)
-    name = _database_name(args.database_url)
+    print(f"load average before: {load_average()}", flush=True)
+    name = bench_database_name(args.database_url)
     if not args.reuse_db:
         print(f"setup: database {name} (dropped and created)", flush=True)
         _timed("create and migrate", lambda: _create_and_migrate(args.database_url))
@@ -476,14 +454,14 @@ def main() -> int:
                 if kind in BAR_KINDS:
                     ratios[f"{jurisdiction} {kind}"] = value
         bench.at_variant()
-        print(f"load average after: {_load()}", flush=True)
+        print(f"load average after: {load_average()}", flush=True)
         worst = max(ratios, key=ratios.__getitem__)
         print(f"worst: {worst}", flush=True)
         print(f"ratio: {ratios[worst]:.2f}", flush=True)
     finally:
         connection.close()
         if not args.keep_db:
-            _admin_execute(
+            admin_execute(
                 args.database_url,
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
             )

@@ -44,13 +44,11 @@ if str(ROOT_DIR) not in sys.path:
 
 import redis  # noqa: E402
 
+from bench._common import drop_database, load_average, recreate_database  # noqa: E402
 from bench.ingest import (  # noqa: E402
     Processes,
     _bench_env,
-    _drop_database,
     _health_ok,
-    _load,
-    _recreate_database,
     _tool,
     _wait_until,
 )
@@ -191,14 +189,14 @@ def _run(
         deadline = time.monotonic() + args.timeout
         # Warm every worker's imports and connection (and, cached, a part of the answers).
         _get_all(args.port, write_key, subjects, 20 * args.workers, 2, deadline, seed=1)
-        load_before = _load()
+        load_before = load_average()
         elapsed = _get_all(
             args.port, write_key, subjects, args.requests, args.clients, deadline, seed=2
         )
         rate = args.requests / elapsed
         print(
             f"{label}: {args.requests} GETs in {elapsed:.2f} s = {rate:,.0f} requests/s "
-            f"(load {load_before} -> {_load()}; logs in {log_dir})"
+            f"(load {load_before} -> {load_average()}; logs in {log_dir})"
         )
         return rate
     except (RequestFailed, RuntimeError, TimeoutError) as exc:
@@ -219,11 +217,11 @@ def main() -> int:
         f"{args.clients} clients, gunicorn {args.workers} sync workers"
     )
     print(f"machine: {platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs, load average {_load()}")  # fmt: skip
+          f"{os.cpu_count()} CPUs, load average {load_average()}")  # fmt: skip
 
     env = _bench_env(args.database_url, 0)
     env["CDP_CONSENT_CACHE_SECONDS"] = "0"
-    db_name = _recreate_database(args.database_url)
+    recreate_database(args.database_url)
     migrate = subprocess.run(
         [_tool("python"), "manage.py", "migrate", "--no-input", "-v", "0"],
         cwd=ROOT_DIR,
@@ -259,7 +257,7 @@ def main() -> int:
     finally:
         redis.Redis.from_url(args.redis_url).flushdb()
         if not args.keep_db:
-            _drop_database(args.database_url, db_name)
+            drop_database(args.database_url)
     print(f"ratio: {cached / uncached:.2f}  (cached / uncached requests/s)")
     return 0
 

@@ -85,7 +85,9 @@ if str(ROOT_DIR) not in sys.path:
 
 import orjson  # noqa: E402
 import psycopg  # noqa: E402
-from psycopg import conninfo, sql  # noqa: E402
+from psycopg import sql  # noqa: E402
+
+from bench._common import bench_database_name, drop_database, load_average, recreate_database  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cdp_bench_dsr"
 SETTINGS = "cdp.settings.test"
@@ -121,33 +123,8 @@ def _parse() -> argparse.Namespace:
     return args
 
 
-def _load() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def _database_name(database_url: str) -> str:
-    name = str(conninfo.conninfo_to_dict(database_url).get("dbname") or "")
-    if not name or name in {"postgres", "template0", "template1"}:
-        raise SystemExit(f"refusing to drop database {name!r}: give a dedicated bench database")
-    return name
-
-
-def _admin_execute(database_url: str, statement: sql.Composed) -> None:
-    admin = conninfo.make_conninfo(database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def _drop_database(database_url: str) -> None:
-    name = sql.Identifier(_database_name(database_url))
-    _admin_execute(database_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-
-
 def _create_and_migrate(database_url: str) -> None:
-    _drop_database(database_url)
-    name = sql.Identifier(_database_name(database_url))
-    _admin_execute(database_url, sql.SQL("CREATE DATABASE {}").format(name))
+    recreate_database(database_url)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "DATABASE_URL": database_url}
     subprocess.run(
         [sys.executable, str(ROOT_DIR / "manage.py"), "migrate", "--noinput", "-v", "0"],
@@ -921,8 +898,8 @@ def main() -> int:
         f"nice {os.nice(0)}",
         flush=True,
     )
-    print(f"load average before: {_load()}", flush=True)
-    name = _database_name(args.database_url)
+    print(f"load average before: {load_average()}", flush=True)
+    name = bench_database_name(args.database_url)
     print(f"setup: database {name} (dropped and created)", flush=True)
     _timed("create and migrate", lambda: _create_and_migrate(args.database_url))
 
@@ -975,12 +952,12 @@ def main() -> int:
 
         pairs = [(subjects[2 * i], subjects[2 * i + 1]) for i in range(pairs_needed)]
         bench = Bench(args, pairs)
-        print(f"load average at the first run: {_load()}", flush=True)
+        print(f"load average at the first run: {load_average()}", flush=True)
         for i in range(args.warmup):
             bench.run(i, *pairs[i], timed=False)
         for i in range(args.runs):
             bench.run(i, *pairs[args.warmup + i], timed=True)
-        print(f"load average after the runs: {_load()}", flush=True)
+        print(f"load average after the runs: {load_average()}", flush=True)
         print(
             f"export zip: median {statistics.median(bench.sizes) / 1e6:.1f} MB",
             flush=True,
@@ -994,7 +971,7 @@ def main() -> int:
     finally:
         connection.close()
         if not args.keep_db:
-            _drop_database(args.database_url)
+            drop_database(args.database_url)
     return 0
 
 

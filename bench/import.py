@@ -50,7 +50,8 @@ if str(ROOT_DIR) not in sys.path:
     sys.path.insert(0, str(ROOT_DIR))
 
 import psycopg  # noqa: E402
-from psycopg import conninfo, sql  # noqa: E402
+
+from bench._common import drop_database, load_average, recreate_database  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cdp_bench_import"
 PYTHON = str(ROOT_DIR / ".venv" / "bin" / "python")
@@ -149,27 +150,6 @@ def _env(database_url: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
-
-
-def _recreate_database(database_url: str) -> str:
-    name = str(conninfo.conninfo_to_dict(database_url).get("dbname") or "")
-    if not name or name in {"postgres", "template0", "template1"}:
-        raise SystemExit(f"refusing to drop database {name!r}: give a dedicated bench database")
-    admin = conninfo.make_conninfo(database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return name
-
-
-def _drop_database(database_url: str, name: str) -> None:
-    admin = conninfo.make_conninfo(database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 def _proc_cpu(pid: int) -> float:
@@ -309,7 +289,7 @@ def _copy(database_url: str, path: Path) -> dict[str, float]:
 
 def run_size(args: argparse.Namespace, rows: int, workdir: Path) -> dict[str, Any]:
     print(f"\n== {rows:,} rows ==", flush=True)
-    db_name = _recreate_database(args.database_url)
+    recreate_database(args.database_url)
     env = _env(args.database_url)
     subprocess.run(
         [PYTHON, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT_DIR, env=env, check=True
@@ -375,7 +355,7 @@ def run_size(args: argparse.Namespace, rows: int, workdir: Path) -> dict[str, An
     )
     path.unlink()
     if not args.keep_db:
-        _drop_database(args.database_url, db_name)
+        drop_database(args.database_url)
     return {"rows": rows, "ours": ours, "copy": theirs, "peak": result["peak_rss_mb"]}
 
 
@@ -388,7 +368,7 @@ def main() -> None:
     print(
         f"bulk-import benchmark: sizes {', '.join(f'{s:,}' for s in sizes)}, batch "
         f"{args.batch_size}, a broken email every {args.bad_every} rows, load "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        f"{load_average()}"
     )
     results = []
     with tempfile.TemporaryDirectory(prefix="cdp-bench-import-") as workdir:
@@ -405,7 +385,7 @@ def main() -> None:
             f"peak rss growth {results[0]['rows']:,} -> {results[-1]['rows']:,} rows: "
             f"{results[-1]['peak'] - results[0]['peak']:+.0f} MB"
         )
-    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load after: {load_average()}")
     print(f"ratio: {results[-1]['ours'] / results[-1]['copy']:.4f}")
 
 

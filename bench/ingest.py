@@ -64,7 +64,8 @@ if str(ROOT_DIR) not in sys.path:
 
 import orjson  # noqa: E402
 import psycopg  # noqa: E402
-from psycopg import conninfo, sql  # noqa: E402
+
+from bench._common import drop_database, load_average, recreate_database  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cdp_bench"
 BROKER_URL = "redis://127.0.0.1:6379/14"
@@ -144,37 +145,6 @@ def _tool(name: str) -> str:
     if not found:
         raise SystemExit(f"{name} not found (expected in {VENV_BIN})")
     return found
-
-
-def _recreate_database(database_url: str, settings: Sequence[str] = ()) -> str:
-    params = conninfo.conninfo_to_dict(database_url)
-    name = str(params.get("dbname") or "")
-    if not name or name in {"postgres", "template0", "template1"}:
-        raise SystemExit(f"refusing to drop database {name!r}: give a dedicated bench database")
-    admin = conninfo.make_conninfo(database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        for item in settings:
-            setting, sep, value = item.partition("=")
-            if not sep:
-                raise SystemExit(f"--db-setting wants NAME=VALUE, not {item!r}")
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-                    sql.Identifier(name), sql.SQL(setting.strip()), sql.Literal(value.strip())
-                )
-            )
-    return name
-
-
-def _drop_database(database_url: str, name: str) -> None:
-    admin = conninfo.make_conninfo(database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 class Processes:
@@ -647,11 +617,6 @@ def _rebuild_vs_union_find(workspace: Any, repeat: int) -> dict[str, Any]:
 # --- main ----------------------------------------------------------------------------------
 
 
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
 def main() -> int:
     args = _parse()
     if isinstance(sys.stdout, io.TextIOWrapper):
@@ -662,10 +627,10 @@ def main() -> int:
         f"{args.processing_workers} processing workers"
     )
     print(f"machine: {platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs, load average {_load()}")  # fmt: skip
+          f"{os.cpu_count()} CPUs, load average {load_average()}")  # fmt: skip
 
     env = _bench_env(args.database_url, args.processing_workers)
-    db_name = _recreate_database(args.database_url, args.db_setting)
+    db_name = recreate_database(args.database_url, args.db_setting)
     python = _tool("python")
     migrate = subprocess.run(
         [python, "manage.py", "migrate", "--no-input", "-v", "0"],
@@ -766,7 +731,7 @@ def main() -> int:
             else ("synchronous")
         )
         print(f"posting ({mode} ingestion; logs in {log_dir}) ...")
-        load_before = _load()
+        load_before = load_average()
         sampler = CpuSampler(
             args.database_url,
             lambda: [(name, proc.pid) for name, proc in procs.children],
@@ -793,7 +758,7 @@ def main() -> int:
         db_cpu = used.pop("db")
         app_cpu = sum(used.values())
         app_detail = ", ".join(f"{name} {cpu:.1f}" for name, cpu in sorted(used.items()))
-        load_after = _load()
+        load_after = load_average()
     except (PostFailed, RuntimeError, TimeoutError) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         for name, _proc in procs.children:
@@ -828,7 +793,7 @@ def main() -> int:
     copy_s, copy_cpu = _copy_baseline(args.database_url, rows, binary)
     copy_rate = len(rows) / copy_s
     print(f"copy: {len(rows)} rows in {copy_s:.2f} s = {copy_rate:,.0f} events/s "
-          f"({args.copy_format} COPY, one transaction, load {_load()})")  # fmt: skip
+          f"({args.copy_format} COPY, one transaction, load {load_average()})")  # fmt: skip
     print(f"ratio: {ingest_rate / copy_rate:.2f}  (bar >= 0.12, goal 0.33)")
     ours_cpu = app_cpu + db_cpu
     print(
@@ -855,7 +820,7 @@ def main() -> int:
     )
     connection.close()
     if not args.keep_db:
-        _drop_database(args.database_url, db_name)
+        drop_database(args.database_url)
     return 0
 
 

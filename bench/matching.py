@@ -53,8 +53,8 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 if str(ROOT_DIR) not in sys.path:
     sys.path.insert(0, str(ROOT_DIR))
 
-import psycopg  # noqa: E402
-from psycopg import conninfo, sql  # noqa: E402
+
+from bench._common import bench_database_name, drop_database, load_average, recreate_database  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cdp_bench_matching"
 SETTINGS = "cdp.settings.test"
@@ -87,23 +87,8 @@ def _parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _database_name(database_url: str) -> str:
-    name = str(conninfo.conninfo_to_dict(database_url).get("dbname") or "")
-    if not name or name in {"postgres", "template0", "template1"}:
-        raise SystemExit(f"refusing to drop database {name!r}: give a dedicated bench database")
-    return name
-
-
-def _admin_execute(database_url: str, statement: sql.Composed) -> None:
-    admin = conninfo.make_conninfo(database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(statement)
-
-
 def _recreate_database(database_url: str) -> None:
-    name = sql.Identifier(_database_name(database_url))
-    _admin_execute(database_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-    _admin_execute(database_url, sql.SQL("CREATE DATABASE {}").format(name))
+    recreate_database(database_url)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "DATABASE_URL": database_url}
     subprocess.run(
         [sys.executable, str(ROOT_DIR / "manage.py"), "migrate", "--noinput", "-v", "0"],
@@ -112,11 +97,6 @@ def _recreate_database(database_url: str) -> None:
         check=True,
         timeout=900,
     )
-
-
-def _load() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 # --- import --------------------------------------------------------------------------------
@@ -322,8 +302,8 @@ def _splink(frame: Any, threshold: float, names: str) -> tuple[set[Any], int, fl
 
 def main() -> None:
     args = _parse()
-    print(f"host: {platform.node()} python {platform.python_version()}, load {_load()}")
-    mapping = ROOT_DIR / "var" / f"bench_matching_{_database_name(args.database_url)}.json"
+    print(f"host: {platform.node()} python {platform.python_version()}, load {load_average()}")
+    mapping = ROOT_DIR / "var" / f"bench_matching_{bench_database_name(args.database_url)}.json"
     if args.reuse_db:
         print(f"database: {args.database_url} (reused, records as in {mapping})")
     else:
@@ -376,7 +356,9 @@ def main() -> None:
         f"{len(truth)} true pairs left for matching"
     )
 
-    print(f"\nours (matching.services.match_run, threshold {args.threshold}), load {_load()}")
+    print(
+        f"\nours (matching.services.match_run, threshold {args.threshold}), load {load_average()}"
+    )
     profiler = cProfile.Profile() if args.profile else None
     started = time.perf_counter()
     if profiler is not None:
@@ -397,7 +379,9 @@ def main() -> None:
           + "; the rest is reading, decrypting and storing)")  # fmt: skip
 
     frame = _frame(workspace, active)
-    print(f"\nsplink {_splink_version()} (DuckDB, names: {args.splink_names}), load {_load()}")
+    print(
+        f"\nsplink {_splink_version()} (DuckDB, names: {args.splink_names}), load {load_average()}"
+    )
     splink_found, splink_rows, splink_time = _splink(frame, args.threshold, args.splink_names)
     sp, sr, sf1 = _scores(splink_found, truth)
     print(f"  pairs at threshold {splink_rows}")
@@ -415,10 +399,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        dropped = sql.Identifier(_database_name(args.database_url))
-        _admin_execute(
-            args.database_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(dropped)
-        )
+        drop_database(args.database_url)
     sys.exit(0 if f1_ok and time_ok else 1)
 
 
