@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import BooleanField, Expression, F, FloatField, TextField
 from django.db.models.fields.json import compile_json_path  # type: ignore[attr-defined]
 
@@ -197,7 +198,7 @@ def _dialect(connection: Any, col: str, key: str) -> _Dialect:
         return _Postgres(col, key)
     if connection.vendor == "sqlite":
         return _Sqlite(col, key)
-    raise NotImplementedError(
+    raise ImproperlyConfigured(
         f"JSON rules are written for PostgreSQL and SQLite, not {connection.vendor}"
     )
 
