@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 CHUNK = 500
@@ -77,16 +77,23 @@ def _columns(model: type[models.Model], names: Sequence[str]) -> list[models.Fie
     return fields
 
 
-def _defaults(model: type[models.Model], named: list[models.Field]) -> list[tuple[Any, Any]]:
+def _defaults(
+    model: type[models.Model], named: list[models.Field]
+) -> list[tuple[models.Field, Callable[[], Any]]]:
+    """The fields not named that take a default, each with what gives its value for a row: a
+    callable default (a uuid7 key, a token) is called per row, as Django's save would."""
     now = timezone.now()
-    found = []
+    found: list[tuple[models.Field, Callable[[], Any]]] = []
     for field in model._meta.concrete_fields:
         if field in named or isinstance(field, models.AutoField):
             continue
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            found.append((field, now))
+            found.append((field, partial(_identity, now)))
         elif field.has_default():
-            found.append((field, field.get_default()))
+            if callable(field.default):
+                found.append((field, field.get_default))
+            else:
+                found.append((field, partial(_identity, field.get_default())))
     return found
 
 
@@ -147,8 +154,8 @@ def insert(
     defaults = _defaults(model, fields)
     if defaults:
         fields = fields + [f for f, _ in defaults]
-        tail = tuple(value for _, value in defaults)
-        rows = [tuple(row) + tail for row in rows]
+        makers = [make for _, make in defaults]
+        rows = [tuple(row) + tuple(make() for make in makers) for row in rows]
     table = model._meta.db_table
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(f.column)) for f in fields)
@@ -166,16 +173,19 @@ def insert(
                     for row in values:
                         copy.write_row(row)
                 return []
-            temp = _temp_table(cursor, table, columns)
-            with raw.copy(f"COPY {temp} ({columns}) FROM STDIN") as copy:
-                for row in values:
-                    copy.write_row(row)
-            # The temporary rows are deleted by the statement that reads them.
-            cursor.execute(
-                f"WITH v AS (DELETE FROM {temp} RETURNING {columns}) "  # noqa: S608
-                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM v{tail_sql}"
-            )
-            return [tuple(row) for row in cursor.fetchall()] if returning else []
+            # The temporary table empties at every commit: in autocommit the COPY would commit
+            # alone and the INSERT find nothing, so the two always share a transaction.
+            with transaction.atomic():
+                temp = _temp_table(cursor, table, columns)
+                with raw.copy(f"COPY {temp} ({columns}) FROM STDIN") as copy:
+                    for row in values:
+                        copy.write_row(row)
+                # The temporary rows are deleted by the statement that reads them.
+                cursor.execute(
+                    f"WITH v AS (DELETE FROM {temp} RETURNING {columns}) "  # noqa: S608
+                    f"INSERT INTO {table} ({columns}) SELECT {columns} FROM v{tail_sql}"
+                )
+                return [tuple(row) for row in cursor.fetchall()] if returning else []
         row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
         for start in range(0, len(values), CHUNK):
             chunk = values[start : start + CHUNK]

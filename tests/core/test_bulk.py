@@ -114,3 +114,24 @@ def test_model_rows_reads_database_values(workspace: Any) -> None:
     seen = SeenMessage(workspace=workspace, message_id="m-1", received_at=NOW)
     assert bulk.model_rows([seen], ["workspace", "message_id"]) == [(workspace.pk, "m-1")]
     assert bulk.model_rows([], ["workspace"]) == []
+
+
+def test_insert_calls_a_callable_default_per_row(workspace: Any) -> None:
+    # given: the primary key (default uuid7) not named
+    columns = ["workspace", "status", "attributes", "merge_count", "created_at", "updated_at"]
+    row: tuple[Any, ...] = (workspace.pk, ProfileStatus.ACTIVE, {}, 0, NOW, NOW)
+    # when: two rows in one call
+    bulk.insert(Profile, columns, [row, row])
+    # then: each row got its own key, as two saves would give
+    assert Profile.objects.filter(workspace=workspace).values("pk").distinct().count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_insert_returning_outside_a_transaction_writes_and_returns_the_rows(
+    workspace: Any,
+) -> None:
+    # when: called in autocommit (on PostgreSQL the temporary table empties at each commit)
+    claimed = claim(workspace, ["m-1", "m-2"])
+    # then
+    assert claimed == {"m-1", "m-2"}
+    assert SeenMessage.objects.filter(workspace=workspace).count() == 2
