@@ -100,7 +100,7 @@ def intake_drain(*, max_messages: int | None = None, max_rounds: int = 50) -> in
         if done is None:
             break
         stored += done
-        dbstats.analyze_grown_tables()
+        dbstats.refresh_statistics()
     return stored
 
 

@@ -68,5 +68,5 @@ def collect_messages(
         with transaction.atomic(), audit.deferred_entries():
             outcome = profile_services.ingest_messages(source=source, messages=valid)
             consent_signals_apply(source=source, messages=valid, profile_ids=outcome.profile_ids)
-        dbstats.analyze_grown_tables()
+        dbstats.refresh_statistics()
     return CollectResult(accepted=len(valid), rejected=rejected, outcome=outcome)

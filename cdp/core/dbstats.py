@@ -14,11 +14,14 @@ events table, and no use to the queries of ingestion).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
+
+logger = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x43445053  # "CDPS": one analyzing session per database at a time
 _next_check = 0.0
@@ -81,3 +84,14 @@ def analyze_grown_tables(*, force: bool = False) -> list[str]:
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK_KEY])
     return analyzed
+
+
+def refresh_statistics() -> None:
+    """`analyze_grown_tables` where its failure (a statement or lock timeout on a big table)
+    must not fail the caller's committed work: after a drain round, after a collection
+    request. The statistics only help the planner; the error's class is logged, never its
+    text."""
+    try:
+        analyze_grown_tables()
+    except DatabaseError as exc:
+        logger.warning("planner statistics not refreshed: %s", type(exc).__name__)

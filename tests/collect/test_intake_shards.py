@@ -173,3 +173,30 @@ def test_messages_reaching_a_profile_another_drain_holds_are_handed_back(
     assert intake.intake_drain() == 1
     # then: the message joined the person's profile
     assert Event.objects.get(message_id="m-1").profile_id == profile_id
+
+
+@override_settings(COLLECT_INTAKE_SHARDS=2)
+def test_a_failed_statistics_refresh_does_not_stop_the_drain(
+    source: Any, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    # given: two shards of pending messages; ANALYZE fails (e.g. its statement times out)
+    from django.db import OperationalError
+
+    from cdp.core import dbstats
+
+    store(
+        source,
+        [msg(user_id=f"u-{i}", message_id=f"m-{i}") for i in range(6)],
+        django_capture_on_commit_callbacks,
+    )
+    assert IntakeBatch.objects.values("shard").distinct().count() == 2
+
+    def fail(**_: Any) -> list[str]:
+        raise OperationalError("canceling statement due to statement timeout")
+
+    monkeypatch.setattr(dbstats, "analyze_grown_tables", fail)
+    # when
+    stored = intake.intake_drain()
+    # then: every shard is drained all the same
+    assert stored == 6
+    assert IntakeBatch.objects.count() == 0

@@ -68,3 +68,18 @@ def test_turned_off_it_does_nothing(workspace: Any) -> None:
 @pytest.mark.skipif(POSTGRES, reason="SQLite")
 def test_sqlite_has_nothing_to_analyze(workspace: Any) -> None:
     assert dbstats.analyze_grown_tables(force=True) == []
+
+
+def test_a_failed_refresh_is_logged_by_class_and_not_raised(monkeypatch: Any, caplog: Any) -> None:
+    # given: ANALYZE fails with a message that might quote anything
+    from django.db import OperationalError
+
+    def fail() -> list[str]:
+        raise OperationalError("canceling statement: sentinel-value@example.com")
+
+    monkeypatch.setattr(dbstats, "analyze_grown_tables", fail)
+    # when
+    dbstats.refresh_statistics()
+    # then: the caller goes on; the log names the error's class, never its text
+    assert "OperationalError" in caplog.text
+    assert "sentinel-value" not in caplog.text
