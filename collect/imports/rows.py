@@ -45,6 +45,8 @@ LIBRARY = {"name": "cdp-import", "version": "1"}
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Integers a message can carry: orjson (the pipeline's JSON) refuses anything past 64 bits.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _EXPECTED = {
     "string": "text",
     "integer": "an integer",
@@ -86,7 +88,10 @@ def parse_datetime(value: Any) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # an offset that pushes year 1 or 9999 out of range
+        return None
 
 
 def convert(value: Any, value_type: str | None, column: str) -> Any:
@@ -103,26 +108,21 @@ def convert(value: Any, value_type: str | None, column: str) -> Any:
     if value_type == "integer":
         if isinstance(value, bool):
             raise bad
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            digits = value[1:] if value[:1] in "+-" else value
-            if digits.isascii() and digits.isdigit():
-                return int(value)
-        raise bad
+        integer = _integer(value)
+        if integer is None:
+            raise bad
+        return integer
     if value_type == "number":
         if isinstance(value, bool):
             raise bad
-        if isinstance(value, int):
+        if isinstance(value, int) and _INT_MIN <= value <= _INT_MAX:
             return value
         if isinstance(value, float) and math.isfinite(value):
             return value
         if isinstance(value, str) and value.isascii():
-            digits = value[1:] if value[:1] in "+-" else value
-            if digits.isdigit():
-                return int(value)
+            whole = _integer(value)
+            if whole is not None:
+                return whole
             try:
                 number = float(value)
             except ValueError:
@@ -153,6 +153,23 @@ def convert(value: Any, value_type: str | None, column: str) -> Any:
     if parsed is None:
         raise bad
     return parsed.isoformat().replace("+00:00", "Z")
+
+
+def _integer(value: Any) -> int | None:
+    """`value` as a 64-bit integer (an int, a whole float, or digits), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str):
+        digits = value[1:] if value[:1] in "+-" else value
+        # Past 19 digits it cannot fit; the length test also spares int() its digit limit.
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 19):
+            return None
+        value = int(value)
+    if isinstance(value, int) and _INT_MIN <= value <= _INT_MAX:
+        return value
+    return None
 
 
 def _cell(values: dict[str, Any], column: str) -> Any:
