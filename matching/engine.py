@@ -13,6 +13,7 @@ with no other restriction, a shared office postcode) are skipped and counted.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -227,13 +228,14 @@ def _parse_field(raw: Any, position: int) -> FieldSpec:
         raise ConfigError(f"{where}.source: one of {', '.join(FIELD_SOURCES)}")
     if not isinstance(key, str) or not key.strip() or len(key) > 128:
         raise ConfigError(f"{where}.key: the trait key or identifier type is required")
-    if kind not in COMPARATORS:
+    if not isinstance(kind, str) or kind not in COMPARATORS:
         raise ConfigError(f"{where}.comparator: one of {', '.join(sorted(COMPARATORS))}")
     thresholds = raw.get("thresholds")
     parsed: tuple[float, ...] | None = None
     if thresholds is not None:
         if not isinstance(thresholds, list) or not all(
-            isinstance(t, int | float) and not isinstance(t, bool) for t in thresholds
+            isinstance(t, int | float) and not isinstance(t, bool) and _finite(t)
+            for t in thresholds
         ):
             raise ConfigError(f"{where}.thresholds: a list of numbers")
         parsed = tuple(float(t) for t in thresholds)
@@ -262,6 +264,14 @@ def _parse_field(raw: Any, position: int) -> FieldSpec:
         tf=tf,
         group=group.strip() if group else None,
     )
+
+
+def _finite(number: int | float) -> bool:
+    """A number a threshold can be (NaN and infinities are valid JSON to Python, not to us)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer past the float range
+        return False
 
 
 def _parse_rule(raw: Any, position: int, names: set[str]) -> BlockingRule:

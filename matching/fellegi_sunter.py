@@ -67,7 +67,8 @@ class Parameters:
             mf, uf = (np.asarray(entry.get(k), dtype=float) for k in ("m", "u"))
             if mf.shape != (size,) or uf.shape != (size,):
                 raise ValueError(f"field {name!r} needs {size} m and u values")
-            if (mf < 0).any() or (uf < 0).any() or mf.sum() <= 0 or uf.sum() <= 0:
+            finite = np.isfinite(mf).all() and np.isfinite(uf).all()
+            if not finite or (mf < 0).any() or (uf < 0).any() or mf.sum() <= 0 or uf.sum() <= 0:
                 raise ValueError(f"field {name!r}: m and u must be non-negative probabilities")
             m.append(normalized(mf))
             u.append(normalized(uf, U_FLOOR))

@@ -85,7 +85,8 @@ def match_config(*, settings: MatchSettings) -> engine.MatchConfig:
 def _parameters_of(config: engine.MatchConfig, data: Any) -> fs.Parameters:
     try:
         return engine.parameters_from_json(config, data)
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # OverflowError: an integer past the float range, which JSON allows.
         raise MatchSettingsInvalid(f"parameters: {exc}") from None
 
 
