@@ -295,6 +295,9 @@ class MatchSettingsAdmin(WorkspaceScopedAdmin):
 
     form = MatchSettingsForm
     workspace_roles = (WorkspaceRole.VIEW_PROFILES, WorkspaceRole.MANAGE_DATA)
+    # New settings go only into a workspace the steward manages (view_profiles, which also
+    # opens this admin, does not let anyone set its auto-merge threshold).
+    add_roles = (WorkspaceRole.MANAGE_DATA,)
     list_display = (
         "workspace",
         "review_threshold",

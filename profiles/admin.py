@@ -273,6 +273,7 @@ class StewardEditableAdmin(WorkspaceScopedAdmin):
     registered in apps.py)."""
 
     workspace_roles = (WorkspaceRole.VIEW_PROFILES, WorkspaceRole.MANAGE_DATA)
+    add_roles = (WorkspaceRole.MANAGE_DATA,)  # a new row goes into a workspace one may configure
     # Fields that identify the row; fixed once it exists.
     identity_fields: tuple[str, ...] = ("workspace",)
 
@@ -284,15 +285,6 @@ class StewardEditableAdmin(WorkspaceScopedAdmin):
         return selectors.user_has_role(
             user=request.user, workspace=obj.workspace, role=WorkspaceRole.MANAGE_DATA
         )
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "workspace" and not request.user.is_superuser:
-            # A new row goes only into a workspace the steward may configure.
-            kwargs["queryset"] = workspaces_for(request, WorkspaceRole.MANAGE_DATA)
-            return super(WorkspaceScopedAdmin, self).formfield_for_foreignkey(
-                db_field, request, **kwargs
-            )
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return self._may_edit(request, None)

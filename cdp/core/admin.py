@@ -39,6 +39,9 @@ class WorkspaceScopedAdmin(admin.ModelAdmin):
 
     workspace_path = "workspace"
     workspace_roles: tuple[str, ...] = ()
+    # The roles whose workspaces a new row may go into (default: workspace_roles). Admins that
+    # some roles only view (configuration) narrow it to the roles that may change it.
+    add_roles: tuple[str, ...] = ()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         qs = super().get_queryset(request)
@@ -60,7 +63,7 @@ class WorkspaceScopedAdmin(admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "workspace" and not request.user.is_superuser:
-            kwargs["queryset"] = workspaces_for(request, *self.workspace_roles)
+            kwargs["queryset"] = workspaces_for(request, *(self.add_roles or self.workspace_roles))
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
