@@ -669,6 +669,10 @@ def _deny_for_everyone(request: DataSubjectRequest, keys: list[str], evidence: A
     return len(subjects)
 
 
+def _identities(count: int) -> str:
+    return f"{count} identity" if count == 1 else f"{count} identities"
+
+
 def _fulfil_directly(request: DataSubjectRequest) -> str:
     """Opt-out, restriction and objection: carried out here. Returns a note for the event."""
     evidence = consent_services.Evidence(
@@ -685,11 +689,11 @@ def _fulfil_directly(request: DataSubjectRequest) -> str:
         if not keys:
             return "Opted out of 0 sale/share purpose(s)."
         count = _deny_for_everyone(request, keys, evidence)
-        return f"Opted out of {len(keys)} sale/share purpose(s) for {count} identities."
+        return f"Opted out of {len(keys)} sale/share purpose(s) for {_identities(count)}."
     if request.type == RequestType.OBJECTION:
         keys = list((request.details or {}).get("purposes", []))
         count = _deny_for_everyone(request, keys, evidence)
-        return f"Objection recorded for {len(keys)} purpose(s) for {count} identities."
+        return f"Objection recorded for {len(keys)} purpose(s) for {_identities(count)}."
     if request.profile is None:
         return "No profile matched the contact: nothing to restrict."
     profile_services.profile_restrict(profile=request.profile, restricted=True)
