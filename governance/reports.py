@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from cdp.core import registry
 from cdp.core.exceptions import InvalidInput
+from cdp.core.spreadsheet import spreadsheet_safe
 from consent import selectors as consent_selectors
 from governance import chain, retention
 from governance.enums import (
@@ -828,11 +829,8 @@ def report_build(
 
 
 def _csv_cell(value: Any) -> Any:
-    # A cell starting with = + - @ (or a tab or CR) would run as a formula in a spreadsheet;
-    # free text here (reasons, descriptions) is written by people, so it is quoted.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+    # Free text here (reasons, descriptions) is written by people: never run as a formula.
+    return spreadsheet_safe(value) if isinstance(value, str) else value
 
 
 def report_csv(report: Report) -> str:

@@ -27,7 +27,6 @@ import csv
 import datetime as dt
 import decimal
 import enum
-import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,6 +38,7 @@ import orjson
 from activation.platforms import normalize as norm
 from activation.platforms.contact import Contact
 from activation.platforms.errors import AudienceTooSmall, ExportFieldsInvalid
+from cdp.core.spreadsheet import spreadsheet_safe
 
 __all__ = [
     "DEFAULT_META_SCHEMA",
@@ -578,12 +578,6 @@ def write_meta_customer_list_csv(
 
 # --- plain CSV / JSONL exports -----------------------------------------------------------------
 
-# A cell starting with one of these is run as a formula by spreadsheet programs (CSV
-# injection); such cells get a leading apostrophe, unless they are plainly a number or a phone
-# number ("+44 20 7183 8750", "-3.5").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER_LIKE = re.compile(r"^[+-]?[\d\s().-]*\d[\d\s().-]*$")
-
 
 def _validate_fields(fields: Sequence[str]) -> list[str]:
     names = list(fields)
@@ -616,9 +610,8 @@ def _csv_cell(value: object) -> str:
         text = orjson.dumps(value, default=str).decode()
     else:
         text = str(value)
-    if text.startswith(_FORMULA_START) and not _NUMBER_LIKE.match(text):
-        return "'" + text
-    return text
+    # Plainly a number or a phone number ("+44 20 7183 8750") stays as it is.
+    return spreadsheet_safe(text, keep_numbers=True)
 
 
 def write_csv_export(

@@ -25,6 +25,7 @@ import orjson
 
 from cdp.core.crypto import keyed_hash
 from cdp.core.logging import redact
+from cdp.core.spreadsheet import spreadsheet_safe
 from collect.enums import ImportKind
 from collect.imports.mapping import (
     IDENTIFIER,
@@ -44,7 +45,6 @@ MASK = "[masked]"
 LIBRARY = {"name": "cdp-import", "version": "1"}
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # Integers a message can carry: orjson (the pipeline's JSON) refuses anything past 64 bits.
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _EXPECTED = {
@@ -456,8 +456,3 @@ class RowBuilder:
             else:
                 shown[column] = MASK
         return shown
-
-
-def spreadsheet_safe(text: str) -> str:
-    """A cell a spreadsheet will not run as a formula (CSV injection)."""
-    return "'" + text if text.startswith(_FORMULA_START) else text

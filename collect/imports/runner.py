@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from cdp.core.crypto import envelope
 from cdp.core.exceptions import ApplicationError
+from cdp.core.spreadsheet import spreadsheet_safe
 from collect.enums import ImportFormat
 from collect.imports.mapping import ImportMapping
 from collect.imports.readers import (
@@ -37,7 +38,7 @@ from collect.imports.readers import (
     jsonl_rows,
     open_text,
 )
-from collect.imports.rows import RowBuilder, RowError, spreadsheet_safe
+from collect.imports.rows import RowBuilder, RowError
 from collect.models import ImportJob
 from profiles import selectors as profile_selectors
 from profiles import services as profile_services

@@ -60,19 +60,40 @@ def test_the_command_threshold_overrides_the_review_threshold(
     workspace: Any, duplicates: Any
 ) -> None:
     # given
-    out = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
 
     # when
     call_command("match_profiles", "--workspace", "acme", "--threshold", "0.25", "--output", "-",
-                 stdout=out)  # fmt: skip
+                 stdout=out, stderr=err)  # fmt: skip
 
-    # then: the pairs go to stdout after the summary line, user ids by default (none here)
+    # then: stdout is the CSV alone (user ids by default, none here); the summary is on stderr
     run = MatchRun.objects.get()
     assert run.threshold == 0.25
     lines = out.getvalue().splitlines()
-    assert lines[1] == "profile_a,profile_b,user_id_a,user_id_b,probability,match_weight,status"
-    assert len(lines[2:]) == run.proposed == 1
-    assert lines[2].split(",")[2:4] == ["", ""]
+    assert lines[0] == "profile_a,profile_b,user_id_a,user_id_b,probability,match_weight,status"
+    assert len(lines[1:]) == run.proposed == 1
+    assert lines[1].split(",")[2:4] == ["", ""]
+    assert "1 proposed at p >= 0.25" in err.getvalue()
+
+
+def test_an_external_id_a_spreadsheet_would_run_is_quoted(
+    workspace: Any, duplicates: Any, tmp_path: Path
+) -> None:
+    # given: one side's CRM id starts like a formula
+    add_person(
+        crm_source(workspace), crm_id="=HYPERLINK(1)", first_name="Maggie", last_name="Hollowey",
+        birthday="1970-03-14", postcode="94107", city="San Francisco", address="12 Oak St",
+    )  # fmt: skip
+    output = tmp_path / "pairs.csv"
+
+    # when
+    call_command("match_profiles", "--workspace", "acme", "--output", str(output),
+                 "--id-type", "crm_id", "--full", stdout=io.StringIO())  # fmt: skip
+
+    # then: no cell starts with "=", the id is there behind an apostrophe
+    cells = [cell for row in csv.reader(output.open()) for cell in row]
+    assert not any(cell.startswith("=") for cell in cells)
+    assert any("'=HYPERLINK(1)" in cell for cell in cells)
 
 
 def test_an_unknown_workspace_is_a_command_error(db: Any) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cdp.core.exceptions import ApplicationError
+from cdp.core.spreadsheet import spreadsheet_safe
 from matching import services
 from profiles import selectors as profile_selectors
 
@@ -53,7 +54,9 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         run = result.run
-        self.stdout.write(
+        # With the pairs on stdout (--output -), the summary goes to stderr: the CSV stays one.
+        summary = self.stderr if options["output"] == "-" else self.stdout
+        summary.write(
             f"{run.kind.capitalize()} run {run.pk}: {run.profiles_considered} profiles "
             f"({run.profiles_changed} new or changed), {run.candidate_pairs} candidate pairs, "
             f"{run.proposed} proposed at p >= {run.threshold:g}, {run.auto_merged} merged "
@@ -85,8 +88,8 @@ class Command(BaseCommand):
                     [
                         proposal.profile_a,
                         proposal.profile_b,
-                        ";".join(external.get(proposal.profile_a, ())),
-                        ";".join(external.get(proposal.profile_b, ())),
+                        spreadsheet_safe(";".join(external.get(proposal.profile_a, ()))),
+                        spreadsheet_safe(";".join(external.get(proposal.profile_b, ()))),
                         f"{proposal.probability:.6f}",
                         f"{proposal.match_weight:.3f}",
                         proposal.status,
