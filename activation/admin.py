@@ -29,6 +29,7 @@ from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 
 from activation import selectors, services
+from activation.enums import RemovalStatus
 from activation.exceptions import SyncDisabled, SyncRunning
 from activation.models import (
     Audience,
@@ -44,6 +45,7 @@ from activation.models import (
 )
 from cdp.core.admin import ReadOnlyAdminMixin, WorkspaceScopedAdmin, workspaces_for
 from cdp.core.exceptions import ApplicationError
+from cdp.core.ids import integer_id
 from consent import selectors as consent_selectors
 from profiles import selectors as profile_selectors
 from profiles.enums import WorkspaceRole
@@ -192,9 +194,10 @@ class _RulesBuilderAdmin(ActivationStewardAdmin):
             )
         if not isinstance(body, dict):
             body = {}
+        workspace_id = integer_id(body.get("workspace", ""))
         workspace = (
-            workspaces_for(request, MANAGE).filter(pk=body.get("workspace")).first()
-            if str(body.get("workspace", "")).isdigit()
+            workspaces_for(request, MANAGE).filter(pk=workspace_id).first()
+            if workspace_id is not None
             else None
         )
         if workspace is None:
@@ -852,11 +855,25 @@ class RemovalAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
 
     @admin.action(description="Retry now", permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Removal]) -> None:
+        requeued = skipped = 0
         for removal in queryset.select_related("workspace"):
             if not _may(request, removal.workspace, MANAGE):
                 raise PermissionDenied
-            services.removal_retry(removal=removal)
-        self.message_user(request, "The removals are queued again.")
+            before = removal.status
+            after = services.removal_retry(removal=removal).status
+            if before != RemovalStatus.QUEUED and after == RemovalStatus.QUEUED:
+                requeued += 1
+            else:
+                skipped += 1
+        if requeued:
+            self.message_user(request, f"{requeued} removal(s) queued again.")
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} removal(s) not queued again: only a dead or failed removal whose "
+                "payload is kept can be retried.",
+                messages.WARNING,
+            )
 
 
 # --- the delivery ledger ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from activation.destinations import (
     MIN_SECRET_LENGTH,
     _check_config,
     _check_data,
+    _check_min_audience_size,
     _purposes,
     acting,
 )
@@ -53,12 +54,7 @@ def destination_update(
         destination.config = _check_config(kind, fields["config"])
         changed.append("config")
     if "min_audience_size" in fields:
-        size = fields["min_audience_size"]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise DestinationInvalid(
-                "`min_audience_size` is a whole number of at least 1.", code="invalid_min_size"
-            )
-        destination.min_audience_size = size
+        destination.min_audience_size = _check_min_audience_size(fields["min_audience_size"])
         changed.append("min_audience_size")
     if "enabled" in fields:
         if not isinstance(fields["enabled"], bool):

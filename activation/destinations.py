@@ -59,6 +59,7 @@ _REGION = re.compile(r"^[A-Z]{2}$")
 WEBHOOK_BATCH_SIZE = 100
 WEBHOOK_TIMEOUT_SECONDS = 10
 MIN_SECRET_LENGTH = 16
+MAX_MIN_AUDIENCE_SIZE = 2_147_483_647
 
 
 @contextlib.contextmanager
@@ -84,6 +85,20 @@ def _string_list(value: Any, name: str) -> list[str]:
     if len(set(value)) != len(value):
         raise DestinationInvalid(f"`{name}` lists a name twice.", code=f"invalid_{name}")
     return list(value)
+
+
+def _check_min_audience_size(value: Any) -> int:
+    # The column is a PositiveIntegerField: PostgreSQL refuses more than MAX_MIN_AUDIENCE_SIZE.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1 <= value <= MAX_MIN_AUDIENCE_SIZE
+    ):
+        raise DestinationInvalid(
+            f"`min_audience_size` is a whole number from 1 to {MAX_MIN_AUDIENCE_SIZE}.",
+            code="invalid_min_size",
+        )
+    return value
 
 
 def _check_data(kind: str, data: Any) -> dict[str, list[str]]:
@@ -231,14 +246,7 @@ def destination_create(
     checked_data = _check_data(kind, data)
     checked_config = _check_config(kind, config)
     chosen = _purposes(workspace, purposes)
-    if (
-        isinstance(min_audience_size, bool)
-        or not isinstance(min_audience_size, int)
-        or min_audience_size < 1
-    ):
-        raise DestinationInvalid(
-            "`min_audience_size` is a whole number of at least 1.", code="invalid_min_size"
-        )
+    min_audience_size = _check_min_audience_size(min_audience_size)
     if kind == DestinationKind.WEBHOOK:
         if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
             raise DestinationInvalid(

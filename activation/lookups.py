@@ -10,6 +10,7 @@ from uuid import UUID
 from django.db.models import QuerySet
 
 from activation.models import Delivery, Destination, Sync, SyncRun
+from cdp.core.ids import integer_id
 
 
 def _uuid(value: Any) -> UUID | None:
@@ -43,10 +44,10 @@ def sync_list(*, workspace: Any) -> QuerySet[Sync]:
 
 
 def sync_get(*, workspace: Any, sync_id: Any) -> Sync | None:
-    text = str(sync_id)
-    if not text.isdigit():
+    pk = integer_id(sync_id)
+    if pk is None:
         return None
-    return sync_list(workspace=workspace).filter(pk=int(text)).first()
+    return sync_list(workspace=workspace).filter(pk=pk).first()
 
 
 def sync_runs(*, sync: Sync) -> QuerySet[SyncRun]:

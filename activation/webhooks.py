@@ -129,7 +129,7 @@ def verify_signature(
     candidates: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
+        if name == "t" and value.isascii() and value.isdigit():
             timestamp = int(value)
         elif name == SIGNATURE_SCHEME and value:
             candidates.append(value.strip().lower())
@@ -257,7 +257,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # float() refuses other Unicode digits ("²")
         return float(text)
     try:
         when = parsedate_to_datetime(text)

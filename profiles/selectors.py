@@ -13,6 +13,7 @@ from django.db.models.signals import post_delete, post_save
 from guardian.shortcuts import get_objects_for_user
 
 from cdp.core.crypto import blind_index
+from cdp.core.ids import integer_id
 from profiles.enums import IdentifierType, ProfileStatus, Survivorship, WorkspaceRole
 from profiles.exceptions import ProfileNotFound, WorkspaceNotFound
 from profiles.identifiers import (
@@ -818,14 +819,14 @@ def profile_merge_get(*, workspace: Workspace, profile: Profile, merge_id: Any) 
     its page); another workspace's merge, or another profile's, is not found."""
     from profiles.exceptions import MergeNotFound
 
-    text = str(merge_id)
-    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+    merge_pk = integer_id(merge_id)
+    if merge_pk is None:
         raise MergeNotFound()
     members = [
         profile.pk,
         *Profile.objects.filter(merged_into=profile).values_list("pk", flat=True),
     ]
     try:
-        return Merge.objects.get(workspace=workspace, pk=int(text), survivor_id__in=members)
+        return Merge.objects.get(workspace=workspace, pk=merge_pk, survivor_id__in=members)
     except Merge.DoesNotExist:
         raise MergeNotFound() from None

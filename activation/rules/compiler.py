@@ -158,7 +158,8 @@ def _parse_date(text: str, *, end: bool) -> tuple[datetime, bool]:
     moment = datetime.fromisoformat(text.replace(" ", "T", 1))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment, False
+    # In UTC now, where the database compares: 9999-12-31T23:00-14:00 raises OverflowError.
+    return moment.astimezone(UTC), False
 
 
 @dataclass
@@ -340,6 +341,8 @@ class Compiler:
             moment, whole_day = _parse_date(text, end=end)
         except ValueError:
             raise RuleError(pointer(path), f"{text!r} is not an ISO 8601 date") from None
+        except OverflowError:  # a day's end, or the moment in UTC, past the year 9999
+            raise RuleError(pointer(path), f"{text!r} is out of the range of dates") from None
         if whole_day and end:
             # a whole day's end is the next midnight; comparisons stop just before it
             moment -= timedelta(microseconds=1)

@@ -135,6 +135,14 @@ _SQLITE_TYPES = (
 )
 
 
+def _sqlite_number(value: int | float) -> int | float:
+    """SQLite binds integers as 64-bit (a larger one raises OverflowError) and its JSON keeps
+    a larger one as a real: compare it as one."""
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
+
+
 class _Sqlite(_Dialect):
     @property
     def path(self) -> str:
@@ -171,7 +179,7 @@ class _Sqlite(_Dialect):
             return (
                 f"(json_type({self.col}, %s) IN ('integer', 'real') "
                 f"AND json_extract({self.col}, %s) = %s)",
-                [self.path, self.path, value],
+                [self.path, self.path, _sqlite_number(value)],
             )
         return (
             f"(json_type({self.col}, %s) = 'text' AND json_extract({self.col}, %s) = %s)",
@@ -183,7 +191,10 @@ class _Sqlite(_Dialect):
         if isinstance(value, bool):
             test, params = "je.type = %s", ["true" if value else "false"]
         elif isinstance(value, int | float):
-            test, params = "je.type IN ('integer', 'real') AND je.value = %s", [value]
+            test, params = (
+                "je.type IN ('integer', 'real') AND je.value = %s",
+                [_sqlite_number(value)],
+            )
         else:
             test, params = "je.type = 'text' AND je.value = %s", [value]
         return (

@@ -58,3 +58,13 @@ def uuid7() -> uuid.UUID:
     _set(made, "int", value)
     _set(made, "is_safe", _SAFE)
     return made
+
+
+def integer_id(value: object) -> int | None:
+    """`value` (from a URL or a request body) as a positive database integer id, or None: ASCII
+    digits only (`int()` refuses other Unicode digits such as "²", which `str.isdigit` accepts),
+    at most 18 of them (a bigint)."""
+    text = str(value)
+    if text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    return None

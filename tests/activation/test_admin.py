@@ -597,3 +597,33 @@ def test_every_activation_page_refuses_a_steward_without_a_role(db: Any) -> None
     assert set(statuses.values()) == {403}
     assert search == 403
     assert not Sync.objects.exists()
+
+
+def test_retrying_a_removal_already_sent_says_it_was_not_queued(
+    owner: Any, synced: dict[str, Any]
+) -> None:
+    # given: a removal sent already (its payload destroyed)
+    sync = synced["sync"]
+    removal = Removal.objects.create(
+        workspace=sync.workspace,
+        destination=sync.destination,
+        audience=sync.audience,
+        profile_id=synced["allowed"].profile_id,
+        reason=RemovalReason.CONSENT_WITHDRAWN,
+        status=RemovalStatus.SENT,
+        attempts=1,
+    )
+
+    # when
+    retried = client_for(owner).post(
+        reverse("admin:activation_removal_changelist"), action("retry", removal.pk), follow=True
+    )
+
+    # then: no claim that it was queued
+    shown = [str(m) for m in retried.context["messages"]]
+    assert shown == [
+        "1 removal(s) not queued again: only a dead or failed removal whose payload is kept "
+        "can be retried."
+    ]
+    removal.refresh_from_db()
+    assert removal.status == RemovalStatus.SENT

@@ -145,3 +145,13 @@ def test_the_change_form_carries_the_builder(owner: Any, workspace: Any) -> None
     assert 'id="rules-builder"' in content
     assert f'data-preview-url="{reverse(PREVIEW)}"' in content
     assert "https://json-schema.org/draft/2020-12/schema" in content
+
+
+@pytest.mark.parametrize("workspace_id", ["\u00b2", "99999999999999999999999"])
+def test_a_malformed_workspace_id_is_404_not_a_server_error(owner: Any, workspace_id: str) -> None:
+    # when: a superscript digit, and a number past any database integer
+    response = preview(client_for(owner), {"workspace": workspace_id, "rules": VIP})
+
+    # then
+    assert response.status_code == 404
+    assert response.json() == {"error": {"path": "/", "message": "Choose one of your workspaces."}}

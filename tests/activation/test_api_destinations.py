@@ -143,6 +143,7 @@ def test_update_a_destination_and_replace_its_secret(manager: APIClient) -> None
         ({"config": {"url": "ftp://127.0.0.1"}}, "invalid_webhook_url"),
         ({"data": {"identifiers": ["shoe_size"]}}, "invalid_identifiers"),
         ({"kind": "csv"}, "nothing_to_change"),
+        ({"min_audience_size": 2**31}, "invalid_min_size"),  # past the database's integer
     ],
 )
 def test_an_invalid_update_changes_nothing(
@@ -173,6 +174,7 @@ def test_an_invalid_update_changes_nothing(
         ({**HOOK, "purposes": []}, 400, "purposes_required"),
         ({**HOOK, "kind": "carrier_pigeon"}, 400, "invalid"),
         ({**CSV, "data": {"identifiers": ["user_id"], "extra": []}}, 400, "invalid_data"),
+        ({**CSV, "min_audience_size": 2**31}, 400, "invalid_min_size"),
     ],
 )
 def test_bad_destinations_are_refused(
@@ -382,3 +384,21 @@ def test_a_run_of_another_workspace_is_404(
     # then
     assert response.status_code == 404
     assert response.json()["code"] == "sync_run_not_found"
+
+
+@pytest.mark.parametrize("sync_id", ["\u00b2", "99999999999999999999999", "0x1"])
+def test_a_malformed_sync_id_is_404_not_a_server_error(
+    csv_sync: dict[str, Any], manager: APIClient, sync_id: str
+) -> None:
+    # given: a sync exists; the ids are a superscript digit, one past any database integer,
+    # and not a number at all
+
+    # when
+    detail = manager.get(f"/api/v1/syncs/{sync_id}/")
+    started = manager.post(f"/api/v1/syncs/{sync_id}/start", {}, format="json")
+
+    # then
+    for response in (detail, started):
+        assert response.status_code == 404
+        assert response.json()["code"] == "sync_not_found"
+    assert not SyncRun.objects.exists()

@@ -78,6 +78,19 @@ def test_trait_operators_compare_by_type(store: Store) -> None:
     }
 
 
+def test_a_number_past_64_bits_compares_without_a_server_error(store: Store) -> None:
+    # given: SQLite binds integers as 64-bit; JSON keeps such a number as a real
+    huge = store.profile(score=10**30)
+    store.profile(score=90)
+
+    # when / then
+    assert members(store, {"trait": {"key": "score", "op": "=", "value": 10**30}}) == {huge.pk}
+    assert members(store, {"trait": {"key": "score", "op": "in", "value": [10**30, 7]}}) == {
+        huge.pk
+    }
+    assert members(store, {"trait": {"key": "score", "op": "contains", "value": 10**30}}) == set()
+
+
 def test_not_of_a_trait_condition_includes_profiles_without_the_trait(store: Store) -> None:
     # given
     vip = store.profile(plan="vip")

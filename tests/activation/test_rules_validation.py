@@ -108,6 +108,21 @@ def refused(workspace: Any, rules: Any) -> RuleError:
             "/profile/value",
             "compares with a date",
         ),
+        (  # the end of the last day is past the last date Python holds
+            {"profile": {"field": "last_seen_at", "op": "<=", "value": "9999-12-31"}},
+            "/profile/value",
+            "out of the range of dates",
+        ),
+        (  # in UTC it is in the year 10000
+            {"profile": {"field": "last_seen_at", "op": ">", "value": "9999-12-31T23:00:00-14:00"}},
+            "/profile/value",
+            "out of the range of dates",
+        ),
+        (
+            {"event": {"name": "x", "between": {"from": "2026-01-01", "to": "9999-12-31"}}},
+            "/event/between/to",
+            "out of the range of dates",
+        ),
     ],
 )
 def test_schema_and_structure_errors_name_the_bad_part(

@@ -189,6 +189,7 @@ def test_verify_accepts_any_of_the_receivers_secrets():
         (BODY, f"v1={GOLDEN_V1}", SECRET, 1_700_000_000, "signature_malformed"),
         (BODY, "t=1700000000", SECRET, 1_700_000_000, "signature_malformed"),
         (BODY, f"t=abc,v1={GOLDEN_V1}", SECRET, 1_700_000_000, "signature_malformed"),
+        (BODY, f"t=\u00b2,v1={GOLDEN_V1}", SECRET, 1_700_000_000, "signature_malformed"),
         (BODY, f"t=1700000000,v0={GOLDEN_V1}", SECRET, 1_700_000_000, "signature_malformed"),
         (BODY, "", SECRET, 1_700_000_000, "signature_missing"),
         (BODY, None, SECRET, 1_700_000_000, "signature_missing"),
@@ -415,6 +416,7 @@ def test_policy_is_validated():
         ("Wed, 21 Oct 2015 07:28:30 GMT", 10.0),
         ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # in the past: no wait
         ("soon", None),
+        ("\u00b2", None),  # a Unicode digit that float() refuses
         ("-5", None),
         ("", None),
         (None, None),

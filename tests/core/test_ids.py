@@ -1,4 +1,4 @@
-from cdp.core.ids import uuid7
+from cdp.core.ids import integer_id, uuid7
 
 
 def test_uuid7_is_version_7_and_strictly_increasing_within_a_process() -> None:
@@ -38,3 +38,8 @@ def test_uuid7_values_behave_as_uuids() -> None:
     assert made == uuid.UUID(str(made)) == pickle.loads(pickle.dumps(made))  # noqa: S301 — our own bytes
     assert hash(made) == hash(uuid.UUID(int=made.int))
     assert made.is_safe == uuid.SafeUUID.unknown
+
+
+def test_integer_id_takes_ascii_digits_that_fit_a_bigint() -> None:
+    assert [integer_id(v) for v in ("7", 42, "000123", "9" * 18)] == [7, 42, 123, int("9" * 18)]
+    assert [integer_id(v) for v in ("²", "-1", "1.5", "", "9" * 19, None, " 7")] == [None] * 7
