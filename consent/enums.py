@@ -1,4 +1,11 @@
+import re
+
 from django.db import models
+
+# A jurisdiction hint: ISO 3166-1 alpha-2, optionally with a subdivision (DE, US-CA, GB-SCT),
+# or a region a workspace keys its purpose defaults by (EU). The consent API and
+# /v1/personalize read it the same way.
+JURISDICTION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 
 
 class LegalBasis(models.TextChoices):

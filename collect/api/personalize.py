@@ -14,7 +14,6 @@ source's rate limit, one unit per call. Answers are never cached: they follow co
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -37,12 +36,10 @@ from cdp.core.api.write_key import (
 from cdp.core.exceptions import InvalidInput
 from cdp.core.ratelimit import rate_limit_consume
 from collect.api.views import JSONOnlyNegotiation
+from consent.enums import JURISDICTION_RE
 from profiles import selectors as profile_selectors
 from profiles.enums import IdentifierType
 
-# ISO 3166-1 alpha-2, optionally with a subdivision (DE, US-CA), or a region a workspace keys
-# its purpose defaults by (EU): the consent API's jurisdiction hint, read the same way.
-_JURISDICTION = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 MAX_IDENTIFIER_LENGTH = 256
 NO_STORE = "private, no-store"
 VARY = "Origin, Authorization, CDP-Jurisdiction, Sec-GPC"
@@ -90,7 +87,7 @@ def _jurisdiction(raw: str) -> str | None:
     if not value or value.lower() == "default":
         return ""
     value = value.upper()
-    return value if _JURISDICTION.match(value) else None
+    return value if JURISDICTION_RE.match(value) else None
 
 
 class PersonalizeApi(APIView):

@@ -3,7 +3,6 @@ Output serializers)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -11,12 +10,9 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from cdp.core.exceptions import InvalidInput
-from consent.enums import Decision, DefaultMode, LegalBasis
+from consent.enums import JURISDICTION_RE, Decision, DefaultMode, LegalBasis
 from profiles.enums import IdentifierType
 
-# ISO 3166-1 alpha-2, optionally with a subdivision: DE, US-CA, GB-SCT. Also EU and the like:
-# purposes key their defaults by whatever region names the workspace uses.
-JURISDICTION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 MAX_IDENTIFIER_LENGTH = 256
 
 
