@@ -9,7 +9,10 @@ rows:
 
 - PostgreSQL: `COPY` straight into the table; with `ON CONFLICT` or `RETURNING`, `COPY` into a
   temporary table of the same columns and one `INSERT .. SELECT` from it (a fifth of the client
-  CPU of multi-row VALUES, half the time: docs/benchmarks.md). JSON goes out as orjson text.
+  CPU of multi-row VALUES, half the time: docs/benchmarks.md). The `COPY` is binary when every
+  column has a type in `_BINARY_TYPES` (text otherwise): psycopg then writes uuids, times and
+  numbers without formatting them as text, and the server does not parse them back. JSON goes
+  out as orjson text.
 - SQLite: multi-row VALUES statements.
 - Updates: `UPDATE .. FROM (VALUES ..)` on both (their row counts are small, and VALUES gives
   the planner the exact count).
@@ -25,15 +28,22 @@ pooler in transaction mode (which hands sessions around) would need `CDP_BULK_CO
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from functools import partial
 from typing import Any
+from uuid import UUID
 
 import orjson
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+from psycopg.types.string import BytesBinaryDumper
 
 CHUNK = 500
 
@@ -97,9 +107,20 @@ def _defaults(
     return found
 
 
-def _adapt_rows(fields: list[models.Field], rows: Iterable[Sequence[Any]]) -> list[Any]:
-    """Rows with each column adapted once, touching only the columns that need it."""
-    adapters = [(i, a) for i, a in enumerate(_adapter(f) for f in fields) if a is not _identity]
+def _adapt_rows(
+    fields: list[models.Field],
+    rows: Iterable[Sequence[Any]],
+    then: Sequence[Adapter | None] = (),
+) -> list[Any]:
+    """Rows with each column adapted once, touching only the columns that need it; `then`
+    (per column, optional) is applied after (to None too)."""
+    adapters = []
+    for i, adapt in enumerate(_adapter(f) for f in fields):
+        after = then[i] if i < len(then) else None
+        if after is not None:
+            adapters.append((i, after if adapt is _identity else partial(_then, adapt, after)))
+        elif adapt is not _identity:
+            adapters.append((i, adapt))
     width = len(fields)
     adapted: list[Any] = []
     for given in rows:
@@ -113,6 +134,10 @@ def _adapt_rows(fields: list[models.Field], rows: Iterable[Sequence[Any]]) -> li
             row[i] = adapt(row[i])
         adapted.append(row)
     return adapted
+
+
+def _then(first: Adapter, second: Adapter, value: Any) -> Any:
+    return second(first(value))
 
 
 def _use_copy() -> bool:
@@ -129,6 +154,112 @@ def _temp_table(cursor: Any, table: str, columns: str) -> str:
         f"SELECT {columns} FROM {table} WITH NO DATA"
     )
     return name
+
+
+# Column types a binary COPY writes with psycopg's own dumpers (chosen by the column's type, not
+# the value's), and how a value the text COPY would accept is turned into what that dumper
+# takes. A table with any other column type is copied as text.
+_JSONB_BINARY_VERSION = b"\x01"
+
+
+def _jsonb_binary(value: str | None) -> bytes | None:
+    return None if value is None else _JSONB_BINARY_VERSION + value.encode()
+
+
+def _inet(value: Any) -> Any:
+    return ipaddress.ip_interface(value) if isinstance(value, str) else value
+
+
+def _numeric(value: Any) -> Any:
+    return value if value is None or isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _text(value: Any) -> Any:
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+def _uuid(value: Any) -> Any:
+    return value if value is None or isinstance(value, UUID) else UUID(str(value))
+
+
+# Each converter passes None through.
+_BINARY_TYPES: dict[str, Adapter | None] = {
+    "uuid": _uuid,
+    "text": _text,
+    "varchar": _text,
+    "bool": None,
+    "int2": None,
+    "int4": None,
+    "int8": None,
+    "float8": None,
+    "date": None,
+    "timestamptz": None,
+    "bytea": None,
+    "jsonb": _jsonb_binary,  # after _json_text: the binary jsonb format is a version byte + text
+    "inet": _inet,
+    "numeric": _numeric,
+}
+
+
+class _JsonbBinary(str):
+    """Marks the jsonb dumper below in the registry (its values are already bytes)."""
+
+
+class _JsonbBinaryDumper(Dumper):
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return bytes(obj)
+
+
+class _ByteaBinaryDumper(BytesBinaryDumper):
+    """bytes, bytearray or memoryview as bytea (the registry's default for the bytea type
+    expects the DB-API `Binary` wrapper)."""
+
+
+_column_types: dict[tuple[str, str, str], list[tuple[int, str]] | None] = {}
+
+
+def _copy_types(
+    cursor: Any, table: str, fields: list[models.Field]
+) -> list[tuple[int, str]] | None:
+    """(type oid, type name) of each column of `table`, or None if one has a type a binary COPY
+    does not write here. Cached per database and table (a schema change restarts the app)."""
+    key = (str(connection.settings_dict["NAME"]), table, ",".join(str(f.column) for f in fields))
+    if key not in _column_types:
+        cursor.execute(
+            "SELECT a.attname, a.atttypid::int, t.typname FROM pg_attribute a "
+            "JOIN pg_type t ON t.oid = a.atttypid "
+            "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+            [table],
+        )
+        found: dict[str, tuple[int, str]] = {
+            name: (oid, type_name) for name, oid, type_name in cursor.fetchall()
+        }
+        types = [found.get(str(f.column), (0, "")) for f in fields]
+        _column_types[key] = None if any(t[1] not in _BINARY_TYPES for t in types) else types
+    return _column_types[key]
+
+
+def _copy_rows(
+    raw: Any, statement: str, types: list[tuple[int, str]] | None, values: list[Any]
+) -> None:
+    """COPY `values` with `statement` (`COPY t (columns) FROM STDIN`): binary when `types`
+    (the values then adapted with `_binary_converters`)."""
+    if types is not None:
+        raw.adapters.register_dumper(_JsonbBinary, _JsonbBinaryDumper)
+        raw.adapters.register_dumper(bytes, _ByteaBinaryDumper)
+        statement += " (FORMAT BINARY)"
+    with raw.copy(statement) as copy:
+        if types is not None:
+            copy.set_types([oid for oid, _name in types])
+        for row in values:
+            copy.write_row(row)
+
+
+def _binary_converters(types: list[tuple[int, str]] | None) -> list[Adapter | None]:
+    return [] if types is None else [_BINARY_TYPES[name] for _oid, name in types]
 
 
 def insert(
@@ -159,7 +290,6 @@ def insert(
     table = model._meta.db_table
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(f.column)) for f in fields)
-    values = _adapt_rows(fields, rows)
     returned = _columns(model, returning)
     tail_sql = (" " + on_conflict if on_conflict else "") + (
         " RETURNING " + ", ".join(quote(str(f.column)) for f in returned) if returning else ""
@@ -168,24 +298,23 @@ def insert(
     with connection.cursor() as cursor:
         if _use_copy():
             raw = cursor.cursor  # the psycopg cursor under Django's wrapper
+            types = _copy_types(cursor, table, fields)
+            values = _adapt_rows(fields, rows, _binary_converters(types))
             if not tail_sql:
-                with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                    for row in values:
-                        copy.write_row(row)
+                _copy_rows(raw, f"COPY {table} ({columns}) FROM STDIN", types, values)
                 return []
             # The temporary table empties at every commit: in autocommit the COPY would commit
             # alone and the INSERT find nothing, so the two always share a transaction.
             with transaction.atomic():
                 temp = _temp_table(cursor, table, columns)
-                with raw.copy(f"COPY {temp} ({columns}) FROM STDIN") as copy:
-                    for row in values:
-                        copy.write_row(row)
+                _copy_rows(raw, f"COPY {temp} ({columns}) FROM STDIN", types, values)
                 # The temporary rows are deleted by the statement that reads them.
                 cursor.execute(
                     f"WITH v AS (DELETE FROM {temp} RETURNING {columns}) "  # noqa: S608
                     f"INSERT INTO {table} ({columns}) SELECT {columns} FROM v{tail_sql}"
                 )
                 return [tuple(row) for row in cursor.fetchall()] if returning else []
+        values = _adapt_rows(fields, rows)
         row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
         for start in range(0, len(values), CHUNK):
             chunk = values[start : start + CHUNK]

@@ -8,11 +8,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 
 from cdp.core import bulk
+from cdp.core.ids import uuid7
+from governance.models import AuditLogEntry
+from profiles import services as profile_services
 from profiles.enums import ProfileStatus
-from profiles.models import Profile, SeenMessage
+from profiles.models import Event, Profile, SeenMessage
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -135,3 +139,72 @@ def test_insert_returning_outside_a_transaction_writes_and_returns_the_rows(
     # then
     assert claimed == {"m-1", "m-2"}
     assert SeenMessage.objects.filter(workspace=workspace).count() == 2
+
+
+EVENT_COLUMNS = ["id", "workspace", "profile", "origin_profile_id", "source", "message_id", "type",
+                 "name", "timestamp", "original_timestamp", "sent_at", "received_at", "properties",
+                 "context", "sealed", "data_key"]  # fmt: skip
+
+
+def _event_rows(workspace: Any, count: int) -> list[tuple[Any, ...]]:
+    profile, key = profile_services.profile_create(workspace=workspace)
+    source = profile_services.source_create(workspace=workspace, name="Shop")
+    return [
+        (uuid7(), workspace.pk, profile.pk, str(profile.pk), source.pk, f"m-{n}", "track",
+         "Product Viewed", NOW, None, NOW, NOW, {"sku": "A-1", "price": 12.5, "big": 2**70},
+         {"ip": "203.0.113.0", "tags": ["a", None]}, bytes([n]) * 40, key.pk)
+        for n in range(count)
+    ]  # fmt: skip
+
+
+def _stored_events(workspace: Any) -> list[tuple[Any, ...]]:
+    """What does not depend on the workspace: ids of its own profile, source and key left out,
+    but the stored origin profile compared with the profile."""
+    rows = Event.objects.filter(workspace=workspace).order_by("message_id")
+    return [
+        (str(origin) == str(profile), *rest)
+        for profile, origin, *rest in rows.values_list(
+            "profile", "origin_profile_id", "message_id", "type", "name", "timestamp",
+            "original_timestamp", "sent_at", "received_at", "properties", "context")
+    ]  # fmt: skip
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="COPY is PostgreSQL's")
+def test_a_binary_copy_stores_what_a_text_copy_stores(
+    workspace: Any, other_workspace: Any, monkeypatch: Any
+) -> None:
+    # given: the same rows for two workspaces; a uuid given as text, a NULL, JSON past 64 bits
+    rows = _event_rows(workspace, 3)
+    other = [(uuid7(), other_workspace.pk, *row[2:]) for row in _event_rows(other_workspace, 3)]
+    # when: one workspace copied in binary, the other with every type left to the text COPY
+    with transaction.atomic():
+        assert bulk._copy_types(connection.cursor(), "profiles_event", bulk._columns(
+            Event, EVENT_COLUMNS)) is not None  # fmt: skip
+        bulk.insert(Event, EVENT_COLUMNS, rows)
+    monkeypatch.setattr(bulk, "_BINARY_TYPES", {})
+    monkeypatch.setattr(bulk, "_column_types", {})
+    with transaction.atomic():
+        bulk.insert(Event, EVENT_COLUMNS, other)
+    # then: the same values, sealed bytes included
+    binary, text = _stored_events(workspace), _stored_events(other_workspace)
+    assert binary == text
+    assert binary[0][0] is True
+    assert binary[0][8] == {"sku": "A-1", "price": 12.5, "big": 2**70}
+    assert sorted(bytes(s or b"") for s in Event.objects.filter(workspace=workspace).values_list(
+        "sealed", flat=True)) == sorted(row[14] for row in rows)  # fmt: skip
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="COPY is PostgreSQL's")
+def test_a_binary_copy_writes_an_address_given_as_text(workspace: Any) -> None:
+    # given: audit entries as the auditlog middleware fills them (the address as text)
+    entries = [
+        AuditLogEntry(content_type=ContentType.objects.get_for_model(Profile), object_pk="1",
+                      object_repr="p", action=AuditLogEntry.Action.UPDATE, changes={"a": [1, 2]},
+                      remote_addr=address)
+        for address in ("203.0.113.7", "2001:db8::1", None)
+    ]  # fmt: skip
+    # when
+    AuditLogEntry.append_many(entries)
+    # then
+    stored = AuditLogEntry.objects.order_by("-pk").values_list("remote_addr", flat=True)[:3]
+    assert list(stored)[::-1] == ["203.0.113.7", "2001:db8::1", None]
