@@ -15,8 +15,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from activation.enums import AudienceStatus
-from activation.exceptions import AudienceKeyTaken, RuleError
-from activation.models import Audience, AudienceMembership
+from activation.exceptions import AudienceInvalid, AudienceKeyTaken
+from activation.models import DESCRIPTION_MAX_LENGTH, Audience, AudienceMembership
 from activation.rules import compile_rules, profiles_matching
 from profiles.enums import ProfileStatus
 
@@ -71,8 +71,9 @@ def audience_create(
     description: str = "",
 ) -> Audience:
     """A new audience (rules checked, audited); its membership fills at the next refresh."""
-    if not KEY_PATTERN.match(key or ""):
-        raise RuleError("/", "an audience key is 1-64 letters, digits, '-' or '_'")
+    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+        raise AudienceInvalid("key", "An audience key is 1-64 letters, digits, '-' or '_'.")
+    _check_texts(name=name, description=description)
     if Audience.objects.filter(workspace=workspace, key=key).exists():
         raise AudienceKeyTaken()
     audience_rules_validate(workspace=workspace, rules=rules, audience_key=key)
@@ -94,9 +95,13 @@ def audience_update(*, audience: Audience, actor: Any = None, **fields: Any) -> 
     audited). The key stays: other audiences refer to it."""
     unknown = set(fields) - set(EDITABLE)
     if unknown:
-        raise RuleError("/", f"{sorted(unknown)[0]} cannot be changed")
+        field = sorted(unknown)[0]
+        raise AudienceInvalid(field, f"An audience's {field} cannot be changed.")
     if "status" in fields and fields["status"] not in AudienceStatus.values:
-        raise RuleError("/", f"unknown status {fields['status']!r}")
+        raise AudienceInvalid(
+            "status", f"Unknown status; choose from: {', '.join(AudienceStatus.values)}."
+        )
+    _check_texts(**{k: v for k, v in fields.items() if k in ("name", "description")})
     if "rules" in fields:
         audience_rules_validate(
             workspace=audience.workspace, rules=fields["rules"], audience_key=audience.key
@@ -106,6 +111,19 @@ def audience_update(*, audience: Audience, actor: Any = None, **fields: Any) -> 
     with _acting(actor):
         audience.save()
     return audience
+
+
+def _check_texts(**texts: Any) -> None:
+    """The name and description fit their columns (a longer value would fail the insert)."""
+    limits = {
+        "name": Audience._meta.get_field("name").max_length,
+        "description": DESCRIPTION_MAX_LENGTH,
+    }
+    for field, value in texts.items():
+        if not isinstance(value, str):
+            raise AudienceInvalid(field, f"The {field} is text.")
+        if len(value) > (limits[field] or 0):
+            raise AudienceInvalid(field, f"The {field} is at most {limits[field]} characters.")
 
 
 def audience_get(*, workspace: Any, key: str) -> Audience | None:

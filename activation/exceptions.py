@@ -21,6 +21,29 @@ class RuleError(InvalidInput):
         return f"{self.path}: {self.message}"
 
 
+class AudienceInvalid(InvalidInput):
+    """An audience's key, name, description or status that is not valid (its rules answer
+    RuleError); `field` names the offending field."""
+
+    code = "invalid_audience"
+    default_message = "The audience is not valid."
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message, extra={"field": field})
+
+
+class LifecycleStageInvalid(InvalidInput):
+    """A lifecycle stage's key, name or description that is not valid; `field` names it."""
+
+    code = "invalid_lifecycle_stage"
+    default_message = "The lifecycle stage is not valid."
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message, extra={"field": field})
+
+
 class AudienceKeyTaken(Conflict):
     code = "audience_key_taken"
     default_message = "An audience with this key exists in the workspace."

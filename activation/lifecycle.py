@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db import transaction
 
-from activation.exceptions import LifecycleStageKeyTaken, RuleError
+from activation.exceptions import LifecycleStageInvalid, LifecycleStageKeyTaken
 from activation.models import LifecycleStage
 from activation.rules import compile_rules
 
@@ -115,8 +115,8 @@ def lifecycle_stage_create(
     position: int | None = None,
 ) -> LifecycleStage:
     """A new stage; its rules are checked (and may not refer back to it)."""
-    if not KEY_PATTERN.match(key or ""):
-        raise RuleError("/", "a stage key is 1-64 letters, digits, '-' or '_'")
+    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+        raise LifecycleStageInvalid("key", "A stage key is 1-64 letters, digits, '-' or '_'.")
     if LifecycleStage.objects.filter(workspace=workspace, key=key).exists():
         raise LifecycleStageKeyTaken()
     _check(workspace, key, rules)
@@ -138,7 +138,8 @@ def lifecycle_stage_update(*, stage: LifecycleStage, **fields: Any) -> Lifecycle
     allowed = {"name", "description", "rules", "position"}
     unknown = set(fields) - allowed
     if unknown:
-        raise RuleError("/", f"{sorted(unknown)[0]} cannot be changed")
+        field = sorted(unknown)[0]
+        raise LifecycleStageInvalid(field, f"A stage's {field} cannot be changed.")
     if "rules" in fields:
         _check(stage.workspace, stage.key, fields["rules"])
     for name, value in fields.items():

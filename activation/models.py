@@ -26,6 +26,9 @@ from .enums import (
     SyncRunStatus,
 )
 
+# What a steward writes to explain an audience or a stage: room for a paragraph, not a dump.
+DESCRIPTION_MAX_LENGTH = 2000
+
 
 class ComputedTrait(models.Model):
     """A per-profile value computed from events (count, sum, last value, ...), over an optional
@@ -94,7 +97,7 @@ class LifecycleStage(models.Model):
     workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
     key = models.SlugField(max_length=64)
     name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     rules = models.JSONField()
     position = models.PositiveSmallIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
@@ -116,7 +119,7 @@ class Audience(models.Model):
     workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
     key = models.SlugField(max_length=64)
     name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     rules = models.JSONField()
     realtime = models.BooleanField(
         default=False,

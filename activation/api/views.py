@@ -3,7 +3,8 @@
 Every call needs a workspace API token holding `manage_audiences`; everything is scoped to the
 token's workspace, and an audience, destination, sync, run or delivery of another workspace
 answers exactly like one that does not exist (404). Invalid rules answer 400 `invalid_rules`
-with the JSON pointer of the bad part in `path`.
+with the JSON pointer of the bad part in `path`; an invalid key, name, description or status
+answers 400 `invalid_audience` (or `invalid`, from the input's own checks) naming the `field`.
 
 Personal data: a preview's sample shows profile ids, plain attributes and identifier types,
 never identifier values. The member list shows each member's userId and anonymousId masked;
@@ -37,7 +38,7 @@ from activation.api.serializers import (
 )
 from activation.enums import AudienceStatus, DestinationKind, SyncMode
 from activation.exceptions import AudienceNotFound
-from activation.models import Audience, Delivery, Destination, Sync, SyncRun
+from activation.models import DESCRIPTION_MAX_LENGTH, Audience, Delivery, Destination, Sync, SyncRun
 from cdp.core.api.contracts import WorkspaceCredential
 from cdp.core.api.pagination import CursorPagination
 from cdp.core.api.permissions import WorkspacePermission
@@ -119,7 +120,9 @@ class AudienceCollectionApi(APIView):
     class InputSerializer(serializers.Serializer):
         key = serializers.CharField(max_length=64, help_text="Letters, digits, '-' or '_'.")
         name = serializers.CharField(max_length=200, required=False, default="")
-        description = serializers.CharField(required=False, default="", allow_blank=True)
+        description = serializers.CharField(
+            required=False, default="", allow_blank=True, max_length=DESCRIPTION_MAX_LENGTH
+        )
         rules = serializers.JSONField(help_text="The rules (activation/rules/schema.json).")
         realtime = serializers.BooleanField(required=False, default=False)
 
@@ -160,7 +163,9 @@ class AudienceDetailApi(APIView):
     @extend_schema_serializer(component_name="AudienceUpdateInput")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
-        description = serializers.CharField(required=False, allow_blank=True)
+        description = serializers.CharField(
+            required=False, allow_blank=True, max_length=DESCRIPTION_MAX_LENGTH
+        )
         rules = serializers.JSONField(required=False)
         realtime = serializers.BooleanField(required=False)
         status = serializers.ChoiceField(choices=AudienceStatus.choices, required=False)

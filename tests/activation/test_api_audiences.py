@@ -188,7 +188,8 @@ def test_invalid_rules_on_update_keep_the_old_ones(vip: Audience, manager: APICl
     ("body", "status", "code"),
     [
         ({"key": "vip", "name": "VIP"}, 400, "invalid"),
-        ({"key": "has space", "name": "X", "rules": VIP}, 400, "invalid_rules"),
+        ({"key": "has space", "name": "X", "rules": VIP}, 400, "invalid_audience"),
+        ({"key": "long", "rules": VIP, "description": "x" * 2001}, 400, "invalid"),
         ({"key": "vip", "name": "Again", "rules": VIP}, 409, "audience_key_taken"),
         ({"key": "other", "rules": VIP, "realtime": "perhaps"}, 400, "invalid"),
     ],
@@ -203,6 +204,31 @@ def test_bad_input_is_refused(
     assert response.status_code == status
     assert response.json()["code"] == code
     assert list(Audience.objects.values_list("key", flat=True)) == ["vip"]
+
+
+def test_a_bad_key_names_the_field_not_the_rules(manager: APIClient) -> None:
+    # when
+    response = create(manager, key="has space", name="X", rules=VIP)
+    # then
+    assert response.status_code == 400
+    assert response.json()["field"] == "key"
+    assert "path" not in response.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"description": "x" * 2001}, "description"), ({"status": "sleeping"}, "status")],
+)
+def test_a_bad_update_keeps_the_audience(
+    vip: Audience, manager: APIClient, body: dict[str, Any], field: str
+) -> None:
+    # when
+    response = manager.patch("/api/v1/audiences/vip/", body, format="json")
+    # then
+    assert response.status_code == 400
+    assert field in json.dumps(response.json())
+    vip.refresh_from_db()
+    assert (vip.description, vip.status) == ("", "active")
 
 
 def test_an_empty_update_is_400(vip: Audience, manager: APIClient) -> None:

@@ -8,7 +8,12 @@ import pytest
 
 from activation import selectors, services
 from activation.enums import ComputedTraitKind
-from activation.exceptions import AudienceKeyTaken, RuleError
+from activation.exceptions import (
+    AudienceInvalid,
+    AudienceKeyTaken,
+    LifecycleStageInvalid,
+    RuleError,
+)
 from activation.models import Audience, ComputedTrait, LifecycleStage
 from activation.rules import schema
 from profiles.enums import TraitClass
@@ -288,7 +293,7 @@ def test_audience_create_checks_key_and_rules_and_changes_nothing_when_refused(
     # when / then
     with pytest.raises(AudienceKeyTaken):
         services.audience_create(workspace=workspace, key="vips", name="Again", rules=VIP)
-    with pytest.raises(RuleError):
+    with pytest.raises(AudienceInvalid):
         services.audience_create(workspace=workspace, key="bad key!", name="Bad", rules=VIP)
     with pytest.raises(RuleError):
         services.audience_create(
@@ -313,3 +318,36 @@ def test_the_schema_is_published_and_valid() -> None:
         "all", "any", "not", "trait", "computed", "profile", "event", "sequence", "lifecycle",
         "in_audience",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"key": "no spaces"}, "key"),
+        ({"key": None}, "key"),
+        ({"key": "ok", "name": "n" * 201}, "name"),
+        ({"key": "ok", "description": "d" * 2001}, "description"),
+        ({"key": "ok", "description": None}, "description"),
+    ],
+)
+def test_an_audience_field_that_does_not_fit_is_named(
+    workspace: Any, fields: dict[str, Any], field: str
+) -> None:
+    # when: as the admin or a command would call it (the API checks lengths itself)
+    with pytest.raises(AudienceInvalid) as caught:
+        services.audience_create(workspace=workspace, **{"name": "N", "rules": VIP, **fields})
+    # then
+    assert (caught.value.code, caught.value.field) == ("invalid_audience", field)
+    assert not Audience.objects.filter(workspace=workspace).exists()
+
+
+def test_a_lifecycle_stage_key_or_unknown_field_is_named(workspace: Any) -> None:
+    # when
+    with pytest.raises(LifecycleStageInvalid) as bad_key:
+        services.lifecycle_stage_create(workspace=workspace, key="no spaces", name="N", rules=VIP)
+    stage = LifecycleStage.objects.get(workspace=workspace, key="inactive")
+    with pytest.raises(LifecycleStageInvalid) as bad_field:
+        services.lifecycle_stage_update(stage=stage, key="renamed")
+    # then
+    assert (bad_key.value.code, bad_key.value.field) == ("invalid_lifecycle_stage", "key")
+    assert bad_field.value.field == "key"
