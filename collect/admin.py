@@ -13,6 +13,7 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -25,7 +26,7 @@ from collect.enums import ImportFormat, ImportKind, ImportStatus
 from collect.imports import services as import_services
 from collect.imports.mapping import ImportMapping, mapping_parse
 from collect.imports.readers import detect_format
-from collect.imports.upload import SealedUpload, SealingUploadHandler
+from collect.imports.upload import SealedUpload, SealingUploadHandler, upload_refused
 from collect.models import ImportJob
 from profiles import selectors as profile_selectors
 from profiles.enums import WorkspaceRole
@@ -67,7 +68,8 @@ class ImportUploadForm(forms.Form):
     phone_region = forms.CharField(
         required=False, max_length=2, help_text="For phone numbers without +country, e.g. GB."
     )
-    delimiter = forms.CharField(required=False, max_length=3, initial=",")
+    # Not stripped: a tab or a space typed here is the delimiter ("\\t" and "tab" work too).
+    delimiter = forms.CharField(required=False, max_length=3, initial=",", strip=False)
 
     def __init__(self, *args: Any, workspaces: QuerySet[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -240,7 +242,16 @@ class ImportJobAdmin(WorkspaceScopedAdmin):
         workspaces = workspaces_for(request, ROLE)
         if request.method == "POST":
             form = ImportUploadForm(request.POST, request.FILES, workspaces=workspaces)
-            if form.is_valid():
+            refused_over = upload_refused(request)
+            if refused_over is not None:
+                form.is_valid()
+                form.errors.pop("file", None)
+                form.add_error(
+                    "file",
+                    f"The file is larger than {filesizeformat(refused_over)}, the most an upload "
+                    "takes here; import it with manage.py import_profiles or import_events.",
+                )
+            elif form.is_valid():
                 job = self._create(request, form)
                 if job is not None:
                     meta = self.model._meta

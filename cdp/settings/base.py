@@ -284,6 +284,10 @@ COLLECT_DRAIN_MESSAGES = env_int("COLLECT_DRAIN_MESSAGES", 2000)
 # many errors it lists at most (the rest are counted only).
 COLLECT_IMPORT_ERRORS_DAYS = env_int("COLLECT_IMPORT_ERRORS_DAYS", 14)
 COLLECT_IMPORT_MAX_ERROR_LINES = env_int("COLLECT_IMPORT_MAX_ERROR_LINES", 10_000)
+# The largest file the admin's upload accepts (it is stored sealed in the database until a
+# worker has imported it); larger files go through `manage.py import_profiles|import_events`,
+# which read them from disk.
+COLLECT_IMPORT_MAX_UPLOAD_BYTES = env_int("COLLECT_IMPORT_MAX_UPLOAD_BYTES", 1024**3)
 # Planner statistics of fast-growing tables (cdp.core.dbstats): after ingestion, at most every
 # CDP_ANALYZE_SECONDS per process (0: never), ANALYZE the tables whose changed rows exceed
 # max(CDP_ANALYZE_MIN_ROWS, CDP_ANALYZE_FRACTION x rows) since their last analyze.

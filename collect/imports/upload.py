@@ -4,7 +4,11 @@ Django's default handlers keep uploads over 2.5 MB in a named temporary file. An
 a list of people, so this handler seals every chunk as it arrives (AES-256-GCM under a random
 key that lives only in this request's memory) into an anonymous temporary file; the form reads
 it back, decrypted, once the job exists, to seal it into the job's chunks under the job's own
-data key (collect.imports.storage)."""
+data key (collect.imports.storage).
+
+An upload past COLLECT_IMPORT_MAX_UPLOAD_BYTES is stopped: what was received is dropped, the
+rest of the body is read and discarded, and `upload_refused(request)` gives the limit, for the
+form to say so."""
 
 from __future__ import annotations
 
@@ -15,8 +19,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.core.files.uploadhandler import FileUploadHandler
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
 _FRAME = struct.Struct(">I")
 _NONCE = 12
@@ -59,6 +64,12 @@ class SealingUploadHandler(FileUploadHandler):
         self.index = 0
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+        limit = int(settings.COLLECT_IMPORT_MAX_UPLOAD_BYTES)
+        if start + len(raw_data) > limit:
+            self.sealed.close()
+            if self.request is not None:
+                self.request._upload_refused_over = limit  # type: ignore[attr-defined]
+            raise StopUpload(connection_reset=False)
         nonce = os.urandom(_NONCE)
         frame = nonce + self.aead.encrypt(nonce, raw_data, _FRAME.pack(self.index))
         self.sealed.write(_FRAME.pack(len(frame)) + frame)
@@ -73,3 +84,8 @@ class SealingUploadHandler(FileUploadHandler):
             size=file_size,
             key=self.key,
         )
+
+
+def upload_refused(request: Any) -> int | None:
+    """The size limit an upload of this request went past, if one did."""
+    return getattr(request, "_upload_refused_over", None)

@@ -266,3 +266,46 @@ def test_the_upload_handler_never_writes_the_file_in_plaintext() -> None:
     assert b"@example.com" not in on_disk
     assert list(upload.plain_chunks()) == plain
     assert (upload.name, upload.size) == ("people.csv", 57)
+
+
+def test_an_upload_past_the_size_limit_is_refused_and_nothing_kept(
+    client: Client, workspace: Any, source: Any, owner: Any, settings: Any
+) -> None:
+    # given: a limit below the file's size
+    settings.COLLECT_IMPORT_MAX_UPLOAD_BYTES = len(CSV) - 1
+    client.force_login(owner)
+    # when
+    response = client.post(ADD, form_data(workspace, source))
+    # then: the page says why, and neither a job nor any chunk of the file is stored
+    assert response.status_code == 200
+    errors = response.context["form"].errors["file"]
+    assert errors == [
+        f"The file is larger than {len(CSV) - 1}\xa0bytes, the most an upload takes here; "
+        "import it with manage.py import_profiles or import_events."
+    ]
+    assert (ImportJob.objects.count(), ImportChunk.objects.count()) == (0, 0)
+    # and a file within the limit still goes through
+    settings.COLLECT_IMPORT_MAX_UPLOAD_BYTES = len(CSV)
+    assert client.post(ADD, form_data(workspace, source)).status_code == 302
+
+
+@pytest.mark.parametrize("typed", ["\t", "\\t", "tab"])
+def test_a_tab_typed_as_the_delimiter_is_kept(
+    client: Client, workspace: Any, source: Any, owner: Any,
+    django_capture_on_commit_callbacks: Any, typed: str,
+) -> None:  # fmt: skip
+    # given: a tab-separated file
+    tsv = CSV.replace(b",", b"\t")
+    client.force_login(owner)
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            ADD,
+            form_data(workspace, source, delimiter=typed,
+                      file=SimpleUploadedFile("crm.tsv", tsv, content_type="text/csv"),
+                      file_format="csv"),
+        )  # fmt: skip
+    # then
+    assert response.status_code == 302
+    job = ImportJob.objects.get()
+    assert (job.mapping["delimiter"], job.rows_ok, job.rows_failed) == ("\t", 2, 1)
