@@ -3,11 +3,15 @@
 Rows live seconds: a request's messages wait there until a worker stores them. Nothing in a
 row says whose messages it holds without decrypting every row, so an export reports the
 buffer's state, and an erasure first drains the buffer (running first), so that the person's
-pending messages reach the stores the later handlers erase."""
+pending messages reach the stores the later handlers erase (or, the person's identifiers being
+suppressed by then, are dropped). Batches another worker is storing at that moment are waited
+for; batches received after the erasure began are not."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from django.utils import timezone
 
 from cdp.core.registry import ErasureReport, ErasureStatus, PersonalDataHandler
 from collect import intake
@@ -20,13 +24,21 @@ def export_intake(profile: Any) -> dict[str, Any]:
 
 
 def erase_intake(profile: Any) -> ErasureReport:
-    drained = intake.intake_drain()
-    left = IntakeBatch.objects.filter(workspace_id=profile.workspace_id).count()
+    """Drain what was received up to now, waiting for batches another worker is storing."""
+    drained = intake.intake_drain_before(
+        workspace_id=profile.workspace_id, received_before=timezone.now()
+    )
+    left = drained.set_aside + drained.held
+    problems = []
+    if drained.set_aside:
+        problems.append(f"batches set aside after repeated failures remain ({drained.set_aside})")
+    if drained.held:
+        problems.append(f"batches another worker held were not stored in time ({drained.held})")
     return ErasureReport(
         store="collect.intake",
         status=ErasureStatus.ERASED if left == 0 else ErasureStatus.FAILED,
-        counts={"messages_drained": drained, "batches_left": left},
-        detail="" if left == 0 else "batches set aside after repeated failures remain",
+        counts={"messages_drained": drained.stored, "batches_left": left},
+        detail="; ".join(problems),
     )
 
 

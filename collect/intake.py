@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import zlib
 from collections import defaultdict
 from datetime import datetime
@@ -102,6 +103,36 @@ def intake_drain(*, max_messages: int | None = None, max_rounds: int = 50) -> in
         stored += done
         dbstats.refresh_statistics()
     return stored
+
+
+@dataclasses.dataclass(frozen=True)
+class DrainedBefore:
+    stored: int
+    set_aside: int  # batches received by then that failed MAX_ATTEMPTS times
+    held: int  # batches received by then that another drain still held at the deadline
+
+
+def intake_drain_before(
+    *, workspace_id: int, received_before: datetime, wait_seconds: float = 30.0
+) -> DrainedBefore:
+    """Drain until no live batch of the workspace received before `received_before` is left
+    (an erasure: the person's pending messages must not arrive after it). Batches another
+    drain holds at that moment are waited for, polling, up to `wait_seconds`: that drain
+    stores them when it commits. Later arrivals are not waited for (a busy workspace always
+    has some)."""
+    pending = IntakeBatch.objects.filter(
+        workspace_id=workspace_id, received_at__lte=received_before
+    )
+    stored = intake_drain()
+    deadline = time.monotonic() + wait_seconds
+    while pending.filter(dead=False).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+        stored += intake_drain()
+    return DrainedBefore(
+        stored=stored,
+        set_aside=pending.filter(dead=True).count(),
+        held=pending.filter(dead=False).count(),
+    )
 
 
 _SHARD_LOCK = 0x43445049  # "CDPI", with the shard number as the second key

@@ -1,0 +1,146 @@
+"""An erasure drains the intake buffer first: what was received before it began is stored (or,
+the person being suppressed, dropped) before the other stores are erased. Batches another
+worker is storing at that moment are waited for; batches that arrive later, or were set aside
+after repeated failures later, do not fail the erasure."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import override_settings
+from django.utils import timezone
+
+from cdp.core.registry import ErasureStatus
+from collect import intake
+from collect.handlers import erase_intake
+from collect.models import IntakeBatch
+from profiles import services
+from profiles.models import Event, Profile
+from tests.profiles.ingest_helpers import msg
+
+
+@pytest.fixture
+def source(workspace: Any, monkeypatch: Any) -> Any:
+    from collect import tasks
+
+    monkeypatch.setattr(tasks.intake_drain, "delay", lambda: None)  # the test drains
+    return services.source_create(workspace=workspace, name="Web")
+
+
+@pytest.fixture
+def profile(workspace: Any, source: Any) -> Any:
+    outcome = services.ingest_messages(source=source, messages=[msg(user_id="u-1")])
+    return Profile.objects.get(pk=outcome.profile_ids[0])
+
+
+def test_what_was_received_is_drained_and_the_erasure_reports_it(source: Any, profile: Any) -> None:
+    # given
+    intake.intake_store(source=source, messages=[msg(anonymous_id="a-2", message_id="m-2")])
+    # when
+    report = erase_intake(profile)
+    # then
+    assert (report.status, report.counts) == (
+        ErasureStatus.ERASED,
+        {"messages_drained": 1, "batches_left": 0},
+    )
+    assert Event.objects.filter(message_id="m-2").exists()
+
+
+def test_a_batch_set_aside_before_the_erasure_fails_it_and_a_later_one_does_not(
+    source: Any, profile: Any
+) -> None:
+    # given: one batch set aside before the erasure began
+    [early] = intake.intake_store(source=source, messages=[msg(anonymous_id="a-3")])
+    IntakeBatch.objects.filter(pk=early.pk).update(dead=True, attempts=intake.MAX_ATTEMPTS)
+    # when / then: the erasure names it
+    report = erase_intake(profile)
+    assert report.status == ErasureStatus.FAILED
+    assert report.detail == "batches set aside after repeated failures remain (1)"
+    # given: that one dealt with; one set aside after the erasure began
+    IntakeBatch.objects.filter(pk=early.pk).delete()
+    [late] = intake.intake_store(source=source, messages=[msg(anonymous_id="a-4")])
+    IntakeBatch.objects.filter(pk=late.pk).update(
+        dead=True, received_at=timezone.now() + timedelta(minutes=1)
+    )
+    # when / then
+    assert erase_intake(profile).status == ErasureStatus.ERASED
+
+
+def _other_session() -> psycopg.Connection[Any]:
+    params = connection.get_connection_params()
+    dsn = psycopg.conninfo.make_conninfo(
+        **{k: v for k, v in params.items() if k in ("dbname", "host", "port", "user", "password")}
+    )
+    return psycopg.connect(dsn, autocommit=False)
+
+
+def _held_by_another_drain(batch: IntakeBatch, release_after: float | None) -> threading.Thread:
+    """Another session claims `batch` as a drain does (its shard's lock and the row's lock);
+    after `release_after` seconds it deletes the row (the drain stored it) and commits."""
+    other = _other_session()
+    other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [intake._SHARD_LOCK, batch.shard])
+    other.execute("SELECT id FROM collect_intakebatch WHERE id = %s FOR UPDATE", [batch.pk])
+
+    def finish() -> None:
+        try:
+            if release_after is None:
+                time.sleep(1.5)
+                other.rollback()
+                return
+            time.sleep(release_after)
+            other.execute("DELETE FROM collect_intakebatch WHERE id = %s", [batch.pk])
+            other.commit()
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    return thread
+
+
+pg_only = pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="row and advisory locks"
+)
+
+
+@pg_only
+@pytest.mark.django_db(transaction=True)
+@override_settings(COLLECT_INTAKE_SHARDS=1)
+def test_a_batch_another_worker_is_storing_is_waited_for(source: Any, profile: Any) -> None:
+    # given: another drain holds the person's batch and commits half a second later
+    [batch] = intake.intake_store(source=source, messages=[msg(user_id="u-1", message_id="m-5")])
+    thread = _held_by_another_drain(batch, release_after=0.5)
+    try:
+        # when
+        report = erase_intake(profile)
+    finally:
+        thread.join()
+    # then: not FAILED for a batch that was merely in flight
+    assert (report.status, report.counts["batches_left"]) == (ErasureStatus.ERASED, 0)
+
+
+@pg_only
+@pytest.mark.django_db(transaction=True)
+@override_settings(COLLECT_INTAKE_SHARDS=1)
+def test_a_batch_held_past_the_wait_fails_the_erasure_and_says_so(
+    source: Any, profile: Any
+) -> None:
+    # given: another drain holds a batch longer than the erasure waits
+    [batch] = intake.intake_store(source=source, messages=[msg(user_id="u-1", message_id="m-6")])
+    thread = _held_by_another_drain(batch, release_after=None)
+    try:
+        # when
+        drained = intake.intake_drain_before(
+            workspace_id=source.workspace_id, received_before=timezone.now(), wait_seconds=0.3
+        )
+    finally:
+        thread.join()
+    # then
+    assert (drained.stored, drained.set_aside, drained.held) == (0, 0, 1)
