@@ -21,3 +21,18 @@ def match_run(workspace_id: int, full: bool = False) -> dict[str, object]:
         return {"run": None, "skipped": "in_progress"}
     run = result.run
     return {"run": run.pk, "kind": run.kind, "proposed": run.proposed, "merged": run.auto_merged}
+
+
+@shared_task(name="matching.tasks.match_runs_due")
+def match_runs_due() -> dict[str, int]:
+    """Scheduled (CELERY_BEAT_SCHEDULE): queue an incremental run for every workspace that has
+    set up matching (has match settings), so new and changed profiles reach the review queue
+    without a steward starting a run. A workspace whose run is still going skips this one."""
+    from matching.models import MatchSettings
+
+    ids = list(
+        MatchSettings.objects.order_by("workspace_id").values_list("workspace_id", flat=True)
+    )
+    for workspace_id in ids:
+        match_run.delay(workspace_id)
+    return {"queued": len(ids)}

@@ -226,6 +226,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "activation.tasks.audiences_refresh_all",
         "schedule": timedelta(minutes=15),
     },
+    # Incremental probabilistic matching of the workspaces that set it up (review queue).
+    "matching-runs-due": {
+        "task": "matching.tasks.match_runs_due",
+        "schedule": timedelta(hours=24),
+    },
 }
 
 # --- Logging -------------------------------------------------------------------------------
