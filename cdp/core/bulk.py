@@ -162,8 +162,15 @@ def _temp_table(cursor: Any, table: str, columns: str) -> str:
 _JSONB_BINARY_VERSION = b"\x01"
 
 
-def _jsonb_binary(value: str | None) -> bytes | None:
-    return None if value is None else _JSONB_BINARY_VERSION + value.encode()
+def _jsonb_binary(value: Any) -> bytes | None:
+    """orjson text from `_json_text`, or psycopg's Jsonb wrapper that a JSON field with an
+    encoder of its own prepares (`_prep`)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        dumped = (value.dumps or json.dumps)(value.obj)
+        value = dumped.decode() if isinstance(dumped, bytes) else dumped
+    return _JSONB_BINARY_VERSION + value.encode()
 
 
 def _inet(value: Any) -> Any:

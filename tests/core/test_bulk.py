@@ -4,7 +4,9 @@ JSON written as the standard library would write it."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -208,3 +210,18 @@ def test_a_binary_copy_writes_an_address_given_as_text(workspace: Any) -> None:
     # then
     stored = AuditLogEntry.objects.order_by("-pk").values_list("remote_addr", flat=True)[:3]
     assert list(stored)[::-1] == ["203.0.113.7", "2001:db8::1", None]
+
+
+def test_json_a_field_encodes_itself_goes_out_as_its_encoder_writes_it() -> None:
+    # given: what Django prepares for a JSON field with an encoder of its own (psycopg's Jsonb)
+    from psycopg.types.json import Jsonb
+
+    class Money(json.JSONEncoder):
+        def default(self, o: Any) -> Any:
+            return str(o) if isinstance(o, Decimal) else super().default(o)
+
+    prepared = Jsonb({"price": Decimal("9.90")}, dumps=Money().encode)
+    # when / then: the binary jsonb format is a version byte and the text
+    assert bulk._jsonb_binary(prepared) == b'\x01{"price": "9.90"}'
+    assert bulk._jsonb_binary('{"a":1}') == b'\x01{"a":1}'
+    assert bulk._jsonb_binary(None) is None
