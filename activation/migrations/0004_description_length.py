@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('activation', '0003_computed_value_number_index'),
+        ("activation", "0003_computed_value_number_index"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='audience',
-            name='description',
+            model_name="audience",
+            name="description",
             field=models.TextField(blank=True, max_length=2000),
         ),
         migrations.AlterField(
-            model_name='lifecyclestage',
-            name='description',
+            model_name="lifecyclestage",
+            name="description",
             field=models.TextField(blank=True, max_length=2000),
         ),
     ]
