@@ -20,14 +20,15 @@ from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from cdp.core.admin import WorkspaceScopedAdmin, workspaces_for
+from cdp.core.admin import ReadOnlyAdminMixin, WorkspaceScopedAdmin, workspaces_for
 from cdp.core.exceptions import ApplicationError
+from collect import intake
 from collect.enums import ImportFormat, ImportKind, ImportStatus
 from collect.imports import services as import_services
 from collect.imports.mapping import ImportMapping, mapping_parse
 from collect.imports.readers import detect_format
 from collect.imports.upload import SealedUpload, SealingUploadHandler, upload_refused
-from collect.models import ImportJob
+from collect.models import ImportJob, IntakeBatch
 from profiles import selectors as profile_selectors
 from profiles.enums import WorkspaceRole
 
@@ -342,3 +343,38 @@ class ImportJobAdmin(WorkspaceScopedAdmin):
         response["Cache-Control"] = "private, no-store"
         response["X-Content-Type-Options"] = "nosniff"
         return response
+
+
+@admin.register(IntakeBatch)
+class IntakeBatchAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
+    """The asynchronous intake buffer: batches waiting for a drain (seconds), and those set
+    aside after failing MAX_ATTEMPTS times (dead), which an erasure reports as left. The
+    messages stay sealed: the page shows counts, attempts and the error's code only. "Retry"
+    puts batches set aside back in the queue once their cause is fixed."""
+
+    workspace_roles = (ROLE,)
+    list_display = (
+        "received_at",
+        "workspace",
+        "source",
+        "message_count",
+        "attempts",
+        "last_error",
+        "dead",
+        "contended",
+        "shard",
+    )
+    list_filter = ("dead", ("workspace", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("workspace", "source")
+    ordering = ("-received_at",)
+    fields = list_display
+    actions = ("retry",)
+
+    @admin.action(description="Retry the selected batches set aside")
+    def retry(self, request: HttpRequest, queryset: QuerySet[IntakeBatch]) -> None:
+        retried = intake.intake_retry(batch_ids=list(queryset.values_list("pk", flat=True)))
+        skipped = queryset.count() - retried
+        text = f"{retried} batches put back in the queue."
+        if skipped > 0:
+            text += f" {skipped} were not set aside (they are waiting for a drain already)."
+        messages.info(request, text)

@@ -249,5 +249,22 @@ def _record_failure(batch_ids: list[Any], exc: Exception) -> None:
             batch.save(update_fields=["attempts", "last_error", "dead"])
 
 
+def intake_retry(*, batch_ids: list[Any]) -> int:
+    """Put batches set aside after repeated failures (dead) back in the queue, attempts reset
+    (a steward's retry once the cause is fixed); a drain is queued after commit. Returns the
+    batches put back."""
+    from collect import tasks
+
+    with transaction.atomic():
+        retried = IntakeBatch.objects.filter(pk__in=batch_ids, dead=True).update(
+            dead=False, attempts=0, last_error=""
+        )
+        if retried:
+            transaction.on_commit(tasks.intake_drain.delay)
+    if retried:
+        logger.info("intake: %d batches set aside put back in the queue", retried)
+    return retried
+
+
 def intake_keys_in_use() -> set[Any]:
     return set(IntakeBatch.objects.values_list("data_key_id", flat=True).distinct())

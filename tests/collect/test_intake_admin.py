@@ -1,0 +1,96 @@
+"""The intake buffer in the admin: stewards holding manage_data see their workspaces' batches
+(counts, attempts, error codes; never the sealed messages) and put batches set aside after
+repeated failures back in the queue. Others see nothing of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from collect import intake
+from collect.models import IntakeBatch
+from profiles import services
+from profiles.models import Event
+from tests.profiles.ingest_helpers import msg
+
+CHANGELIST = reverse("admin:collect_intakebatch_changelist")
+SENTINEL = "intake.admin.sentinel@example.com"
+
+
+@pytest.fixture
+def dead_batch(workspace: Any, monkeypatch: Any) -> IntakeBatch:
+    from collect import tasks
+
+    monkeypatch.setattr(tasks.intake_drain, "delay", lambda: None)  # set aside, not drained
+    source = services.source_create(workspace=workspace, name="Web")
+    message = msg("identify", user_id="u-1", message_id="m-1", traits={"email": SENTINEL})
+    [batch] = intake.intake_store(source=source, messages=[message])
+    IntakeBatch.objects.filter(pk=batch.pk).update(
+        dead=True, attempts=intake.MAX_ATTEMPTS, last_error="OperationalError"
+    )
+    monkeypatch.undo()
+    return batch
+
+
+def test_a_data_steward_sees_the_batch_without_its_messages(
+    client: Client, owner: Any, dead_batch: IntakeBatch
+) -> None:
+    # when
+    client.force_login(owner)
+    listed = client.get(CHANGELIST)
+    detail = client.get(reverse("admin:collect_intakebatch_change", args=[dead_batch.pk]))
+    # then
+    assert listed.status_code == detail.status_code == 200
+    assert [b.pk for b in listed.context["cl"].result_list] == [dead_batch.pk]
+    assert b"OperationalError" in listed.content
+    for page in (listed, detail):
+        assert SENTINEL.encode() not in page.content
+        assert b"u-1" not in page.content
+
+
+def test_others_see_nothing(
+    client: Client, member: Any, outsider: Any, dead_batch: IntakeBatch
+) -> None:
+    # a steward of the workspace without manage_data
+    client.force_login(member)
+    assert client.get(CHANGELIST).status_code == 403
+    # a steward of another workspace
+    client.force_login(outsider)
+    listed = client.get(CHANGELIST)
+    assert listed.status_code == 200
+    assert list(listed.context["cl"].result_list) == []
+    # its page answers as for a batch that does not exist
+    detail = client.get(reverse("admin:collect_intakebatch_change", args=[dead_batch.pk]))
+    assert (detail.status_code, detail["Location"]) == (302, reverse("admin:index"))
+
+
+def test_retry_puts_the_batch_back_and_it_is_stored(
+    client: Client, owner: Any, dead_batch: IntakeBatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given
+    client.force_login(owner)
+    # when: the retry action (the drain it queues runs eagerly here)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            CHANGELIST,
+            {"action": "retry", "index": "0", "_selected_action": [str(dead_batch.pk)]},
+            follow=True,
+        )
+    # then
+    assert response.status_code == 200
+    assert "1 batches put back in the queue." in [str(m) for m in response.context["messages"]]
+    assert not IntakeBatch.objects.exists()
+    assert Event.objects.filter(message_id="m-1").exists()
+
+
+def test_retry_leaves_live_batches_alone(workspace: Any, dead_batch: IntakeBatch) -> None:
+    # given: a batch that is merely waiting
+    IntakeBatch.objects.filter(pk=dead_batch.pk).update(dead=False, attempts=2)
+    # when
+    retried = intake.intake_retry(batch_ids=[dead_batch.pk])
+    # then
+    assert retried == 0
+    assert IntakeBatch.objects.get().attempts == 2
