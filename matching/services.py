@@ -681,10 +681,16 @@ def candidate_reveal(*, candidate: MatchCandidate, actor: Any, reason: str) -> l
 
 
 def match_external_ids(
-    *, run: MatchRun, profile_ids: Iterable[uuid.UUID], id_type: str, actor: Any
+    *, run: MatchRun, profile_ids: Iterable[uuid.UUID], id_type: str, actor: Any, reason: str
 ) -> dict[uuid.UUID, list[str]]:
     """The identifiers of `id_type` (e.g. crm_id, the id a source system gave the person) of
-    the profiles a run proposed, decrypted for an export; audited on the run."""
+    the profiles a run proposed, decrypted for an export; audited on the run with `reason`
+    (required, as for every reveal of personal data)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput(
+            "A reason is required to export decrypted identifiers.", code="reason_required"
+        )
     ids = list(dict.fromkeys(profile_ids))
     out: dict[uuid.UUID, list[str]] = {}
     for start in range(0, len(ids), LOAD_BATCH):
@@ -704,7 +710,8 @@ def match_external_ids(
         changes={id_type: [REDACTED, "exported"]},
         actor=actor if getattr(actor, "pk", None) else None,
         additional_data={
-            "reason": "match_profiles export",
+            "reason": reason[:500],
+            "export": "match_profiles",
             "profiles": len(ids),
             "fields": [f"identifier:{id_type}"],
             "via": "matching",

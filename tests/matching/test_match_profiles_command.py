@@ -35,7 +35,7 @@ def test_the_command_writes_both_profiles_their_external_ids_and_the_probability
     # when
     call_command(
         "match_profiles", "--workspace", "acme", "--output", str(output), "--id-type", "crm_id",
-        "--full", stdout=out,
+        "--full", "--reason", "CRM clean-up", stdout=out,
     )  # fmt: skip
 
     # then
@@ -64,7 +64,7 @@ def test_the_command_threshold_overrides_the_review_threshold(
 
     # when
     call_command("match_profiles", "--workspace", "acme", "--threshold", "0.25", "--output", "-",
-                 stdout=out, stderr=err)  # fmt: skip
+                 "--reason", "CRM clean-up", stdout=out, stderr=err)  # fmt: skip
 
     # then: stdout is the CSV alone (user ids by default, none here); the summary is on stderr
     run = MatchRun.objects.get()
@@ -88,7 +88,8 @@ def test_an_external_id_a_spreadsheet_would_run_is_quoted(
 
     # when
     call_command("match_profiles", "--workspace", "acme", "--output", str(output),
-                 "--id-type", "crm_id", "--full", stdout=io.StringIO())  # fmt: skip
+                 "--id-type", "crm_id", "--full", "--reason", "CRM clean-up",
+                 stdout=io.StringIO())  # fmt: skip
 
     # then: no cell starts with "=", the id is there behind an apostrophe
     cells = [cell for row in csv.reader(output.open()) for cell in row]
@@ -118,14 +119,42 @@ def test_the_export_of_external_ids_is_audited_on_the_run(
 
     # when
     call_command("match_profiles", "--workspace", "acme", "--output", str(tmp_path / "p.csv"),
-                 "--id-type", "crm_id", stdout=io.StringIO())  # fmt: skip
+                 "--id-type", "crm_id", "--reason", "  ticket 7: merge in the CRM ",
+                 stdout=io.StringIO())  # fmt: skip
 
     # then
     run = MatchRun.objects.get()
     access = entries.filter(object_pk=str(run.pk), action=entries.model.Action.ACCESS)
     assert sorted(e.additional_data["reason"] for e in access) == [
-        "match_profiles export",
         "probabilistic matching run",
+        "ticket 7: merge in the CRM",
     ]
-    export = access.get(additional_data__reason="match_profiles export")
+    export = access.get(additional_data__export="match_profiles")
     assert export.additional_data["profiles"] == 2
+
+
+@pytest.mark.parametrize("reason", [None, "   "])
+def test_an_export_without_a_reason_is_refused_before_anything_runs(
+    workspace: Any, duplicates: Any, tmp_path: Path, reason: str | None
+) -> None:
+    # given
+    output = tmp_path / "p.csv"
+    extra = [] if reason is None else ["--reason", reason]
+    # when / then: refused before the run; no file, no decryption
+    with pytest.raises(CommandError, match="--reason is required with --output"):
+        call_command("match_profiles", "--workspace", "acme", "--output", str(output),
+                     "--id-type", "email", *extra)  # fmt: skip
+    assert not output.exists()
+    assert not MatchRun.objects.exists()
+
+
+def test_the_service_refuses_an_export_without_a_reason(workspace: Any, duplicates: Any) -> None:
+    from cdp.core.exceptions import InvalidInput
+    from matching import services
+
+    result = services.match_run(workspace=workspace)
+    with pytest.raises(InvalidInput) as caught:
+        services.match_external_ids(
+            run=result.run, profile_ids=[], id_type="email", actor=None, reason=" "
+        )
+    assert caught.value.code == "reason_required"

@@ -34,6 +34,11 @@ class Command(BaseCommand):
             "(default: user_id)",
         )
         parser.add_argument(
+            "--reason",
+            help="why the identifiers are exported (required with --output: the CSV holds them "
+            "decrypted; the reason is kept in the audit trail)",
+        )
+        parser.add_argument(
             "--full",
             action="store_true",
             help="every profile and re-estimated parameters (default: incremental, only "
@@ -45,6 +50,10 @@ class Command(BaseCommand):
         id_type = re.sub(r"[^a-z0-9_]+", "_", (options["id_type"] or "").strip().lower()).strip("_")
         if not id_type:
             raise CommandError("--id-type must name an identifier type, e.g. crm_id")
+        if options["output"] and not (options["reason"] or "").strip():
+            raise CommandError(
+                "--reason is required with --output: the CSV holds decrypted identifiers"
+            )
         started = time.perf_counter()
         try:
             workspace = profile_selectors.workspace_get(slug=options["workspace"])
@@ -63,9 +72,9 @@ class Command(BaseCommand):
             f"automatically, {time.perf_counter() - started:.1f} s"
         )
         if options["output"]:
-            self._write(options["output"], result, id_type)
+            self._write(options["output"], result, id_type, options["reason"])
 
-    def _write(self, path: str, result: services.MatchRunResult, id_type: str) -> None:
+    def _write(self, path: str, result: services.MatchRunResult, id_type: str, reason: str) -> None:
         proposals = result.proposals
         external = services.match_external_ids(
             run=result.run,
@@ -74,6 +83,7 @@ class Command(BaseCommand):
             ],
             id_type=id_type,
             actor=None,
+            reason=reason,
         )
         header = [
             "profile_a", "profile_b", f"{id_type}_a", f"{id_type}_b", "probability",
