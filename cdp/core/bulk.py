@@ -208,21 +208,14 @@ _BINARY_TYPES: dict[str, Adapter | None] = {
 }
 
 
-class _JsonbBinary(str):
-    """Marks the jsonb dumper below in the registry (its values are already bytes)."""
-
-
 class _JsonbBinaryDumper(Dumper):
+    """jsonb values that `_jsonb_binary` already made bytes."""
+
     format = Format.BINARY
     oid = postgres.types["jsonb"].oid
 
     def dump(self, obj: Any) -> bytes:
         return bytes(obj)
-
-
-class _ByteaBinaryDumper(BytesBinaryDumper):
-    """bytes, bytearray or memoryview as bytea (the registry's default for the bytea type
-    expects the DB-API `Binary` wrapper)."""
 
 
 _column_types: dict[tuple[str, str, str], list[tuple[int, str]] | None] = {}
@@ -255,8 +248,11 @@ def _copy_rows(
     """COPY `values` with `statement` (`COPY t (columns) FROM STDIN`): binary when `types`
     (the values then adapted with `_binary_converters`)."""
     if types is not None:
-        raw.adapters.register_dumper(_JsonbBinary, _JsonbBinaryDumper)
-        raw.adapters.register_dumper(bytes, _ByteaBinaryDumper)
+        # By type oid only (what `set_types` looks up), for this cursor: jsonb as made above,
+        # and bytes, bytearray or memoryview as bytea (the registry's default dumper for the
+        # bytea oid expects the DB-API `Binary` wrapper).
+        raw.adapters.register_dumper(None, _JsonbBinaryDumper)
+        raw.adapters.register_dumper(None, BytesBinaryDumper)
         statement += " (FORMAT BINARY)"
     with raw.copy(statement) as copy:
         if types is not None:
