@@ -372,8 +372,9 @@ class IntakeBatchAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
 
     @admin.action(description="Retry the selected batches set aside")
     def retry(self, request: HttpRequest, queryset: QuerySet[IntakeBatch]) -> None:
-        retried = intake.intake_retry(batch_ids=list(queryset.values_list("pk", flat=True)))
-        skipped = queryset.count() - retried
+        selected = list(queryset.values_list("pk", flat=True))
+        retried = intake.intake_retry(batch_ids=selected)
+        skipped = len(selected) - retried
         text = f"{retried} batches put back in the queue."
         if skipped > 0:
             text += f" {skipped} were not set aside (they are waiting for a drain already)."
