@@ -21,27 +21,27 @@ class RuleError(InvalidInput):
         return f"{self.path}: {self.message}"
 
 
-class AudienceInvalid(InvalidInput):
+class FieldInvalid(InvalidInput):
+    """Input refused for one field: `field` names it (also in the API's answer)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message, extra={"field": field})
+
+
+class AudienceInvalid(FieldInvalid):
     """An audience's key, name, description or status that is not valid (its rules answer
-    RuleError); `field` names the offending field."""
+    RuleError)."""
 
     code = "invalid_audience"
     default_message = "The audience is not valid."
 
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(message, extra={"field": field})
 
-
-class LifecycleStageInvalid(InvalidInput):
-    """A lifecycle stage's key, name or description that is not valid; `field` names it."""
+class LifecycleStageInvalid(FieldInvalid):
+    """A lifecycle stage's key, name or description that is not valid."""
 
     code = "invalid_lifecycle_stage"
     default_message = "The lifecycle stage is not valid."
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(message, extra={"field": field})
 
 
 class AudienceKeyTaken(Conflict):
@@ -54,16 +54,12 @@ class AudienceNotFound(NotFound):
     default_message = "No such audience."
 
 
-class ComputedTraitInvalid(InvalidInput):
+class ComputedTraitInvalid(FieldInvalid):
     """A computed trait that cannot be defined as asked (a personal-data property, a property
-    missing for an aggregate, a bad event filter); `field` names the offending field."""
+    missing for an aggregate, a bad event filter)."""
 
     code = "invalid_computed_trait"
     default_message = "The computed trait is not valid."
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(message, extra={"field": field})
 
 
 class ComputedTraitKeyTaken(Conflict):
@@ -99,16 +95,12 @@ class SyncDisabled(Conflict):
     default_message = "This sync or its destination is disabled."
 
 
-class PersonalizationInvalid(InvalidInput):
+class PersonalizationInvalid(FieldInvalid):
     """A personalization setting that would expose what it may not (a trait not classified as
     a plain attribute, an unknown purpose); `field` names the offending setting."""
 
     code = "invalid_personalization"
     default_message = "The personalization settings are not valid."
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(message, extra={"field": field})
 
 
 class UserIdNotAccepted(InvalidInput):
