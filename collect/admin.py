@@ -348,9 +348,10 @@ class ImportJobAdmin(WorkspaceScopedAdmin):
 @admin.register(IntakeBatch)
 class IntakeBatchAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
     """The asynchronous intake buffer: batches waiting for a drain (seconds), and those set
-    aside after failing MAX_ATTEMPTS times (dead), which an erasure reports as left. The
-    messages stay sealed: the page shows counts, attempts and the error's code only. "Retry"
-    puts batches set aside back in the queue once their cause is fixed."""
+    aside after failing MAX_ATTEMPTS times (dead), out of which an erasure takes the erased
+    person's messages. The messages stay sealed: the page shows counts, attempts and the
+    error's code only. "Retry" puts batches set aside back in the queue once their cause is
+    fixed."""
 
     workspace_roles = (ROLE,)
     list_display = (

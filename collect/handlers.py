@@ -5,7 +5,9 @@ row says whose messages it holds without decrypting every row, so an export repo
 buffer's state, and an erasure first drains the buffer (running first), so that the person's
 pending messages reach the stores the later handlers erase (or, the person's identifiers being
 suppressed by then, are dropped). Batches another worker is storing at that moment are waited
-for; batches received after the erasure began are not."""
+for; batches received after the erasure began are not (when drained, they drop the person's
+messages as suppressed). Batches set aside after repeated failures are opened and the person's
+messages taken out of them; the rest wait there for a steward's retry."""
 
 from __future__ import annotations
 
@@ -24,20 +26,27 @@ def export_intake(profile: Any) -> dict[str, Any]:
 
 
 def erase_intake(profile: Any) -> ErasureReport:
-    """Drain what was received up to now, waiting for batches another worker is storing."""
-    drained = intake.intake_drain_before(
-        workspace_id=profile.workspace_id, received_before=timezone.now()
-    )
-    left = drained.set_aside + drained.held
+    """Drain what was received up to now, waiting for batches another worker is storing; then
+    take the person's messages (suppressed by now) out of batches set aside after failures."""
+    began = timezone.now()
+    drained = intake.intake_drain_before(workspace_id=profile.workspace_id, received_before=began)
+    purged = intake.intake_purge_suppressed(workspace=profile.workspace, received_before=began)
     problems = []
-    if drained.set_aside:
-        problems.append(f"batches set aside after repeated failures remain ({drained.set_aside})")
+    if purged.unreadable:
+        problems.append(
+            f"batches set aside after repeated failures could not be opened ({purged.unreadable})"
+        )
     if drained.held:
         problems.append(f"batches another worker held were not stored in time ({drained.held})")
+    left = purged.unreadable + drained.held
     return ErasureReport(
         store="collect.intake",
         status=ErasureStatus.ERASED if left == 0 else ErasureStatus.FAILED,
-        counts={"messages_drained": drained.stored, "batches_left": left},
+        counts={
+            "messages_drained": drained.stored,
+            "set_aside_messages_removed": purged.removed,
+            "batches_left": left,
+        },
         detail="; ".join(problems),
     )
 

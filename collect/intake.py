@@ -25,6 +25,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from cdp.core import audit, dbstats
+from cdp.core.crypto import CryptoError
 from collect.consent_signals import consent_signals_apply
 from collect.models import IntakeBatch
 from profiles import selectors as profile_selectors
@@ -133,6 +134,50 @@ def intake_drain_before(
         set_aside=pending.filter(dead=True).count(),
         held=pending.filter(dead=False).count(),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Purged:
+    removed: int  # messages taken out of set-aside batches
+    unreadable: int  # set-aside batches whose messages could not be opened to check them
+
+
+def intake_purge_suppressed(*, workspace: Any, received_before: datetime) -> Purged:
+    """Take the messages that carry a suppressed identifier (an erased person's) out of the
+    workspace's batches set aside after repeated failures, received before `received_before`:
+    the others stay for a steward's retry, re-sealed under the current intake key; a batch
+    left empty is deleted. Without this, a failing batch kept an erased person's messages
+    (readable with the workspace's intake key) until someone retried it."""
+    removed = unreadable = 0
+    dead = IntakeBatch.objects.filter(
+        workspace_id=workspace.pk, dead=True, received_at__lte=received_before
+    )
+    for pk in list(dead.order_by("received_at", "id").values_list("pk", flat=True)):
+        with transaction.atomic():
+            batch = IntakeBatch.objects.select_for_update().filter(pk=pk, dead=True).first()
+            if batch is None:  # retried or deleted meanwhile
+                continue
+            try:
+                payload = list(batch.payload)
+            except CryptoError:
+                unreadable += 1
+                continue
+            messages = [_deserialize(dict(m)) for m in payload]
+            flags = profile_services.messages_suppressed(workspace=workspace, messages=messages)
+            if not any(flags):
+                continue
+            kept = [m for m, suppressed in zip(messages, flags, strict=True) if not suppressed]
+            removed += len(messages) - len(kept)
+            if not kept:
+                batch.delete()
+                continue
+            batch.data_key_id = profile_services.intake_key_current(workspace_id=workspace.pk)
+            batch.payload = [_serialize(m) for m in kept]
+            batch.message_count = len(kept)
+            batch.save(update_fields=["payload", "message_count", "data_key"])
+    if removed:
+        logger.info("intake: %d suppressed messages taken out of set-aside batches", removed)
+    return Purged(removed=removed, unreadable=unreadable)
 
 
 _SHARD_LOCK = 0x43445049  # "CDPI", with the shard number as the second key

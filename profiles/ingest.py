@@ -795,6 +795,29 @@ def _drop_suppressed(
 ) -> tuple[list[InboundMessage], list[list[Ident]], int]:
     """Keep the messages that carry no suppressed identifier (one lookup for the batch); the
     others are counted for the day and not stored at all, not even their messageId."""
+    flags = _suppressed_flags(workspace, per_message)
+    if not any(flags):
+        return messages, per_message, 0
+    kept: list[InboundMessage] = []
+    kept_idents: list[list[Ident]] = []
+    for msg, idents, suppressed in zip(messages, per_message, flags, strict=True):
+        if not suppressed:
+            kept.append(msg)
+            kept_idents.append(idents)
+    dropped = len(messages) - len(kept)
+    with connection.cursor() as cursor:
+        table = SuppressionHit._meta.db_table
+        cursor.execute(
+            f"INSERT INTO {table} (workspace_id, day, count) VALUES (%s, %s, %s) "  # noqa: S608
+            f"ON CONFLICT (workspace_id, day) DO UPDATE SET count = {table}.count + excluded.count",
+            [workspace.pk, now.date(), dropped],
+        )
+    return kept, kept_idents, dropped
+
+
+def _suppressed_flags(workspace: Workspace, per_message: list[list[Ident]]) -> list[bool]:
+    """Whether each message (given by its identifiers) carries a suppressed identifier; one
+    lookup for all of them."""
     hashes: dict[tuple[str, str], bytes] = {}
     by_type: dict[str, set[bytes]] = defaultdict(set)
     for idents in per_message:
@@ -804,7 +827,7 @@ def _drop_suppressed(
                 hashes[key] = suppression_hash(workspace.pk, ident.type, ident.value)
                 by_type[ident.type].add(hashes[key])
     if not by_type:
-        return messages, per_message, 0
+        return [False] * len(per_message)
     # One condition per type, so each uses the unique index (workspace, type, hash) in full.
     found: Iterable[tuple[str, Any]]
     if connection.vendor == "postgresql":
@@ -827,24 +850,20 @@ def _drop_suppressed(
             "identifier_type", "keyed_hash"
         )
     suppressed = {(kind, bytes(digest)) for kind, digest in found}
-    if not suppressed:
-        return messages, per_message, 0
-    kept: list[InboundMessage] = []
-    kept_idents: list[list[Ident]] = []
-    for msg, idents in zip(messages, per_message, strict=True):
-        if any((i.type, hashes[(i.type, i.value)]) in suppressed for i in idents):
-            continue
-        kept.append(msg)
-        kept_idents.append(idents)
-    dropped = len(messages) - len(kept)
-    with connection.cursor() as cursor:
-        table = SuppressionHit._meta.db_table
-        cursor.execute(
-            f"INSERT INTO {table} (workspace_id, day, count) VALUES (%s, %s, %s) "  # noqa: S608
-            f"ON CONFLICT (workspace_id, day) DO UPDATE SET count = {table}.count + excluded.count",
-            [workspace.pk, now.date(), dropped],
-        )
-    return kept, kept_idents, dropped
+    return [
+        any((i.type, hashes[(i.type, i.value)]) in suppressed for i in idents)
+        for idents in per_message
+    ]
+
+
+def messages_suppressed(*, workspace: Workspace, messages: list[InboundMessage]) -> list[bool]:
+    """Whether each message carries an identifier on the workspace's suppression list (an
+    erased or opted-out person's), read as ingestion reads a message's identifiers."""
+    rules = load_rules(workspace)
+    indexer = _Indexer(workspace.pk)
+    previous_user_ids = _previous_ids_known_as_user_ids(workspace, messages, indexer)
+    per_message = [message_identifiers(m, rules, indexer, previous_user_ids) for m in messages]
+    return _suppressed_flags(workspace, per_message)
 
 
 @transaction.atomic

@@ -98,6 +98,11 @@ def ingest_messages(
     )
 
 
+def messages_suppressed(*, workspace: Workspace, messages: list[InboundMessage]) -> list[bool]:
+    """Whether each message carries an identifier on the workspace's suppression list."""
+    return ingest.messages_suppressed(workspace=workspace, messages=messages)
+
+
 def _check_roles(roles: Iterable[str]) -> list[str]:
     roles = list(dict.fromkeys(roles))
     unknown = sorted(set(roles) - set(WorkspaceRole.values))

@@ -1,7 +1,8 @@
 """An erasure drains the intake buffer first: what was received before it began is stored (or,
 the person being suppressed, dropped) before the other stores are erased. Batches another
-worker is storing at that moment are waited for; batches that arrive later, or were set aside
-after repeated failures later, do not fail the erasure."""
+worker is storing at that moment are waited for; batches that arrive later do not fail the
+erasure. Batches set aside after repeated failures are opened and the person's messages taken
+out of them; one that cannot be opened fails the erasure."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
+from cdp.core.crypto.fields import Sealed
 from cdp.core.registry import ErasureStatus
 from collect import intake
 from collect.handlers import erase_intake
@@ -48,29 +50,127 @@ def test_what_was_received_is_drained_and_the_erasure_reports_it(source: Any, pr
     # then
     assert (report.status, report.counts) == (
         ErasureStatus.ERASED,
-        {"messages_drained": 1, "batches_left": 0},
+        {"messages_drained": 1, "set_aside_messages_removed": 0, "batches_left": 0},
     )
     assert Event.objects.filter(message_id="m-2").exists()
 
 
-def test_a_batch_set_aside_before_the_erasure_fails_it_and_a_later_one_does_not(
+def _set_aside(batch: IntakeBatch, **changes: Any) -> None:
+    IntakeBatch.objects.filter(pk=batch.pk).update(
+        dead=True, attempts=intake.MAX_ATTEMPTS, last_error="IntegrityError", **changes
+    )
+
+
+def _sealed_text(batch: IntakeBatch) -> bytes:
+    return bytes(IntakeBatch.objects.values_list("payload", flat=True).get(pk=batch.pk))
+
+
+@override_settings(COLLECT_INTAKE_SHARDS=1)  # one batch
+def test_the_persons_messages_are_taken_out_of_a_batch_set_aside_and_the_rest_kept(
     source: Any, profile: Any
 ) -> None:
-    # given: one batch set aside before the erasure began
-    [early] = intake.intake_store(source=source, messages=[msg(anonymous_id="a-3")])
-    IntakeBatch.objects.filter(pk=early.pk).update(dead=True, attempts=intake.MAX_ATTEMPTS)
-    # when / then: the erasure names it
-    report = erase_intake(profile)
-    assert report.status == ErasureStatus.FAILED
-    assert report.detail == "batches set aside after repeated failures remain (1)"
-    # given: that one dealt with; one set aside after the erasure began
-    IntakeBatch.objects.filter(pk=early.pk).delete()
-    [late] = intake.intake_store(source=source, messages=[msg(anonymous_id="a-4")])
-    IntakeBatch.objects.filter(pk=late.pk).update(
-        dead=True, received_at=timezone.now() + timedelta(minutes=1)
+    # given: a set-aside batch with the person's identify (a sentinel email) and another's track
+    sentinel = "sentinel.erased.7731@example.com"
+    [batch] = intake.intake_store(
+        source=source,
+        messages=[
+            msg("identify", user_id="u-1", message_id="m-p", traits={"email": sentinel}),
+            msg(anonymous_id="someone-else", message_id="m-o"),
+        ],
     )
-    # when / then
-    assert erase_intake(profile).status == ErasureStatus.ERASED
+    _set_aside(batch)
+    services.suppression_add(
+        workspace=source.workspace, identifiers=[("user_id", "u-1")], reason="erasure"
+    )
+    # when
+    report = erase_intake(profile)
+    # then: the person's message is gone from the buffer, the other waits for a retry
+    assert (report.status, report.counts) == (
+        ErasureStatus.ERASED,
+        {"messages_drained": 0, "set_aside_messages_removed": 1, "batches_left": 0},
+    )
+    left = IntakeBatch.objects.get(pk=batch.pk)
+    assert (left.dead, left.message_count) == (True, 1)
+    assert [m["message_id"] for m in left.payload] == ["m-o"]
+    assert sentinel.encode() not in _sealed_text(batch)
+    # and a retry stores the other person's message
+    intake.intake_retry(batch_ids=[batch.pk])
+    intake.intake_drain()
+    assert Event.objects.filter(message_id="m-o").exists()
+    assert not Event.objects.filter(message_id="m-p").exists()
+
+
+@override_settings(COLLECT_INTAKE_SHARDS=1)  # one batch
+def test_a_batch_set_aside_with_only_the_persons_messages_is_deleted(
+    source: Any, profile: Any
+) -> None:
+    # given: a set-aside batch with the person's messages only, reached through an alias
+    [batch] = intake.intake_store(
+        source=source,
+        messages=[msg(anonymous_id="dev-9", message_id="m-1"), msg(user_id="u-1")],
+    )
+    _set_aside(batch)
+    services.suppression_add(
+        workspace=source.workspace,
+        identifiers=[("user_id", "u-1"), ("anonymous_id", "dev-9")],
+        reason="erasure",
+    )
+    # when
+    report = erase_intake(profile)
+    # then
+    assert (report.status, report.counts["set_aside_messages_removed"]) == (
+        ErasureStatus.ERASED,
+        2,
+    )
+    assert not IntakeBatch.objects.filter(pk=batch.pk).exists()
+
+
+def test_a_batch_set_aside_holding_nobody_erased_is_left_as_it_was(
+    source: Any, profile: Any
+) -> None:
+    # given
+    [batch] = intake.intake_store(source=source, messages=[msg(anonymous_id="a-3")])
+    _set_aside(batch)
+    sealed = _sealed_text(batch)
+    # when
+    report = erase_intake(profile)
+    # then: checked and left alone (a steward still sees it, sealed as it was)
+    assert (report.status, report.counts["set_aside_messages_removed"]) == (
+        ErasureStatus.ERASED,
+        0,
+    )
+    assert _sealed_text(batch) == sealed
+
+
+def test_a_batch_set_aside_that_cannot_be_opened_fails_the_erasure_and_says_so(
+    source: Any, profile: Any
+) -> None:
+    # given: a set-aside batch whose sealed payload is damaged
+    [batch] = intake.intake_store(source=source, messages=[msg(user_id="u-1")])
+    damaged = bytearray(_sealed_text(batch))
+    damaged[-1] ^= 0xFF
+    _set_aside(batch, payload=Sealed(damaged))
+    # when
+    report = erase_intake(profile)
+    # then
+    assert (report.status, report.counts["batches_left"]) == (ErasureStatus.FAILED, 1)
+    assert report.detail == "batches set aside after repeated failures could not be opened (1)"
+
+
+def test_a_batch_set_aside_after_the_erasure_began_is_left_to_its_retry(
+    source: Any, profile: Any
+) -> None:
+    # given: set aside after the erasure began (its messages drop the person when retried)
+    [late] = intake.intake_store(source=source, messages=[msg(user_id="u-1")])
+    _set_aside(late, received_at=timezone.now() + timedelta(minutes=1))
+    services.suppression_add(
+        workspace=source.workspace, identifiers=[("user_id", "u-1")], reason="erasure"
+    )
+    # when
+    report = erase_intake(profile)
+    # then
+    assert report.status == ErasureStatus.ERASED
+    assert IntakeBatch.objects.get(pk=late.pk).message_count == 1
 
 
 def _other_session() -> psycopg.Connection[Any]:

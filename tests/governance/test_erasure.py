@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from cdp.core import registry
@@ -266,3 +266,37 @@ def test_the_governance_handler_exports_requests_without_contacts_and_shreds_old
     assert ExportArchive.objects.count() == 0
     assert DataKey.objects.get(pk=archive.data_key_id).wrapped is None
     assert DataSubjectRequest.objects.get(pk=access.pk).contact == SUBJECT_EMAIL_NORMALIZED
+
+
+def test_the_persons_messages_in_a_batch_set_aside_are_erased_with_them(
+    workspace: Any, person: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collect import intake
+    from collect import tasks as collect_tasks
+    from collect.models import IntakeBatch
+
+    # given: a batch that failed five times holds a message of the person (an identifier of an
+    # earlier merge, with a sentinel in its traits) and one of somebody else
+    monkeypatch.setattr(collect_tasks.intake_drain, "delay", lambda: None)
+    source = profile_services.source_create(workspace=workspace, name="Web 2")
+    sentinel = "Sentinel-Surname-5521"
+    with override_settings(COLLECT_INTAKE_SHARDS=1):
+        [batch] = intake.intake_store(
+            source=source,
+            messages=[
+                msg("identify", anonymous_id="anon-e1", traits={"last_name": sentinel}),
+                msg(anonymous_id="anon-other", name="Viewed"),
+            ],
+        )
+    IntakeBatch.objects.filter(pk=batch.pk).update(dead=True, attempts=intake.MAX_ATTEMPTS)
+
+    # when
+    certificate = erasure.erasure_run(request=in_progress(workspace, request_type="erasure"))
+
+    # then: the erasure is complete and the buffer keeps only the other person's message
+    [entry] = [s for s in certificate.body["stores"] if s["store"] == "collect.intake"]
+    assert entry["status"] == "erased"
+    assert entry["counts"]["set_aside_messages_removed"] == 1
+    left = IntakeBatch.objects.get(pk=batch.pk)
+    assert [m["anonymous_id"] for m in left.payload] == ["anon-other"]
+    assert sentinel not in str(left.payload)
