@@ -11,10 +11,12 @@ messages taken out of them; the rest wait there for a steward's retry."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 
+from cdp.core import registry
 from cdp.core.registry import ErasureReport, ErasureStatus, PersonalDataHandler
 from collect import intake
 from collect.models import IntakeBatch
@@ -25,10 +27,16 @@ def export_intake(profile: Any) -> dict[str, Any]:
     return {"intake_buffer": {"pending_batches_in_workspace": pending}}
 
 
+def settle_intake(workspace_id: int, began: datetime) -> None:
+    """Before the erasure's transaction: store what was received before it began."""
+    intake.intake_drain_before(workspace_id=workspace_id, received_before=began)
+
+
 def erase_intake(profile: Any) -> ErasureReport:
-    """Drain what was received up to now, waiting for batches another worker is storing; then
+    """Drain what was received before the erasure began (settled already, unless the erasure
+    runs inside a caller's transaction), waiting for batches another worker is storing; then
     take the person's messages (suppressed by now) out of batches set aside after failures."""
-    began = timezone.now()
+    began = registry.erasure_began() or timezone.now()
     drained = intake.intake_drain_before(workspace_id=profile.workspace_id, received_before=began)
     purged = intake.intake_purge_suppressed(workspace=profile.workspace, received_before=began)
     problems = []
@@ -57,6 +65,7 @@ INTAKE_HANDLER = PersonalDataHandler(
     export=export_intake,
     erase=erase_intake,
     erase_order=0,
+    settle=settle_intake,
 )
 
 

@@ -9,9 +9,11 @@ certificate (the request ends partially fulfilled); the others still run."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from cdp.core import registry
@@ -82,6 +84,29 @@ def _entry(handler: registry.PersonalDataHandler, report: ErasureReport) -> dict
         "detail": report.detail,
         "at": timezone.now().isoformat(),
     }
+
+
+@contextmanager
+def erasure_settled(*, request: DataSubjectRequest) -> Iterator[None]:
+    """Wrap the transaction that runs `erasure_run` (called outside any transaction): first each
+    store settles its writes in flight (`PersonalDataHandler.settle`: the intake buffer is
+    drained, waiting for batches other workers hold, while the erasure holds no lock they
+    could wait for); within, the handlers know when that began. Does nothing for a request
+    `erasure_run` refuses anyway, or inside a transaction."""
+    refused = (
+        request.type != RequestType.ERASURE
+        or request.legal_hold
+        or (request.cancel_until is not None and request.cancel_until > timezone.now())
+    )
+    if refused or connection.in_atomic_block:
+        yield
+        return
+    began = timezone.now()
+    for handler in registry.handlers():
+        if handler.settle is not None:
+            handler.settle(request.workspace_id, began)
+    with registry.erasure_settled(began):
+        yield
 
 
 def certificate_failed(certificate: ErasureCertificate) -> bool:

@@ -24,7 +24,7 @@ from consent import selectors as consent_selectors
 from consent import services as consent_services
 from consent.enums import Decision as ConsentDecision
 from consent.enums import Method as ConsentMethod
-from governance import chain, selectors
+from governance import chain, erasure, selectors
 from governance.deadlines import deadlines_for, end_of_day
 from governance.enums import FINAL_STATES, Regime, RequestState, RequestType
 from governance.models import DataSubjectRequest, GovernanceSettings, RequestEvent
@@ -700,14 +700,21 @@ def _fulfil_directly(request: DataSubjectRequest) -> str:
     return "Processing of the profile restricted."
 
 
-@transaction.atomic
 def request_fulfil(
     *, request: DataSubjectRequest, actor: Any, note: str = ""
 ) -> DataSubjectRequest:
     """Carry out an approved request and close it. Opt-out, restriction and objection are done
     here; access, portability and erasure by governance.fulfilment (export or erasure, then
     fulfilled or partially fulfilled); rectification is closed as done by the steward. An
-    erasure whose cancellation window is open is scheduled for when it closes instead."""
+    erasure whose cancellation window is open is scheduled for when it closes instead. An
+    erasure's stores settle their writes in flight before its transaction begins."""
+    with erasure.erasure_settled(request=request), transaction.atomic():
+        return _request_fulfil(request=request, actor=actor, note=note)
+
+
+def _request_fulfil(
+    *, request: DataSubjectRequest, actor: Any, note: str = ""
+) -> DataSubjectRequest:
     _lock(request)
     if request.state not in FULFILMENT_STATES:
         raise IllegalTransition(

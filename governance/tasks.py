@@ -35,12 +35,13 @@ def dsr_fulfil(request_id: str) -> dict[str, object]:
     """Carry out an approved access, portability or erasure request (governance.fulfilment).
     A refusal (legal hold, cancellation window, state) is reported, not retried; an unexpected
     failure moves the request to the error state for a steward, and is raised."""
-    from governance import fulfilment
+    from governance import erasure, fulfilment
     from governance.models import DataSubjectRequest
 
     request = DataSubjectRequest.objects.select_related("workspace").get(pk=request_id)
     try:
-        done = fulfilment.fulfil(request=request)
+        with erasure.erasure_settled(request=request):
+            done = fulfilment.fulfil(request=request)
     except ApplicationError as exc:
         logger.info("request %s not fulfilled: %s", request_id, exc.code)
         return {"request": request_id, "ok": False, "code": exc.code}

@@ -6,8 +6,11 @@ lower layer never has to know the apps above it. A test fails when a model holdi
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -54,6 +57,11 @@ class PersonalDataHandler:
     erase: Callable[[Any], ErasureReport]
     # Lower numbers erase first; keys are destroyed by the handler that owns them, last.
     erase_order: int = 100
+    # `settle(workspace_id, began)`, run before the erasure's transaction and outside every
+    # lock it takes: lets the store's writes in flight land (the intake buffer stores what was
+    # received before `began`, waiting for batches other workers hold; inside the transaction
+    # it would wait for workers that may be waiting for the erasure's own locks).
+    settle: Callable[[int, datetime], None] | None = None
 
 
 _handlers: dict[str, PersonalDataHandler] = {}
@@ -69,6 +77,25 @@ def register(handler: PersonalDataHandler) -> None:
 def handlers() -> list[PersonalDataHandler]:
     """Registered handlers in erasure order."""
     return sorted(_handlers.values(), key=lambda h: (h.erase_order, h.name))
+
+
+_erasure_began: ContextVar[datetime | None] = ContextVar("erasure_began", default=None)
+
+
+@contextmanager
+def erasure_settled(began: datetime) -> Iterator[None]:
+    """Within: the erasure being run settled its stores as of `began` (see `settle`)."""
+    token = _erasure_began.set(began)
+    try:
+        yield
+    finally:
+        _erasure_began.reset(token)
+
+
+def erasure_began() -> datetime | None:
+    """When the erasure being run settled its stores; None when it did not (run inside a
+    caller's transaction) or outside an erasure."""
+    return _erasure_began.get()
 
 
 def covered_models() -> set[str]:
