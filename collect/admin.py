@@ -351,9 +351,11 @@ class IntakeBatchAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
     aside after failing MAX_ATTEMPTS times (dead), out of which an erasure takes the erased
     person's messages. The messages stay sealed: the page shows counts, attempts and the
     error's code only. "Retry" puts batches set aside back in the queue once their cause is
-    fixed."""
+    fixed; "Discard" deletes batches set aside that no retry can store, with a reason (an
+    audit entry per batch)."""
 
     workspace_roles = (ROLE,)
+    discard_template = "admin/collect/intakebatch/discard.html"
     list_display = (
         "received_at",
         "workspace",
@@ -369,7 +371,7 @@ class IntakeBatchAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
     list_select_related = ("workspace", "source")
     ordering = ("-received_at",)
     fields = list_display
-    actions = ("retry",)
+    actions = ("retry", "discard")
 
     @admin.action(description="Retry the selected batches set aside")
     def retry(self, request: HttpRequest, queryset: QuerySet[IntakeBatch]) -> None:
@@ -380,3 +382,44 @@ class IntakeBatchAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
         if skipped > 0:
             text += f" {skipped} were not set aside (they are waiting for a drain already)."
         messages.info(request, text)
+
+    @admin.action(description="Discard the selected batches set aside (their messages are lost)")
+    def discard(self, request: HttpRequest, queryset: QuerySet[IntakeBatch]) -> Any:
+        """First a confirmation page asking for the reason; then the discard."""
+        dead = list(queryset.filter(dead=True).select_related("workspace", "source"))
+        skipped = len(queryset) - len(dead)
+        if not dead:
+            messages.info(request, "None of the selected batches is set aside: nothing to discard.")
+            return None
+        form = DiscardForm(request.POST if "confirm" in request.POST else None)
+        if form.is_valid():
+            discarded = intake.intake_discard(
+                batch_ids=[b.pk for b in dead],
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+            )
+            text = f"{discarded} batches set aside discarded; their messages were not stored."
+            if skipped > 0:
+                text += f" {skipped} were not set aside and were left alone."
+            messages.warning(request, text)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Discard batches set aside",
+            "batches": dead,
+            "messages_total": sum(b.message_count for b in dead),
+            "skipped": skipped,
+            "form": form,
+            "action_name": "discard",
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, self.discard_template, context)
+
+
+class DiscardForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why these messages are given up (kept in the audit trail).",
+    )

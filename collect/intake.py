@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from cdp.core import audit, dbstats
 from cdp.core.crypto import CryptoError
+from cdp.core.exceptions import InvalidInput
 from collect.consent_signals import consent_signals_apply
 from collect.models import IntakeBatch
 from profiles import selectors as profile_selectors
@@ -309,6 +310,37 @@ def intake_retry(*, batch_ids: list[Any]) -> int:
     if retried:
         logger.info("intake: %d batches set aside put back in the queue", retried)
     return retried
+
+
+def intake_discard(*, batch_ids: list[Any], actor: Any, reason: str, via: str = "admin") -> int:
+    """Delete batches set aside after repeated failures, their messages unstored (a steward's
+    last resort for a batch no retry can store, e.g. one whose payload cannot be opened):
+    one audit entry per batch with the reason, its counts and its error code. Live batches
+    are left alone. Returns the batches discarded."""
+    if not reason.strip():
+        raise InvalidInput("A reason is required to discard data.", code="reason_required")
+    discarded = 0
+    with transaction.atomic():
+        for batch in IntakeBatch.objects.select_for_update().filter(pk__in=batch_ids, dead=True):
+            audit.record_discard(
+                batch,
+                actor=actor,
+                reason=reason,
+                via=via,
+                details={
+                    "workspace": batch.workspace_id,
+                    "source": batch.source_id,
+                    "received_at": batch.received_at.isoformat(),
+                    "messages": batch.message_count,
+                    "attempts": batch.attempts,
+                    "last_error": batch.last_error,
+                },
+            )
+            batch.delete()
+            discarded += 1
+    if discarded:
+        logger.info("intake: %d batches set aside discarded by a steward", discarded)
+    return discarded
 
 
 def intake_keys_in_use() -> set[Any]:

@@ -4,6 +4,8 @@
   never part of a diff (auditlog would read, and so decrypt, them otherwise); a test checks that
   every domain model is registered this way.
 - `record_access(obj, actor, reason, fields)`: an ACCESS entry for each reveal of decrypted PII.
+- `record_discard(obj, actor, reason, details)`: a DELETE entry for a row a steward removed on
+  purpose from a store not audited on every change.
 - `log_changes([(old, new), ...])`: the entries of rows a service wrote set-wise (no signals),
   appended at once, or at the end of a `deferred_entries()` block.
 The hash chain over entries is kept by the log-entry model itself (governance.AuditLogEntry)."""
@@ -64,6 +66,32 @@ def record_access(
         changes={name: [REDACTED, "revealed"] for name in fields},
         actor=actor,
         additional_data={"reason": reason[:500], "fields": fields, "via": via},
+    )
+    return entry
+
+
+def record_discard(
+    obj: models.Model,
+    *,
+    actor: Any,
+    reason: str,
+    details: dict[str, Any],
+    via: str = "admin",
+) -> models.Model:
+    """Write a DELETE entry for a row a steward removed on purpose, with why and what it held
+    (`details`: counts and codes, never personal data); for models not audited on every
+    change (a transient buffer)."""
+    reason = reason.strip()
+    if not reason:
+        raise InvalidInput("A reason is required to discard data.", code="reason_required")
+    entry_model = get_logentry_model()
+    entry = entry_model.objects.log_create(
+        obj,
+        force_log=True,
+        action=entry_model.Action.DELETE,
+        changes={},
+        actor=actor,
+        additional_data={"reason": reason[:500], "via": via, **details},
     )
     return entry
 

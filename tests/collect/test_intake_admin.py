@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from cdp.core.exceptions import InvalidInput
 from collect import intake
 from collect.models import IntakeBatch
 from profiles import services
@@ -94,3 +95,79 @@ def test_retry_leaves_live_batches_alone(workspace: Any, dead_batch: IntakeBatch
     # then
     assert retried == 0
     assert IntakeBatch.objects.get().attempts == 2
+
+
+def _discard(client: Client, batch: IntakeBatch, **extra: str) -> Any:
+    return client.post(
+        CHANGELIST,
+        {"action": "discard", "index": "0", "_selected_action": [str(batch.pk)], **extra},
+        follow=True,
+    )
+
+
+def test_discard_asks_for_a_reason_then_deletes_the_batch_and_audits_it(
+    client: Client, owner: Any, dead_batch: IntakeBatch
+) -> None:
+    from governance.models import AuditLogEntry
+
+    client.force_login(owner)
+    # when: the action, then the confirmation without a reason
+    asked = _discard(client, dead_batch)
+    refused = _discard(client, dead_batch, confirm="yes", reason="  ")
+    # then: the confirmation page, sealed messages not shown; nothing deleted yet
+    assert asked.status_code == refused.status_code == 200
+    assert b"Discard the batches" in asked.content
+    assert b"Please give a reason." in refused.content
+    for page in (asked, refused):
+        assert SENTINEL.encode() not in page.content
+    assert IntakeBatch.objects.filter(pk=dead_batch.pk).exists()
+    # when: confirmed with a reason
+    done = _discard(client, dead_batch, confirm="yes", reason="payload damaged on disk")
+    # then
+    assert "1 batches set aside discarded; their messages were not stored." in [
+        str(m) for m in done.context["messages"]
+    ]
+    assert not IntakeBatch.objects.exists()
+    assert not Event.objects.exists()
+    entry = AuditLogEntry.objects.get(object_pk=str(dead_batch.pk))
+    assert (entry.action, entry.actor_id) == (AuditLogEntry.Action.DELETE, owner.pk)
+    assert entry.additional_data["reason"] == "payload damaged on disk"
+    assert (entry.additional_data["messages"], entry.additional_data["last_error"]) == (
+        1,
+        "OperationalError",
+    )
+    assert SENTINEL not in str(entry.additional_data) + str(entry.changes)
+
+
+def test_discard_leaves_live_batches_alone(
+    client: Client, owner: Any, dead_batch: IntakeBatch
+) -> None:
+    # given: a batch that is merely waiting
+    IntakeBatch.objects.filter(pk=dead_batch.pk).update(dead=False, attempts=2)
+    client.force_login(owner)
+    # when
+    response = _discard(client, dead_batch, confirm="yes", reason="clean up")
+    # then
+    assert "None of the selected batches is set aside: nothing to discard." in [
+        str(m) for m in response.context["messages"]
+    ]
+    assert IntakeBatch.objects.filter(pk=dead_batch.pk).exists()
+    assert intake.intake_discard(batch_ids=[dead_batch.pk], actor=owner, reason="x") == 0
+
+
+def test_discard_needs_manage_data_in_the_batchs_workspace(
+    client: Client, member: Any, outsider: Any, dead_batch: IntakeBatch
+) -> None:
+    for user in (member, outsider):
+        client.force_login(user)
+        _discard(client, dead_batch, confirm="yes", reason="not mine")
+    assert IntakeBatch.objects.filter(pk=dead_batch.pk).exists()
+
+
+def test_discard_without_a_reason_is_refused_by_the_service(
+    owner: Any, dead_batch: IntakeBatch
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        intake.intake_discard(batch_ids=[dead_batch.pk], actor=owner, reason=" ")
+    assert refused.value.code == "reason_required"
+    assert IntakeBatch.objects.filter(pk=dead_batch.pk).exists()
