@@ -23,4 +23,6 @@ class GovernanceConfig(AppConfig):
             models.RetentionPolicy,
             exclude_fields=("last_run_at", "last_run_counts", "ip_cleared_until", "updated_at"),
         )
+        audit.register(models.RequestUserObjectPermission)
+        audit.register(models.RequestGroupObjectPermission)
         registry.register(handlers.REQUESTS_HANDLER)

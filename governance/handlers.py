@@ -70,6 +70,9 @@ REQUESTS_HANDLER = PersonalDataHandler(
         "governance.RequestEvent",
         "governance.ExportArchive",
         "governance.ErasureCertificate",
+        # Who a request is assigned to: kept, and deleted, with the request.
+        "governance.RequestUserObjectPermission",
+        "governance.RequestGroupObjectPermission",
     ),
     export=export_requests,
     erase=erase_requests,

@@ -9,6 +9,7 @@ from auditlog.models import AbstractLogEntry
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from cdp.core import bulk
 from cdp.core.crypto import BlindIndexField, EncryptedJSONField, EncryptedTextField
@@ -121,6 +122,17 @@ class DataSubjectRequest(models.Model):
     @property
     def effective_due_at(self) -> datetime:
         return self.extended_due_at or self.due_at
+
+
+class RequestUserObjectPermission(UserObjectPermissionBase):
+    """The steward a request is assigned to (`governance.handle_request` on it; django-guardian,
+    direct foreign key: deleted with the request instead of left in the generic table)."""
+
+    content_object = models.ForeignKey(DataSubjectRequest, on_delete=models.CASCADE)
+
+
+class RequestGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(DataSubjectRequest, on_delete=models.CASCADE)
 
 
 class RequestEvent(models.Model):

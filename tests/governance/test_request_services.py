@@ -310,6 +310,30 @@ def test_assign_grants_the_object_permission_and_moves_it_on_reassignment(
     assert _actions(dsr).count("assigned") == 2
 
 
+def test_the_assignment_is_kept_in_the_requests_own_permission_table(
+    workspace: Any, owner: Any
+) -> None:
+    from guardian.models import UserObjectPermission
+
+    from governance.models import RequestUserObjectPermission
+
+    # given
+    dsr = verified(workspace)
+    # when
+    services.request_assign(request=dsr, assignee=owner, actor=owner)
+    # then: a row with a real foreign key, none in guardian's generic table
+    [row] = RequestUserObjectPermission.objects.all()
+    assert (row.user_id, row.content_object_id, row.permission.codename) == (
+        owner.pk,
+        dsr.pk,
+        "handle_request",
+    )
+    assert not UserObjectPermission.objects.exists()
+    # and it goes with the request
+    DataSubjectRequest.objects.filter(pk=dsr.pk).delete()
+    assert not RequestUserObjectPermission.objects.exists()
+
+
 def test_assign_refuses_a_steward_of_another_workspace(
     workspace: Any, owner: Any, outsider: Any
 ) -> None:
