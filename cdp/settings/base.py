@@ -92,6 +92,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite keeps covering indexes (consent's gate probe) as plain ones: the same lookups,
     # answered from the table; the warning would greet every demo command.
     SILENCED_SYSTEM_CHECKS = ["models.W040"]
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not env_bool(
+    "CDP_DATABASE_JIT", False
+):
+    # PostgreSQL JIT-compiles every query whose estimated cost passes jit_above_cost (100,000):
+    # the audience queries over a million events sit just above it and spent 28-43 ms of each
+    # run compiling, more than JIT saved them (docs/benchmarks.md). Off for this application's
+    # sessions unless CDP_DATABASE_JIT is set.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {
