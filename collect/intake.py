@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from cdp.core import audit, dbstats
+from cdp.core import audit, bulk, dbstats
 from cdp.core.crypto import CryptoError
 from cdp.core.exceptions import InvalidInput
 from collect.consent_signals import consent_signals_apply
@@ -85,9 +85,41 @@ def intake_store(*, source: Any, messages: list[InboundMessage]) -> list[IntakeB
         )
         batch.payload = [_serialize(m) for m in part]
         batches.append(batch)
-    IntakeBatch.objects.bulk_create(batches)
+    _insert(batches)
     transaction.on_commit(tasks.intake_drain.delay)
     return batches
+
+
+_COLUMNS = ["id", "workspace", "source", "received_at", "message_count", "payload", "data_key",
+            "attempts", "last_error", "dead", "shard", "contended"]  # fmt: skip
+
+
+def _insert(batches: list[IntakeBatch]) -> None:
+    """Write new batches by COPY (binary on PostgreSQL): the sealed payloads, some 70 KB a
+    request, go out as bytes instead of an escaped literal psycopg builds and the server parses
+    back (bulk_create's statement cost the request an eighth of its CPU)."""
+    payload = IntakeBatch._meta.get_field("payload")
+    bulk.insert(
+        IntakeBatch,
+        _COLUMNS,
+        [
+            (
+                b.id,
+                b.workspace_id,
+                b.source_id,
+                b.received_at,
+                b.message_count,
+                payload.pre_save(b, True),
+                b.data_key_id,
+                b.attempts,
+                b.last_error,
+                b.dead,
+                b.shard,
+                b.contended,
+            )
+            for b in batches
+        ],
+    )
 
 
 def intake_drain(*, max_messages: int | None = None, max_rounds: int = 50) -> int:
@@ -280,7 +312,7 @@ def _hand_back(source: Any, claimed: list[IntakeBatch], messages: list[InboundMe
         contended=True,
     )
     batch.payload = [_serialize(m) for m in messages]
-    batch.save(force_insert=True)
+    _insert([batch])
 
 
 def _record_failure(batch_ids: list[Any], exc: Exception) -> None:
