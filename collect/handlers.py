@@ -28,30 +28,54 @@ def export_intake(profile: Any) -> dict[str, Any]:
 
 
 def settle_intake(workspace_id: int, began: datetime) -> None:
-    """Before the erasure's transaction: store what was received before it began."""
+    """Before the erasure's transaction: store what was received before it began, waiting for
+    batches other workers hold."""
     intake.intake_drain_before(workspace_id=workspace_id, received_before=began)
 
 
 def erase_intake(profile: Any) -> ErasureReport:
-    """Drain what was received before the erasure began (settled already, unless the erasure
-    runs inside a caller's transaction), waiting for batches another worker is storing; then
-    take the person's messages (suppressed by now) out of batches set aside after failures."""
-    began = registry.erasure_began() or timezone.now()
-    drained = intake.intake_drain_before(workspace_id=profile.workspace_id, received_before=began)
-    purged = intake.intake_purge_suppressed(workspace=profile.workspace, received_before=began)
+    """What was received before the erasure began is stored by now (settled before the
+    erasure's transaction; drained here, waiting for other workers, when the erasure runs
+    inside a caller's transaction); then the person's messages (suppressed by now) are taken
+    out of batches set aside after failures."""
+    return _erase(profile.workspace, matched=True)
+
+
+def erase_intake_unmatched(workspace: Any) -> ErasureReport:
+    """No profile matched the contact: the same, for messages carrying it (suppressed by now)
+    that the buffer may hold."""
+    return _erase(workspace, matched=False)
+
+
+def _erase(workspace: Any, *, matched: bool) -> ErasureReport:
+    began = registry.erasure_began()
+    stored = 0
+    if began is None:  # not settled: the erasure runs inside a caller's transaction
+        began = timezone.now()
+        stored = intake.intake_drain_before(workspace_id=workspace.pk, received_before=began).stored
+    # Settled, nothing is waited for here, under the erasure's locks: what is still in flight
+    # from before the erasure began is reported.
+    held = intake.intake_live_before(workspace_id=workspace.pk, received_before=began)
+    purged = intake.intake_purge_suppressed(workspace=workspace, received_before=began)
     problems = []
     if purged.unreadable:
         problems.append(
-            f"batches set aside after repeated failures could not be opened ({purged.unreadable})"
+            f"batches set aside after repeated failures could not be checked ({purged.unreadable})"
         )
-    if drained.held:
-        problems.append(f"batches another worker held were not stored in time ({drained.held})")
-    left = purged.unreadable + drained.held
+    if held:
+        problems.append(f"batches another worker held were not stored in time ({held})")
+    left = purged.unreadable + held
+    if left:
+        status = ErasureStatus.FAILED
+    elif matched or purged.removed:
+        status = ErasureStatus.ERASED
+    else:
+        status = ErasureStatus.NOTHING_FOUND
     return ErasureReport(
         store="collect.intake",
-        status=ErasureStatus.ERASED if left == 0 else ErasureStatus.FAILED,
+        status=status,
         counts={
-            "messages_drained": drained.stored,
+            "messages_drained": stored,
             "set_aside_messages_removed": purged.removed,
             "batches_left": left,
         },
@@ -66,6 +90,7 @@ INTAKE_HANDLER = PersonalDataHandler(
     erase=erase_intake,
     erase_order=0,
     settle=settle_intake,
+    erase_unmatched=erase_intake_unmatched,
 )
 
 

@@ -25,7 +25,6 @@ from django.db.models import Min
 from django.utils import timezone
 
 from cdp.core import audit, bulk, dbstats
-from cdp.core.crypto import CryptoError
 from cdp.core.exceptions import InvalidInput
 from collect.consent_signals import consent_signals_apply
 from collect.models import IntakeBatch
@@ -169,10 +168,18 @@ def intake_drain_before(
     )
 
 
+def intake_live_before(*, workspace_id: int, received_before: datetime) -> int:
+    """Batches of the workspace received before `received_before` and not stored yet (held by
+    a drain, or waiting for one); set-aside ones are not counted."""
+    return IntakeBatch.objects.filter(
+        workspace_id=workspace_id, dead=False, received_at__lte=received_before
+    ).count()
+
+
 @dataclasses.dataclass(frozen=True)
 class Purged:
-    removed: int  # messages taken out of set-aside batches
-    unreadable: int  # set-aside batches whose messages could not be opened to check them
+    removed: int  # messages carrying a suppressed identifier taken out of set-aside batches
+    unreadable: int  # set-aside batches that could not be opened or read to check them
 
 
 def intake_purge_suppressed(*, workspace: Any, received_before: datetime) -> Purged:
@@ -186,31 +193,36 @@ def intake_purge_suppressed(*, workspace: Any, received_before: datetime) -> Pur
         workspace_id=workspace.pk, dead=True, received_at__lte=received_before
     )
     for pk in list(dead.order_by("received_at", "id").values_list("pk", flat=True)):
-        with transaction.atomic():
-            batch = IntakeBatch.objects.select_for_update().filter(pk=pk, dead=True).first()
-            if batch is None:  # retried or deleted meanwhile
-                continue
-            try:
-                payload = list(batch.payload)
-            except CryptoError:
-                unreadable += 1
-                continue
-            messages = [_deserialize(dict(m)) for m in payload]
-            flags = profile_services.messages_suppressed(workspace=workspace, messages=messages)
-            if not any(flags):
-                continue
-            kept = [m for m, suppressed in zip(messages, flags, strict=True) if not suppressed]
-            removed += len(messages) - len(kept)
-            if not kept:
-                batch.delete()
-                continue
-            batch.data_key_id = profile_services.intake_key_current(workspace_id=workspace.pk)
-            batch.payload = [_serialize(m) for m in kept]
-            batch.message_count = len(kept)
-            batch.save(update_fields=["payload", "message_count", "data_key"])
+        try:
+            with transaction.atomic():  # a savepoint: a batch that fails is left as it was
+                removed += _purge_batch(workspace, pk)
+        except Exception as exc:
+            # It could not be opened or read (why it was set aside, perhaps); its class only.
+            logger.warning("intake: a set-aside batch could not be checked: %s",
+                           type(exc).__name__)  # fmt: skip
+            unreadable += 1
     if removed:
         logger.info("intake: %d suppressed messages taken out of set-aside batches", removed)
     return Purged(removed=removed, unreadable=unreadable)
+
+
+def _purge_batch(workspace: Any, pk: Any) -> int:
+    batch = IntakeBatch.objects.select_for_update().filter(pk=pk, dead=True).first()
+    if batch is None:  # retried or deleted meanwhile
+        return 0
+    messages = [_deserialize(dict(m)) for m in batch.payload]
+    flags = profile_services.messages_suppressed(workspace=workspace, messages=messages)
+    if not any(flags):
+        return 0
+    kept = [m for m, suppressed in zip(messages, flags, strict=True) if not suppressed]
+    if not kept:
+        batch.delete()
+        return len(messages)
+    batch.data_key_id = profile_services.intake_key_current(workspace_id=workspace.pk)
+    batch.payload = [_serialize(m) for m in kept]
+    batch.message_count = len(kept)
+    batch.save(update_fields=["payload", "message_count", "data_key"])
+    return len(messages) - len(kept)
 
 
 _SHARD_LOCK = 0x43445049  # "CDPI", with the shard number as the second key

@@ -9,8 +9,9 @@ certificate (the request ends partially fulfilled); the others still run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
@@ -21,8 +22,9 @@ from cdp.core.exceptions import Conflict
 from cdp.core.ids import uuid7
 from cdp.core.registry import ErasureReport, ErasureStatus
 from consent import services as consent_services
-from governance.enums import RequestType
+from governance.enums import FINAL_STATES, RequestType
 from governance.models import DataSubjectRequest, ErasureCertificate
+from profiles import selectors as profile_selectors
 from profiles import services as profile_services
 
 CERTIFICATE_VERSION = "cdp-erasure-certificate/1"
@@ -53,7 +55,11 @@ class ErasureCertified(Conflict):
 
 
 def _subject_profile(request: DataSubjectRequest) -> Any:
-    profile = request.profile
+    return _followed(request.profile)
+
+
+def _followed(profile: Any) -> Any:
+    """The profile a merged one lives on in."""
     seen = set()
     while profile is not None and profile.merged_into_id is not None and profile.pk not in seen:
         seen.add(profile.pk)
@@ -61,10 +67,12 @@ def _subject_profile(request: DataSubjectRequest) -> Any:
     return profile
 
 
-def _run(handler: registry.PersonalDataHandler, profile: Any) -> ErasureReport:
+def _run(
+    handler: registry.PersonalDataHandler, erase: Callable[[], ErasureReport]
+) -> ErasureReport:
     try:
         with transaction.atomic():
-            return handler.erase(profile)
+            return erase()
     except Exception as exc:
         # Any failure is reported and the other handlers still run. Only the exception's
         # class is kept: a message might quote a value.
@@ -93,19 +101,29 @@ def erasure_settled(*, request: DataSubjectRequest) -> Iterator[None]:
     drained, waiting for batches other workers hold, while the erasure holds no lock they
     could wait for); within, the handlers know when that began. Does nothing for a request
     `erasure_run` refuses anyway, or inside a transaction."""
-    refused = (
-        request.type != RequestType.ERASURE
-        or request.legal_hold
-        or (request.cancel_until is not None and request.cancel_until > timezone.now())
+    if connection.in_atomic_block:
+        yield
+        return
+    current = (
+        DataSubjectRequest.objects.filter(pk=request.pk)
+        .values("type", "state", "legal_hold", "cancel_until")
+        .first()
     )
-    if refused or connection.in_atomic_block:
+    refused = (
+        current is None
+        or current["type"] != RequestType.ERASURE
+        or current["state"] in FINAL_STATES
+        or current["legal_hold"]
+        or (current["cancel_until"] is not None and current["cancel_until"] > timezone.now())
+    )
+    if refused:
         yield
         return
     began = timezone.now()
     for handler in registry.handlers():
         if handler.settle is not None:
             handler.settle(request.workspace_id, began)
-    with registry.erasure_settled(began):
+    with registry.erasure_settled_at(began):
         yield
 
 
@@ -128,6 +146,16 @@ def erasure_run(*, request: DataSubjectRequest) -> ErasureCertificate:
         raise ErasureCertified()
 
     profile = _subject_profile(request)
+    if profile is None:
+        # Matched at verification; the person may have become known since (or the buffer's
+        # settling just stored their pending messages).
+        profile = _followed(
+            profile_selectors.profile_find_by_identifier(
+                workspace=request.workspace,
+                identifier_type=request.contact_type,
+                value=request.contact,
+            )
+        )
     contact = (request.contact_type, request.contact)
     key_ids: list[Any] = []
     suppressed = {request.contact_type: 1}
@@ -145,14 +173,16 @@ def erasure_run(*, request: DataSubjectRequest) -> ErasureCertificate:
     stores: list[dict[str, Any]] = []
     destinations: list[dict[str, Any]] = []
     for handler in registry.handlers():
-        if profile is None:
+        if profile is not None:
+            report = _run(handler, partial(handler.erase, profile))
+        elif handler.erase_unmatched is not None:
+            report = _run(handler, partial(handler.erase_unmatched, request.workspace))
+        else:
             report = ErasureReport(
                 store=handler.name,
                 status=ErasureStatus.NOTHING_FOUND,
                 detail="no profile matched the contact given in the request",
             )
-        else:
-            report = _run(handler, profile)
         stores.append(_entry(handler, report))
         destinations += [
             {

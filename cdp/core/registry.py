@@ -62,6 +62,11 @@ class PersonalDataHandler:
     # received before `began`, waiting for batches other workers hold; inside the transaction
     # it would wait for workers that may be waiting for the erasure's own locks).
     settle: Callable[[int, datetime], None] | None = None
+    # `erase_unmatched(workspace) -> ErasureReport`, for an erasure whose contact matches no
+    # profile: stores that may hold the person's data before it reaches a profile (a buffer
+    # of unresolved messages) erase what carries the identifiers just suppressed. Handlers
+    # without it report nothing found.
+    erase_unmatched: Callable[[Any], ErasureReport] | None = None
 
 
 _handlers: dict[str, PersonalDataHandler] = {}
@@ -83,7 +88,7 @@ _erasure_began: ContextVar[datetime | None] = ContextVar("erasure_began", defaul
 
 
 @contextmanager
-def erasure_settled(began: datetime) -> Iterator[None]:
+def erasure_settled_at(began: datetime) -> Iterator[None]:
     """Within: the erasure being run settled its stores as of `began` (see `settle`)."""
     token = _erasure_began.set(began)
     try:

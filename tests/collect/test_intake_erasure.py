@@ -2,7 +2,7 @@
 the person being suppressed, dropped) before the other stores are erased. Batches another
 worker is storing at that moment are waited for; batches that arrive later do not fail the
 erasure. Batches set aside after repeated failures are opened and the person's messages taken
-out of them; one that cannot be opened fails the erasure."""
+out of them; one that cannot be checked fails the erasure."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
+from cdp.core import registry
 from cdp.core.crypto.fields import Sealed
 from cdp.core.registry import ErasureStatus
 from collect import intake
@@ -142,7 +143,7 @@ def test_a_batch_set_aside_holding_nobody_erased_is_left_as_it_was(
     assert _sealed_text(batch) == sealed
 
 
-def test_a_batch_set_aside_that_cannot_be_opened_fails_the_erasure_and_says_so(
+def test_a_batch_set_aside_that_cannot_be_checked_fails_the_erasure_and_says_so(
     source: Any, profile: Any
 ) -> None:
     # given: a set-aside batch whose sealed payload is damaged
@@ -154,7 +155,60 @@ def test_a_batch_set_aside_that_cannot_be_opened_fails_the_erasure_and_says_so(
     report = erase_intake(profile)
     # then
     assert (report.status, report.counts["batches_left"]) == (ErasureStatus.FAILED, 1)
-    assert report.detail == "batches set aside after repeated failures could not be opened (1)"
+    assert report.detail == "batches set aside after repeated failures could not be checked (1)"
+
+
+def test_a_batch_set_aside_whose_messages_cannot_be_read_is_counted_and_the_rest_purged(
+    source: Any, profile: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: two batches set aside, the person's in each; the first cannot be read back
+    [bad] = intake.intake_store(source=source, messages=[msg(user_id="u-1")])
+    [good] = intake.intake_store(source=source, messages=[msg(user_id="u-1")])
+    _set_aside(bad)
+    _set_aside(good)
+    services.suppression_add(
+        workspace=source.workspace, identifiers=[("user_id", "u-1")], reason="erasure"
+    )
+    real = intake._deserialize
+    first = {"id": None}
+
+    def deserialize(data: dict[str, Any]) -> Any:
+        if first["id"] is None:
+            first["id"] = data["message_id"]
+        if data["message_id"] == first["id"]:
+            raise TypeError("unexpected field")
+        return real(data)
+
+    monkeypatch.setattr(intake, "_deserialize", deserialize)
+    # when
+    report = erase_intake(profile)
+    # then: the unreadable one is left as it was and named; the other is purged
+    assert (report.status, report.counts["set_aside_messages_removed"]) == (
+        ErasureStatus.FAILED,
+        1,
+    )
+    assert report.detail == "batches set aside after repeated failures could not be checked (1)"
+    assert IntakeBatch.objects.filter(pk=bad.pk).exists()
+    assert not IntakeBatch.objects.filter(pk=good.pk).exists()
+
+
+def test_settled_the_handler_waits_for_nothing_and_reports_what_is_in_flight(
+    source: Any, profile: Any
+) -> None:
+    # given: the erasure settled the buffer a moment ago; a batch from before is still live
+    began = timezone.now()
+    [batch] = intake.intake_store(source=source, messages=[msg(user_id="u-1")])
+    IntakeBatch.objects.filter(pk=batch.pk).update(received_at=began - timedelta(seconds=1))
+    # when
+    with registry.erasure_settled_at(began):
+        report = erase_intake(profile)
+    # then: not drained here (that is the settle's job, outside the erasure's locks)
+    assert (report.status, report.counts) == (
+        ErasureStatus.FAILED,
+        {"messages_drained": 0, "set_aside_messages_removed": 0, "batches_left": 1},
+    )
+    assert report.detail == "batches another worker held were not stored in time (1)"
+    assert IntakeBatch.objects.filter(pk=batch.pk).exists()
 
 
 def test_a_batch_set_aside_after_the_erasure_began_is_left_to_its_retry(

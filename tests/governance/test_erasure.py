@@ -300,3 +300,57 @@ def test_the_persons_messages_in_a_batch_set_aside_are_erased_with_them(
     left = IntakeBatch.objects.get(pk=batch.pk)
     assert [m["anonymous_id"] for m in left.payload] == ["anon-other"]
     assert sentinel not in str(left.payload)
+
+
+def test_an_erasure_without_a_profile_purges_the_contacts_messages_from_the_buffer(
+    workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collect import intake
+    from collect import tasks as collect_tasks
+    from collect.models import IntakeBatch
+
+    # given: the contact never reached a profile; a batch set aside holds an identify with it
+    monkeypatch.setattr(collect_tasks.intake_drain, "delay", lambda: None)
+    source = profile_services.source_create(workspace=workspace, name="Web")
+    contact = "never.stored@example.com"
+    with override_settings(COLLECT_INTAKE_SHARDS=1):
+        [batch] = intake.intake_store(
+            source=source,
+            messages=[
+                msg("identify", anonymous_id="anon-n1", traits={"email": contact}),
+                msg(anonymous_id="anon-other", name="Viewed"),
+            ],
+        )
+    IntakeBatch.objects.filter(pk=batch.pk).update(dead=True, attempts=intake.MAX_ATTEMPTS)
+    dsr = in_progress(workspace, request_type="erasure", contact=contact)
+
+    # when
+    certificate = erasure.erasure_run(request=dsr)
+
+    # then
+    statuses = {s["store"]: s for s in certificate.body["stores"]}
+    assert statuses["collect.intake"]["status"] == "erased"
+    assert statuses["collect.intake"]["counts"]["set_aside_messages_removed"] == 1
+    assert statuses["profiles.profile"]["status"] == "nothing_found"
+    assert [m["anonymous_id"] for m in IntakeBatch.objects.get(pk=batch.pk).payload] == [
+        "anon-other"
+    ]
+
+
+def test_a_contact_that_reached_a_profile_after_verification_is_erased(workspace: Any) -> None:
+    # given: verified while unknown; the person identified afterwards
+    dsr = in_progress(workspace, request_type="erasure", contact="late@example.com")
+    assert dsr.profile is None
+    source = profile_services.source_create(workspace=workspace, name="Web")
+    profile_services.ingest_messages(
+        source=source,
+        messages=[msg("identify", user_id="u-late", traits={"email": "late@example.com"})],
+    )
+
+    # when
+    certificate = erasure.erasure_run(request=dsr)
+
+    # then
+    assert certificate.body["subject"] is not None
+    assert (Profile.objects.count(), Identity.objects.count()) == (0, 0)
+    assert certificate.body["suppressed_identifiers"] == {"email": 1, "user_id": 1}
