@@ -95,12 +95,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not env_bool(
     "CDP_DATABASE_JIT", False
 ):
-    # PostgreSQL JIT-compiles every query whose estimated cost passes jit_above_cost (100,000):
-    # the audience queries over a million events sit just above it and spent 28-43 ms of each
-    # run compiling, more than JIT saved them (docs/benchmarks.md). Off for this application's
-    # sessions unless CDP_DATABASE_JIT is set.
+    # PostgreSQL JIT-compiles every query whose estimated cost passes jit_above_cost: the
+    # small gated audience queries spent several ms of their 25 compiling (gated ratio 1.22 to
+    # 1.28 with it, 1.05 to 1.07 without; the big audiences move 5 % either way; see
+    # docs/benchmarks.md). Off for this application's sessions, as a startup option, unless
+    # CDP_DATABASE_JIT is set or the URL's options name jit already. Behind PgBouncer, which
+    # refuses `jit` in the startup options, set CDP_DATABASE_JIT=true and
+    # `ALTER ROLE .. SET jit = off` on the server instead.
     _options = DATABASES["default"].setdefault("OPTIONS", {})
-    _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
+    if "jit" not in str(_options.get("options", "")):
+        _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {

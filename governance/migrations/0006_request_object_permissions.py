@@ -36,6 +36,31 @@ def move_generic_permissions(apps, schema_editor):
         generic.delete()
 
 
+def move_back(apps, schema_editor):
+    """The reverse: into guardian's generic tables again, before the direct ones are dropped."""
+    ContentType = apps.get_model("contenttypes", "ContentType")
+    content_type, _ = ContentType.objects.get_or_create(
+        app_label="governance", model="datasubjectrequest"
+    )
+    for generic_name, direct_name, holder in (
+        ("UserObjectPermission", "RequestUserObjectPermission", "user_id"),
+        ("GroupObjectPermission", "RequestGroupObjectPermission", "group_id"),
+    ):
+        generic = apps.get_model("guardian", generic_name)
+        generic.objects.bulk_create(
+            [
+                generic(
+                    **{holder: getattr(row, holder)},
+                    permission_id=row.permission_id,
+                    content_type_id=content_type.pk,
+                    object_pk=str(row.content_object_id),
+                )
+                for row in apps.get_model("governance", direct_name).objects.all()
+            ],
+            ignore_conflicts=True,
+        )
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
@@ -112,5 +137,5 @@ class Migration(migrations.Migration):
                 "unique_together": {("user", "permission", "content_object")},
             },
         ),
-        migrations.RunPython(move_generic_permissions, migrations.RunPython.noop),
+        migrations.RunPython(move_generic_permissions, move_back),
     ]
