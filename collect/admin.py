@@ -410,6 +410,7 @@ class IntakeBatchAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
             "title": "Discard batches set aside",
             "batches": dead,
             "messages_total": sum(b.message_count for b in dead),
+            "max_attempts": intake.MAX_ATTEMPTS,
             "skipped": skipped,
             "form": form,
             "action_name": "discard",
@@ -422,5 +423,6 @@ class DiscardForm(forms.Form):
     reason = forms.CharField(
         max_length=500,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Why these messages are given up (kept in the audit trail).",
+        help_text="Why these messages are given up. Kept in the audit trail for good: do not "
+        "quote personal data here.",
     )

@@ -91,7 +91,7 @@ def record_discard(
         action=entry_model.Action.DELETE,
         changes={},
         actor=actor,
-        additional_data={"reason": reason[:500], "via": via, **details},
+        additional_data={**details, "reason": reason[:500], "via": via},
     )
     return entry
 

@@ -97,10 +97,25 @@ def test_retry_leaves_live_batches_alone(workspace: Any, dead_batch: IntakeBatch
     assert IntakeBatch.objects.get().attempts == 2
 
 
-def _discard(client: Client, batch: IntakeBatch, **extra: str) -> Any:
+def _discard(client: Client, batch: IntakeBatch) -> Any:
+    """The action chosen on the change list."""
     return client.post(
         CHANGELIST,
-        {"action": "discard", "index": "0", "_selected_action": [str(batch.pk)], **extra},
+        {"action": "discard", "index": "0", "_selected_action": [str(batch.pk)]},
+        follow=True,
+    )
+
+
+def _confirm(client: Client, batch: IntakeBatch, reason: str) -> Any:
+    """The confirmation page's form, as its template posts it (no `index`)."""
+    return client.post(
+        CHANGELIST,
+        {
+            "action": "discard",
+            "_selected_action": [str(batch.pk)],
+            "confirm": "yes",
+            "reason": reason,
+        },
         follow=True,
     )
 
@@ -110,19 +125,21 @@ def test_discard_asks_for_a_reason_then_deletes_the_batch_and_audits_it(
 ) -> None:
     from governance.models import AuditLogEntry
 
+    # given
     client.force_login(owner)
     # when: the action, then the confirmation without a reason
     asked = _discard(client, dead_batch)
-    refused = _discard(client, dead_batch, confirm="yes", reason="  ")
+    refused = _confirm(client, dead_batch, "  ")
     # then: the confirmation page, sealed messages not shown; nothing deleted yet
     assert asked.status_code == refused.status_code == 200
     assert b"Discard the batches" in asked.content
+    assert b"after failing 5 drains" in asked.content
     assert b"Please give a reason." in refused.content
     for page in (asked, refused):
         assert SENTINEL.encode() not in page.content
     assert IntakeBatch.objects.filter(pk=dead_batch.pk).exists()
     # when: confirmed with a reason
-    done = _discard(client, dead_batch, confirm="yes", reason="payload damaged on disk")
+    done = _confirm(client, dead_batch, "payload damaged on disk")
     # then
     assert "1 batches set aside discarded; their messages were not stored." in [
         str(m) for m in done.context["messages"]
@@ -146,7 +163,7 @@ def test_discard_leaves_live_batches_alone(
     IntakeBatch.objects.filter(pk=dead_batch.pk).update(dead=False, attempts=2)
     client.force_login(owner)
     # when
-    response = _discard(client, dead_batch, confirm="yes", reason="clean up")
+    response = _confirm(client, dead_batch, "clean up")
     # then
     assert "None of the selected batches is set aside: nothing to discard." in [
         str(m) for m in response.context["messages"]
@@ -158,9 +175,19 @@ def test_discard_leaves_live_batches_alone(
 def test_discard_needs_manage_data_in_the_batchs_workspace(
     client: Client, member: Any, outsider: Any, dead_batch: IntakeBatch
 ) -> None:
-    for user in (member, outsider):
-        client.force_login(user)
-        _discard(client, dead_batch, confirm="yes", reason="not mine")
+    # given: a steward of the workspace without manage_data
+    client.force_login(member)
+    # when
+    refused = _confirm(client, dead_batch, "not mine")
+    # then
+    assert refused.status_code == 403
+    # given: a steward with manage_data in another workspace
+    client.force_login(outsider)
+    # when
+    ignored = _confirm(client, dead_batch, "not mine")
+    # then: the batch is not in their change list, so nothing was selected
+    assert ignored.status_code == 200
+    assert list(ignored.context["cl"].result_list) == []
     assert IntakeBatch.objects.filter(pk=dead_batch.pk).exists()
 
 
