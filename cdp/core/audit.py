@@ -55,19 +55,15 @@ def record_access(
     obj: models.Model, *, actor: Any, reason: str, fields: list[str], via: str = "admin"
 ) -> models.Model:
     """Write an ACCESS entry: who read which decrypted fields of `obj`, and why."""
-    reason = reason.strip()
-    if not reason:
-        raise InvalidInput("A reason is required to reveal personal data.", code="reason_required")
-    entry_model = get_logentry_model()
-    entry = entry_model.objects.log_create(
+    return _record_with_reason(
         obj,
-        force_log=True,
-        action=entry_model.Action.ACCESS,
+        action="ACCESS",
         changes={name: [REDACTED, "revealed"] for name in fields},
         actor=actor,
-        additional_data={"reason": reason[:500], "fields": fields, "via": via},
+        reason=reason,
+        refused="A reason is required to reveal personal data.",
+        data={"fields": fields, "via": via},
     )
-    return entry
 
 
 def record_discard(
@@ -81,17 +77,39 @@ def record_discard(
     """Write a DELETE entry for a row a steward removed on purpose, with why and what it held
     (`details`: counts and codes, never personal data); for models not audited on every
     change (a transient buffer)."""
-    reason = reason.strip()
-    if not reason:
-        raise InvalidInput("A reason is required to discard data.", code="reason_required")
-    entry_model = get_logentry_model()
-    entry = entry_model.objects.log_create(
+    return _record_with_reason(
         obj,
-        force_log=True,
-        action=entry_model.Action.DELETE,
+        action="DELETE",
         changes={},
         actor=actor,
-        additional_data={**details, "reason": reason[:500], "via": via},
+        reason=reason,
+        refused="A reason is required to discard data.",
+        data={**details, "via": via},
+    )
+
+
+def _record_with_reason(
+    obj: models.Model,
+    *,
+    action: str,
+    changes: dict[str, Any],
+    actor: Any,
+    reason: str,
+    refused: str,
+    data: dict[str, Any],
+) -> models.Model:
+    """A steward's deliberate act on `obj`, with the reason they gave (required)."""
+    reason = reason.strip()
+    if not reason:
+        raise InvalidInput(refused, code="reason_required")
+    entry_model = get_logentry_model()
+    entry: models.Model = entry_model.objects.log_create(
+        obj,
+        force_log=True,
+        action=getattr(entry_model.Action, action),
+        changes=changes,
+        actor=actor,
+        additional_data={**data, "reason": reason[:500]},
     )
     return entry
 

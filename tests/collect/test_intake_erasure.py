@@ -14,7 +14,6 @@ from typing import Any
 import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -27,6 +26,7 @@ from collect.models import IntakeBatch
 from profiles import services
 from profiles.models import Event, Profile
 from tests.profiles.ingest_helpers import msg
+from tests.sessions import held_by_another_drain
 
 
 @pytest.fixture
@@ -227,36 +227,20 @@ def test_a_batch_set_aside_after_the_erasure_began_is_left_to_its_retry(
     assert IntakeBatch.objects.get(pk=late.pk).message_count == 1
 
 
-def _other_session() -> psycopg.Connection[Any]:
-    params = connection.get_connection_params()
-    dsn = psycopg.conninfo.make_conninfo(
-        **{k: v for k, v in params.items() if k in ("dbname", "host", "port", "user", "password")}
-    )
-    return psycopg.connect(dsn, autocommit=False)
-
-
 def _held_by_another_drain(batch: IntakeBatch, release_after: float | None) -> threading.Thread:
-    """Another session claims `batch` as a drain does (its shard's lock and the row's lock);
-    after `release_after` seconds it deletes the row (the drain stored it) and commits."""
-    other = _other_session()
-    other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [intake._SHARD_LOCK, batch.shard])
-    other.execute("SELECT id FROM collect_intakebatch WHERE id = %s FOR UPDATE", [batch.pk])
+    """Another drain holds `batch`; after `release_after` seconds it deletes the row (it stored
+    the batch) and commits; with None it gives up after 1.5 s."""
 
-    def finish() -> None:
-        try:
-            if release_after is None:
-                time.sleep(1.5)
-                other.rollback()
-                return
-            time.sleep(release_after)
-            other.execute("DELETE FROM collect_intakebatch WHERE id = %s", [batch.pk])
-            other.commit()
-        finally:
-            other.close()
+    def finish(other: psycopg.Connection[Any]) -> None:
+        if release_after is None:
+            time.sleep(1.5)
+            other.rollback()
+            return
+        time.sleep(release_after)
+        other.execute("DELETE FROM collect_intakebatch WHERE id = %s", [batch.pk])
+        other.commit()
 
-    thread = threading.Thread(target=finish)
-    thread.start()
-    return thread
+    return held_by_another_drain(batch, finish)
 
 
 pg_only = pytest.mark.skipif(

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import override_settings
 
 from collect import intake
@@ -18,6 +16,7 @@ from profiles import services
 from profiles.ingest import _Indexer, _lock_key, load_rules, message_identifiers
 from profiles.models import Event, Identity
 from tests.profiles.ingest_helpers import msg
+from tests.sessions import other_session
 
 
 @pytest.fixture
@@ -104,11 +103,7 @@ def test_messages_another_drain_holds_are_handed_back_once(
         for i in message_identifiers(first[0], rules, _Indexer(workspace.pk))
         if i.type == "user_id"
     ]
-    params = connection.get_connection_params()
-    dsn = psycopg.conninfo.make_conninfo(
-        **{k: v for k, v in params.items() if k in ("dbname", "host", "port", "user", "password")}
-    )
-    other = psycopg.connect(dsn, autocommit=False)
+    other = other_session()
     try:
         other.execute("SELECT pg_advisory_xact_lock(%s)", [held])
         # when: a drain runs while it is held
@@ -152,11 +147,7 @@ def test_messages_reaching_a_profile_another_drain_holds_are_handed_back(
             msg(anonymous_id="a-5", message_id="m-2"),
         ],
     )
-    params = connection.get_connection_params()
-    dsn = psycopg.conninfo.make_conninfo(
-        **{k: v for k, v in params.items() if k in ("dbname", "host", "port", "user", "password")}
-    )
-    other = psycopg.connect(dsn, autocommit=False)
+    other = other_session()
     try:
         other.execute("SELECT id FROM profiles_profile WHERE id = %s FOR UPDATE", [profile_id])
         # when

@@ -268,27 +268,36 @@ def test_the_governance_handler_exports_requests_without_contacts_and_shreds_old
     assert DataSubjectRequest.objects.get(pk=access.pk).contact == SUBJECT_EMAIL_NORMALIZED
 
 
-def test_the_persons_messages_in_a_batch_set_aside_are_erased_with_them(
-    workspace: Any, person: Profile, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _set_aside(workspace: Any, monkeypatch: pytest.MonkeyPatch, messages: list[Any]) -> Any:
+    """One intake batch of `messages`, set aside after failing MAX_ATTEMPTS drains."""
     from collect import intake
     from collect import tasks as collect_tasks
     from collect.models import IntakeBatch
 
+    monkeypatch.setattr(collect_tasks.intake_drain, "delay", lambda: None)
+    source = profile_services.source_create(workspace=workspace, name="Web (buffered)")
+    with override_settings(COLLECT_INTAKE_SHARDS=1):
+        [batch] = intake.intake_store(source=source, messages=messages)
+    IntakeBatch.objects.filter(pk=batch.pk).update(dead=True, attempts=intake.MAX_ATTEMPTS)
+    return batch
+
+
+def test_the_persons_messages_in_a_batch_set_aside_are_erased_with_them(
+    workspace: Any, person: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collect.models import IntakeBatch
+
     # given: a batch that failed five times holds a message of the person (an identifier of an
     # earlier merge, with a sentinel in its traits) and one of somebody else
-    monkeypatch.setattr(collect_tasks.intake_drain, "delay", lambda: None)
-    source = profile_services.source_create(workspace=workspace, name="Web 2")
     sentinel = "Sentinel-Surname-5521"
-    with override_settings(COLLECT_INTAKE_SHARDS=1):
-        [batch] = intake.intake_store(
-            source=source,
-            messages=[
-                msg("identify", anonymous_id="anon-e1", traits={"last_name": sentinel}),
-                msg(anonymous_id="anon-other", name="Viewed"),
-            ],
-        )
-    IntakeBatch.objects.filter(pk=batch.pk).update(dead=True, attempts=intake.MAX_ATTEMPTS)
+    batch = _set_aside(
+        workspace,
+        monkeypatch,
+        [
+            msg("identify", anonymous_id="anon-e1", traits={"last_name": sentinel}),
+            msg(anonymous_id="anon-other", name="Viewed"),
+        ],
+    )
 
     # when
     certificate = erasure.erasure_run(request=in_progress(workspace, request_type="erasure"))
@@ -305,23 +314,18 @@ def test_the_persons_messages_in_a_batch_set_aside_are_erased_with_them(
 def test_an_erasure_without_a_profile_purges_the_contacts_messages_from_the_buffer(
     workspace: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from collect import intake
-    from collect import tasks as collect_tasks
     from collect.models import IntakeBatch
 
     # given: the contact never reached a profile; a batch set aside holds an identify with it
-    monkeypatch.setattr(collect_tasks.intake_drain, "delay", lambda: None)
-    source = profile_services.source_create(workspace=workspace, name="Web")
     contact = "never.stored@example.com"
-    with override_settings(COLLECT_INTAKE_SHARDS=1):
-        [batch] = intake.intake_store(
-            source=source,
-            messages=[
-                msg("identify", anonymous_id="anon-n1", traits={"email": contact}),
-                msg(anonymous_id="anon-other", name="Viewed"),
-            ],
-        )
-    IntakeBatch.objects.filter(pk=batch.pk).update(dead=True, attempts=intake.MAX_ATTEMPTS)
+    batch = _set_aside(
+        workspace,
+        monkeypatch,
+        [
+            msg("identify", anonymous_id="anon-n1", traits={"email": contact}),
+            msg(anonymous_id="anon-other", name="Viewed"),
+        ],
+    )
     dsr = in_progress(workspace, request_type="erasure", contact=contact)
 
     # when

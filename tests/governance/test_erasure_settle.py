@@ -26,6 +26,7 @@ from governance.models import DataSubjectRequest, ErasureCertificate
 from profiles import services as profile_services
 from tests.governance.request_helpers import in_progress, subject_profile
 from tests.profiles.ingest_helpers import msg
+from tests.sessions import held_by_another_drain
 
 pytestmark = [
     pytest.mark.skipif(
@@ -36,22 +37,11 @@ pytestmark = [
 ]
 
 
-def _other_session() -> psycopg.Connection[Any]:
-    params = connection.get_connection_params()
-    dsn = psycopg.conninfo.make_conninfo(
-        **{k: v for k, v in params.items() if k in ("dbname", "host", "port", "user", "password")}
-    )
-    return psycopg.connect(dsn, autocommit=False)
-
-
 def _worker_needing_the_request_row(batch: Any, request: DataSubjectRequest) -> threading.Thread:
     """Another worker holds `batch` as a drain does; before it can commit (storing the batch)
     it needs the request's row, which the erasure's transaction locks."""
-    other = _other_session()
-    other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [intake._SHARD_LOCK, batch.shard])
-    other.execute("SELECT id FROM collect_intakebatch WHERE id = %s FOR UPDATE", [batch.pk])
 
-    def finish() -> None:
+    def finish(other: psycopg.Connection[Any]) -> None:
         try:
             time.sleep(0.3)
             other.execute("SET lock_timeout = '20s'")
@@ -63,12 +53,8 @@ def _worker_needing_the_request_row(batch: Any, request: DataSubjectRequest) -> 
             other.commit()
         except psycopg.errors.LockNotAvailable:
             other.rollback()
-        finally:
-            other.close()
 
-    thread = threading.Thread(target=finish)
-    thread.start()
-    return thread
+    return held_by_another_drain(batch, finish)
 
 
 @override_settings(COLLECT_INTAKE_SHARDS=1)
