@@ -374,10 +374,15 @@ class IntakeBatchAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
     fields = list_display
     actions = ("retry", "discard")
 
+    def _managed_workspace_ids(self, request: HttpRequest) -> list[int]:
+        return list(workspaces_for(request, ROLE).values_list("pk", flat=True))
+
     @admin.action(description="Retry the selected batches set aside")
     def retry(self, request: HttpRequest, queryset: QuerySet[IntakeBatch]) -> None:
         selected = list(queryset.values_list("pk", flat=True))
-        retried = intake.intake_retry(batch_ids=selected)
+        retried = intake.intake_retry(
+            batch_ids=selected, workspace_ids=self._managed_workspace_ids(request)
+        )
         skipped = len(selected) - retried
         text = f"{retried} batches put back in the queue."
         if skipped > 0:
@@ -396,6 +401,7 @@ class IntakeBatchAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
         if form.is_valid():
             discarded = intake.intake_discard(
                 batch_ids=[b.pk for b in dead],
+                workspace_ids=self._managed_workspace_ids(request),
                 actor=request.user,
                 reason=form.cleaned_data["reason"],
             )

@@ -16,6 +16,7 @@ import logging
 import time
 import zlib
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -339,16 +340,16 @@ def _record_failure(batch_ids: list[Any], exc: Exception) -> None:
             batch.save(update_fields=["attempts", "last_error", "dead"])
 
 
-def intake_retry(*, batch_ids: list[Any]) -> int:
+def intake_retry(*, batch_ids: list[Any], workspace_ids: Iterable[int]) -> int:
     """Put batches set aside after repeated failures (dead) back in the queue, attempts reset
-    (a steward's retry once the cause is fixed); a drain is queued after commit. Returns the
-    batches put back."""
+    (a steward's retry once the cause is fixed); a drain is queued after commit. Only batches
+    of `workspace_ids` (the steward's) are touched. Returns the batches put back."""
     from collect import tasks
 
     with transaction.atomic():
-        retried = IntakeBatch.objects.filter(pk__in=batch_ids, dead=True).update(
-            dead=False, attempts=0, last_error=""
-        )
+        retried = IntakeBatch.objects.filter(
+            pk__in=batch_ids, workspace_id__in=list(workspace_ids), dead=True
+        ).update(dead=False, attempts=0, last_error="")
         if retried:
             transaction.on_commit(tasks.intake_drain.delay)
     if retried:
@@ -356,16 +357,27 @@ def intake_retry(*, batch_ids: list[Any]) -> int:
     return retried
 
 
-def intake_discard(*, batch_ids: list[Any], actor: Any, reason: str, via: str = "admin") -> int:
+def intake_discard(
+    *,
+    batch_ids: list[Any],
+    workspace_ids: Iterable[int],
+    actor: Any,
+    reason: str,
+    via: str = "admin",
+) -> int:
     """Delete batches set aside after repeated failures, their messages unstored (a steward's
     last resort for a batch no retry can store, e.g. one whose payload cannot be opened):
-    one audit entry per batch with the reason, its counts and its error code. Live batches
-    are left alone. Returns the batches discarded."""
+    one audit entry per batch with the reason, its counts and its error code. Live batches,
+    and batches outside `workspace_ids` (the steward's), are left alone. Returns the batches
+    discarded."""
     if not reason.strip():
         raise InvalidInput("A reason is required to discard data.", code="reason_required")
     discarded = 0
     with transaction.atomic():
-        for batch in IntakeBatch.objects.select_for_update().filter(pk__in=batch_ids, dead=True):
+        chosen = IntakeBatch.objects.select_for_update().filter(
+            pk__in=batch_ids, workspace_id__in=list(workspace_ids), dead=True
+        )
+        for batch in chosen:
             audit.record_discard(
                 batch,
                 actor=actor,

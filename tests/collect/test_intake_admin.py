@@ -91,7 +91,7 @@ def test_retry_leaves_live_batches_alone(workspace: Any, dead_batch: IntakeBatch
     # given: a batch that is merely waiting
     IntakeBatch.objects.filter(pk=dead_batch.pk).update(dead=False, attempts=2)
     # when
-    retried = intake.intake_retry(batch_ids=[dead_batch.pk])
+    retried = intake.intake_retry(batch_ids=[dead_batch.pk], workspace_ids=[workspace.pk])
     # then
     assert retried == 0
     assert IntakeBatch.objects.get().attempts == 2
@@ -169,7 +169,10 @@ def test_discard_leaves_live_batches_alone(
         str(m) for m in response.context["messages"]
     ]
     assert IntakeBatch.objects.filter(pk=dead_batch.pk).exists()
-    assert intake.intake_discard(batch_ids=[dead_batch.pk], actor=owner, reason="x") == 0
+    discarded = intake.intake_discard(
+        batch_ids=[dead_batch.pk], workspace_ids=[dead_batch.workspace_id], actor=owner, reason="x"
+    )
+    assert discarded == 0
 
 
 def test_discard_needs_manage_data_in_the_batchs_workspace(
@@ -195,6 +198,24 @@ def test_discard_without_a_reason_is_refused_by_the_service(
     owner: Any, dead_batch: IntakeBatch
 ) -> None:
     with pytest.raises(InvalidInput) as refused:
-        intake.intake_discard(batch_ids=[dead_batch.pk], actor=owner, reason=" ")
+        intake.intake_discard(
+            batch_ids=[dead_batch.pk],
+            workspace_ids=[dead_batch.workspace_id],
+            actor=owner,
+            reason=" ",
+        )
     assert refused.value.code == "reason_required"
     assert IntakeBatch.objects.filter(pk=dead_batch.pk).exists()
+
+
+def test_the_services_leave_batches_of_other_workspaces_alone(
+    owner: Any, other_workspace: Any, dead_batch: IntakeBatch
+) -> None:
+    # when: asked with ids of batches outside the steward's workspaces
+    retried = intake.intake_retry(batch_ids=[dead_batch.pk], workspace_ids=[other_workspace.pk])
+    discarded = intake.intake_discard(
+        batch_ids=[dead_batch.pk], workspace_ids=[other_workspace.pk], actor=owner, reason="x"
+    )
+    # then
+    assert (retried, discarded) == (0, 0)
+    assert IntakeBatch.objects.get(pk=dead_batch.pk).dead

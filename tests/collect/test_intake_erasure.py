@@ -95,7 +95,7 @@ def test_the_persons_messages_are_taken_out_of_a_batch_set_aside_and_the_rest_ke
     assert [m["message_id"] for m in left.payload] == ["m-o"]
     assert sentinel.encode() not in _sealed_text(batch)
     # and a retry stores the other person's message
-    intake.intake_retry(batch_ids=[batch.pk])
+    intake.intake_retry(batch_ids=[batch.pk], workspace_ids=[source.workspace_id])
     intake.intake_drain()
     assert Event.objects.filter(message_id="m-o").exists()
     assert not Event.objects.filter(message_id="m-p").exists()
