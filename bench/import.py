@@ -51,11 +51,15 @@ if str(ROOT_DIR) not in sys.path:
 
 import psycopg  # noqa: E402
 
-from bench._common import drop_database, load_average, recreate_database  # noqa: E402
+from bench._common import (  # noqa: E402
+    drop_database,
+    load_average,
+    proc_cpu,
+    recreate_database,
+)
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cdp_bench_import"
 PYTHON = str(ROOT_DIR / ".venv" / "bin" / "python")
-_TICK = os.sysconf("SC_CLK_TCK")
 FIRST = ["Ada", "Ben", "Chloe", "Dev", "Elena", "Femi", "Grace", "Hiro", "Ines", "Jonas"]
 LAST = ["Abbott", "Berg", "Costa", "Duarte", "Evans", "Fischer", "Garcia", "Hansen", "Ito"]
 COUNTRIES = ["DE", "FR", "GB", "US", "NL", "SE", "ES", "IT"]
@@ -153,9 +157,11 @@ def _env(database_url: str) -> dict[str, str]:
 
 
 def _proc_cpu(pid: int) -> float:
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    """The CPU seconds of the bench's own PostgreSQL backend (it lives as long as the run)."""
+    used = proc_cpu(pid)
+    if used is None:
+        raise RuntimeError(f"process {pid} is gone")
+    return used
 
 
 def _rss_mb() -> float:

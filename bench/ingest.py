@@ -65,7 +65,12 @@ if str(ROOT_DIR) not in sys.path:
 import orjson  # noqa: E402
 import psycopg  # noqa: E402
 
-from bench._common import drop_database, load_average, recreate_database  # noqa: E402
+from bench._common import (  # noqa: E402
+    drop_database,
+    load_average,
+    proc_cpu,
+    recreate_database,
+)
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cdp_bench"
 BROKER_URL = "redis://127.0.0.1:6379/14"
@@ -218,18 +223,6 @@ def _health_ok(port: int) -> bool:
 
 # --- CPU accounting (a shared machine's load skews wall time; CPU seconds much less) -------
 
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _proc_cpu(pid: int) -> float | None:
-    """User + system CPU seconds of one process (Linux /proc), or None if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
 
 def _descendants(roots: Sequence[int]) -> set[int]:
     children: dict[int, list[int]] = {}
@@ -280,7 +273,7 @@ class CpuSampler(threading.Thread):
         for name, root in self.roots():
             pids += [(name.split("-")[0], pid) for pid in _descendants([root])]
         for kind, pid in pids:
-            cpu = _proc_cpu(pid)
+            cpu = proc_cpu(pid)
             if cpu is None:
                 continue
             self.first.setdefault((kind, pid), cpu if initial else 0.0)
@@ -532,7 +525,7 @@ def _copy_baseline(database_url: str, rows: list[tuple], binary: bool) -> tuple[
         conn.execute("CHECKPOINT")  # start from clean buffers, as the ingest did (fresh DB)
     with psycopg.connect(database_url) as conn:
         backend = conn.info.backend_pid
-        backend_before = _proc_cpu(backend) or 0.0
+        backend_before = proc_cpu(backend) or 0.0
         client_before = time.process_time()
         started = time.perf_counter()
         with conn.cursor() as cursor:
@@ -546,7 +539,7 @@ def _copy_baseline(database_url: str, rows: list[tuple], binary: bool) -> tuple[
                     copy.write_row(row)
         conn.commit()
         elapsed = time.perf_counter() - started
-        cpu = time.process_time() - client_before + (_proc_cpu(backend) or 0.0) - backend_before
+        cpu = time.process_time() - client_before + (proc_cpu(backend) or 0.0) - backend_before
         stored = conn.execute("SELECT count(*) FROM bench_events").fetchone()
     if not stored or stored[0] != len(rows):
         raise RuntimeError(f"COPY stored {stored} rows, expected {len(rows)}")
