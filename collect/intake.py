@@ -154,18 +154,20 @@ def intake_drain_before(
     drain holds at that moment are waited for, polling, up to `wait_seconds`: that drain
     stores them when it commits. Later arrivals are not waited for (a busy workspace always
     has some)."""
-    pending = IntakeBatch.objects.filter(
-        workspace_id=workspace_id, received_at__lte=received_before
-    )
     stored = intake_drain()
     deadline = time.monotonic() + wait_seconds
-    while pending.filter(dead=False).exists() and time.monotonic() < deadline:
+    while (
+        intake_live_before(workspace_id=workspace_id, received_before=received_before)
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
         stored += intake_drain()
     return DrainedBefore(
         stored=stored,
-        set_aside=pending.filter(dead=True).count(),
-        held=pending.filter(dead=False).count(),
+        set_aside=IntakeBatch.objects.filter(
+            workspace_id=workspace_id, received_at__lte=received_before, dead=True
+        ).count(),
+        held=intake_live_before(workspace_id=workspace_id, received_before=received_before),
     )
 
 

@@ -22,6 +22,7 @@ from cdp.core.exceptions import Conflict
 from cdp.core.ids import uuid7
 from cdp.core.registry import ErasureReport, ErasureStatus
 from consent import services as consent_services
+from governance import selectors
 from governance.enums import FINAL_STATES, RequestType
 from governance.models import DataSubjectRequest, ErasureCertificate
 from profiles import selectors as profile_selectors
@@ -52,19 +53,6 @@ class ErasureNotApplicable(Conflict):
 class ErasureCertified(Conflict):
     code = "certificate_exists"
     default_message = "This request was carried out already; its certificate exists."
-
-
-def _subject_profile(request: DataSubjectRequest) -> Any:
-    return _followed(request.profile)
-
-
-def _followed(profile: Any) -> Any:
-    """The profile a merged one lives on in."""
-    seen = set()
-    while profile is not None and profile.merged_into_id is not None and profile.pk not in seen:
-        seen.add(profile.pk)
-        profile = profile.merged_into
-    return profile
 
 
 def _run(
@@ -145,11 +133,11 @@ def erasure_run(*, request: DataSubjectRequest) -> ErasureCertificate:
     if ErasureCertificate.objects.filter(request=request).exists():
         raise ErasureCertified()
 
-    profile = _subject_profile(request)
+    profile = selectors.request_subject_profile(request)
     if profile is None:
         # Matched at verification; the person may have become known since (or the buffer's
         # settling just stored their pending messages).
-        profile = _followed(
+        profile = selectors.survivor_of(
             profile_selectors.profile_find_by_identifier(
                 workspace=request.workspace,
                 identifier_type=request.contact_type,

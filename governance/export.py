@@ -31,6 +31,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
 from cdp.core import registry
+from governance import selectors
 from governance.models import DataSubjectRequest, ExportArchive
 from profiles import services as profile_services
 from profiles.enums import DataKeyPurpose
@@ -124,19 +125,9 @@ def _ttl() -> timedelta:
     return timedelta(days=int(getattr(settings, "GOVERNANCE_EXPORT_TTL_DAYS", DEFAULT_TTL_DAYS)))
 
 
-def _subject_profile(request: DataSubjectRequest) -> Any:
-    """The request's profile, followed to the profile it was merged into since."""
-    profile = request.profile
-    seen = set()
-    while profile is not None and profile.merged_into_id is not None and profile.pk not in seen:
-        seen.add(profile.pk)
-        profile = profile.merged_into
-    return profile
-
-
 def export_data(*, request: DataSubjectRequest) -> dict[str, Any]:
     """data.json: every registered handler's export of the request's profile."""
-    profile = _subject_profile(request)
+    profile = selectors.request_subject_profile(request)
     stores: dict[str, Any] = {}
     if profile is not None:
         for handler in registry.handlers():

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from cdp.core.exceptions import NotFound
 from governance.models import DataSubjectRequest, ExportArchive
+from profiles import selectors as profile_selectors
 
 
 class RequestNotFound(NotFound):
@@ -77,3 +78,16 @@ def request_days_left(*, request: DataSubjectRequest, now: datetime | None = Non
     """Whole days until the (possibly extended) deadline; negative once overdue."""
     delta = request.effective_due_at - (now or timezone.now())
     return delta.days
+
+
+def request_subject_profile(request: DataSubjectRequest) -> Any:
+    """The request's profile (matched at verification), followed to the profile it was merged
+    into since; None when it had none."""
+    return survivor_of(request.profile)
+
+
+def survivor_of(profile: Any) -> Any:
+    """The profile a merged one lives on in (itself when not merged); None for None."""
+    if profile is None:
+        return None
+    return profile_selectors.profile_get(workspace=profile.workspace, profile_id=profile.pk)
