@@ -23,6 +23,7 @@ from auditlog import get_logentry_model
 from django.db import connection, transaction
 from django.utils import timezone
 
+from cdp.core import audit
 from cdp.core.audit import REDACTED
 from cdp.core.exceptions import ApplicationError, InvalidInput
 from matching import engine
@@ -686,12 +687,17 @@ def match_external_ids(
     """The identifiers of `id_type` (e.g. crm_id, the id a source system gave the person) of
     the profiles a run proposed, decrypted for an export; audited on the run with `reason`
     (required, as for every reveal of personal data)."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidInput(
-            "A reason is required to export decrypted identifiers.", code="reason_required"
-        )
     ids = list(dict.fromkeys(profile_ids))
+    # Written first (a missing reason refuses the export before anything is decrypted).
+    audit.record_access(
+        run,
+        actor=actor if getattr(actor, "pk", None) else None,
+        reason=reason or "",
+        fields=[f"identifier:{id_type}"],
+        via="matching",
+        how="exported",
+        details={"export": "match_profiles", "profiles": len(ids)},
+    )
     out: dict[uuid.UUID, list[str]] = {}
     for start in range(0, len(ids), LOAD_BATCH):
         found = profile_selectors.profiles_match_fields(
@@ -702,19 +708,4 @@ def match_external_ids(
         )
         for pk, (_, identifiers) in found.items():
             out[pk] = sorted(identifiers.get(id_type, ()))
-    entry_model = get_logentry_model()
-    entry_model.objects.log_create(
-        run,
-        force_log=True,
-        action=entry_model.Action.ACCESS,
-        changes={id_type: [REDACTED, "exported"]},
-        actor=actor if getattr(actor, "pk", None) else None,
-        additional_data={
-            "reason": reason[:500],
-            "export": "match_profiles",
-            "profiles": len(ids),
-            "fields": [f"identifier:{id_type}"],
-            "via": "matching",
-        },
-    )
     return out

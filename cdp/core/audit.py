@@ -52,17 +52,25 @@ def excluded_fields(model: type[models.Model]) -> set[str]:
 
 
 def record_access(
-    obj: models.Model, *, actor: Any, reason: str, fields: list[str], via: str = "admin"
+    obj: models.Model,
+    *,
+    actor: Any,
+    reason: str,
+    fields: list[str],
+    via: str = "admin",
+    how: str = "revealed",
+    details: dict[str, Any] | None = None,
 ) -> models.Model:
-    """Write an ACCESS entry: who read which decrypted fields of `obj`, and why."""
+    """Write an ACCESS entry: who read which decrypted fields of `obj` (`how`: revealed on a
+    page, exported to a file), and why; `details` adds counts (never personal data)."""
     return _record_with_reason(
         obj,
         action="ACCESS",
-        changes={name: [REDACTED, "revealed"] for name in fields},
+        changes={name: [REDACTED, how] for name in fields},
         actor=actor,
         reason=reason,
         refused="A reason is required to reveal personal data.",
-        data={"fields": fields, "via": via},
+        data={**(details or {}), "fields": fields, "via": via},
     )
 
 
