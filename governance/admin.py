@@ -164,6 +164,20 @@ def _run(name: str, dsr: DataSubjectRequest, actor: Any, data: dict[str, Any]) -
         services.request_assign(request=dsr, assignee=data["assignee"], actor=actor)
 
 
+def _pending_message(dsr: DataSubjectRequest) -> str:
+    """What a steward is told when "fulfil" left the request open: scheduled for the end of
+    its cancellation window, or queued for a worker."""
+    if dsr.cancel_until is not None and dsr.fulfil_after == dsr.cancel_until:
+        return (
+            f"Request {dsr.pk}: the cancellation window is open until "
+            f"{dsr.cancel_until:%Y-%m-%d %H:%M} UTC; the erasure is scheduled for then."
+        )
+    return (
+        f"Request {dsr.pk}: queued; a worker carries it out and the request closes when it is "
+        "done (reload this page to see it)."
+    )
+
+
 def _make_action(name: str) -> Any:
     label = REQUEST_ACTIONS[name][0]
 
@@ -322,13 +336,7 @@ class DataSubjectRequestAdmin(WorkspaceScopedAdmin):
                 self.message_user(request, f"Request {dsr.pk}: {exc.message}", messages.ERROR)
             else:
                 if name == "fulfil" and dsr.state in services.FULFILMENT_STATES:
-                    self.message_user(
-                        request,
-                        f"Request {dsr.pk}: the cancellation window is open until "
-                        f"{dsr.cancel_until:%Y-%m-%d %H:%M} UTC; the erasure is scheduled "
-                        "for then.",
-                        messages.WARNING,
-                    )
+                    self.message_user(request, _pending_message(dsr), messages.WARNING)
                     continue
                 done += 1
         if done:

@@ -99,8 +99,9 @@ class DataSubjectRequest(models.Model):
     # The erasure cancellation window: set at verification; until it closes the subject may
     # cancel and nothing is erased.
     cancel_until = models.DateTimeField(null=True, blank=True)
-    # A steward asked to fulfil while the window was open: the scheduled task carries the
-    # request out once this moment has passed (governance.tasks.dsr_erasures_due).
+    # A steward asked to fulfil: the request is carried out by a worker once this moment has
+    # passed (at once when queued, when the window closes for an erasure asked for during it;
+    # governance.tasks.dsr_fulfil, and dsr_fulfilments_due hourly for what is left).
     fulfil_after = models.DateTimeField(null=True, blank=True)
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

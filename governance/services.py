@@ -294,7 +294,7 @@ def _verified(request: DataSubjectRequest, *, actor: Any = None, note: str = "")
 # An erasure cannot be undone. When the workspace (or the CDP_ERASURE_CANCELLATION_HOURS
 # setting) gives a window, it opens at verification: until it closes the subject may cancel
 # the request (it is revoked), and nothing is erased; a steward's "fulfil" during the window
-# schedules the erasure for the moment it closes (governance.tasks.dsr_erasures_due).
+# schedules the erasure for the moment it closes (governance.tasks.dsr_fulfilments_due).
 
 CANCELLABLE_STATES = frozenset(
     {RequestState.RECEIVED, RequestState.AWAITING_VERIFICATION, RequestState.VERIFIED}
@@ -379,10 +379,12 @@ def _schedule_erasure(request: DataSubjectRequest, *, actor: Any, note: str) -> 
     return request
 
 
-def requests_erasure_due(*, now: Any = None) -> Any:
-    """Erasures a steward asked to fulfil during their window, now closed, not on hold."""
+def requests_fulfilment_due(*, now: Any = None) -> Any:
+    """Requests a steward asked to fulfil that are still open and not on hold, once their
+    `fulfil_after` has passed: erasures asked for during their cancellation window, and
+    exports and erasures queued for a worker (if the task was lost, this finds them again)."""
     return DataSubjectRequest.objects.filter(
-        type=RequestType.ERASURE,
+        type__in=FULFILMENT_MODULE_TYPES,
         state__in=FULFILMENT_STATES,
         fulfil_after__isnull=False,
         fulfil_after__lte=now or timezone.now(),
@@ -707,15 +709,20 @@ def request_fulfil(
     here; access, portability and erasure by governance.fulfilment (export or erasure, then
     fulfilled or partially fulfilled); rectification is closed as done by the steward. An
     erasure whose cancellation window is open is scheduled for when it closes instead. An
-    erasure's stores settle their writes in flight before its transaction begins."""
+    erasure's stores settle their writes in flight before its transaction begins.
+
+    With GOVERNANCE_FULFIL_IN_WORKER (on when there is a broker), an export or erasure is
+    queued for the dsr worker instead (`fulfil_after` is set; the request closes when the
+    worker is done): the caller, a steward's web request, does not wait for the export to be
+    built or for the intake buffer to settle before an erasure (up to 30 s)."""
+    if request.type in FULFILMENT_MODULE_TYPES and settings.GOVERNANCE_FULFIL_IN_WORKER:
+        return _queue_fulfilment(request=request, actor=actor, note=note)
     with erasure.erasure_settled(request=request), transaction.atomic():
         return _request_fulfil(request=request, actor=actor, note=note)
 
 
-def _request_fulfil(
-    *, request: DataSubjectRequest, actor: Any, note: str = ""
-) -> DataSubjectRequest:
-    _lock(request)
+def _fulfillable(request: DataSubjectRequest) -> None:
+    """Raise unless the (locked, re-read) request can be fulfilled now or later."""
     if request.state not in FULFILMENT_STATES:
         raise IllegalTransition(
             f"A request in state {request.state!r} cannot be fulfilled.",
@@ -723,11 +730,47 @@ def _request_fulfil(
         )
     if request.type == RequestType.ERASURE and request.legal_hold:
         raise RequestOnLegalHold()
-    if (
+
+
+def _window_open(request: DataSubjectRequest) -> bool:
+    return (
         request.type == RequestType.ERASURE
         and request.cancel_until is not None
         and request.cancel_until > timezone.now()
-    ):
+    )
+
+
+@transaction.atomic
+def _queue_fulfilment(*, request: DataSubjectRequest, actor: Any, note: str) -> DataSubjectRequest:
+    from governance import fulfilment  # it calls back into this module
+
+    _lock(request)
+    _fulfillable(request)
+    if _window_open(request):
+        return _schedule_erasure(request, actor=actor, note=note)
+    request.fulfil_after = timezone.now()
+    request.save(update_fields=["fulfil_after", "updated_at"])
+    work = (
+        "carries out the erasure and issues its certificate"
+        if request.type == RequestType.ERASURE
+        else "builds the export and sends the subject its download link"
+    )
+    _event(
+        request,
+        action="fulfil_queued",
+        actor=actor,
+        note=f"{note}\nQueued: a worker {work}.".strip(),
+    )
+    fulfilment.fulfil_enqueue(request=request)
+    return request
+
+
+def _request_fulfil(
+    *, request: DataSubjectRequest, actor: Any, note: str = ""
+) -> DataSubjectRequest:
+    _lock(request)
+    _fulfillable(request)
+    if _window_open(request):
         return _schedule_erasure(request, actor=actor, note=note)
     if request.type in DIRECT_TYPES:
         outcome = _fulfil_directly(request)

@@ -71,11 +71,13 @@ def dsr_export(request_id: str) -> dict[str, object]:
     return {"request": request_id, "export": str(archive.pk), "size": archive.size_bytes}
 
 
-@shared_task(name="governance.tasks.dsr_erasures_due", acks_late=True)
-def dsr_erasures_due() -> dict[str, object]:
+@shared_task(name="governance.tasks.dsr_fulfilments_due", acks_late=True)
+def dsr_fulfilments_due() -> dict[str, object]:
     """Scheduled hourly (CELERY_BEAT_SCHEDULE): carry out the erasures a steward asked to
-    fulfil while their cancellation window was open, once it has closed. Ids only go out."""
-    due = [str(pk) for pk in services.requests_erasure_due().values_list("pk", flat=True)]
+    fulfil while their cancellation window was open, once it has closed, and any export or
+    erasure queued for a worker that is still open (a lost task). A request already carried
+    out is refused by `dsr_fulfil` under its row lock. Ids only go out."""
+    due = [str(pk) for pk in services.requests_fulfilment_due().values_list("pk", flat=True)]
     for request_id in due:
         dsr_fulfil.delay(request_id)
     return {"enqueued": len(due)}

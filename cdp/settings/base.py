@@ -218,8 +218,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "governance.tasks.retention_apply",
         "schedule": timedelta(hours=24),
     },
-    "dsr-erasures-due": {
-        "task": "governance.tasks.dsr_erasures_due",
+    "dsr-fulfilments-due": {
+        "task": "governance.tasks.dsr_fulfilments_due",
         "schedule": timedelta(hours=1),
     },
     "activation-removals-send": {
@@ -321,6 +321,10 @@ CDP_SOURCE_CACHE_SECONDS = env_int("CDP_SOURCE_CACHE_SECONDS", 5)
 # How long a process keeps a workspace's identity rules and trait classifications.
 CDP_WORKSPACE_CONFIG_SECONDS = env_int("CDP_WORKSPACE_CONFIG_SECONDS", 10)
 
+# With workers (a broker), the exports and erasures a steward fulfils are queued for the dsr
+# worker rather than carried out in the web request (an erasure first waits, up to 30 s, for
+# the intake buffer to settle).
+GOVERNANCE_FULFIL_IN_WORKER = env_bool("GOVERNANCE_FULFIL_IN_WORKER", bool(CELERY_BROKER_URL))
 # How long a subject's access/portability export can be downloaded.
 GOVERNANCE_EXPORT_TTL_DAYS = env_int("GOVERNANCE_EXPORT_TTL_DAYS", 7)
 # Hours after verification during which a subject may cancel an erasure and nothing is erased

@@ -21,3 +21,4 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": ":memory:"}
 COLLECT_ASYNC_INTAKE = False  # tests of the asynchronous intake turn it on themselves
 CDP_WORKSPACE_CONFIG_SECONDS = 0  # tests change rules and expect them at once
+GOVERNANCE_FULFIL_IN_WORKER = False  # tests of the queued fulfilment turn it on themselves

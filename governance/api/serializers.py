@@ -102,7 +102,11 @@ class ManagedRequestSerializer(serializers.Serializer):
     cancel_until = serializers.DateTimeField(allow_null=True)
     fulfil_after = serializers.DateTimeField(
         allow_null=True,
-        help_text="An erasure fulfilled during its cancellation window is carried out then.",
+        help_text=(
+            "Set when a steward asked to fulfil and a worker carries the request out: at once "
+            "when queued, or when the cancellation window closes for an erasure fulfilled "
+            "during it. The request stays in progress until then."
+        ),
     )
     closed_at = serializers.DateTimeField(allow_null=True)
 

@@ -298,7 +298,12 @@ class RequestExtendApi(_ManageApi):
 
 
 class RequestFulfilApi(_ManageApi):
-    @_manage_schema("fulfil", "Carry out an approved request and close it", s.NoteInputSerializer)
+    @_manage_schema(
+        "fulfil",
+        "Carry out an approved request and close it (with workers, an export or erasure is "
+        "queued: see fulfil_after)",
+        s.NoteInputSerializer,
+    )
     def post(self, request: Request, request_id: str) -> Response:
         return super().post(request, request_id)
 

@@ -112,9 +112,9 @@ def test_a_fulfil_during_the_window_is_scheduled_and_done_once_it_closes(
     # when: the hourly task runs just before, then just after the window closes
     assert dsr.cancel_until is not None
     with frozen(dsr.cancel_until - timedelta(seconds=1)):
-        early = tasks.dsr_erasures_due.delay().get()
+        early = tasks.dsr_fulfilments_due.delay().get()
     with frozen(dsr.cancel_until):
-        due = tasks.dsr_erasures_due.delay().get()
+        due = tasks.dsr_fulfilments_due.delay().get()
     # then
     assert early == {"enqueued": 0}
     assert due == {"enqueued": 1}
@@ -135,15 +135,15 @@ def test_the_task_leaves_an_erasure_on_legal_hold(
     # when
     assert dsr.cancel_until is not None
     with frozen(dsr.cancel_until + timedelta(hours=1)):
-        outcome = tasks.dsr_erasures_due.delay().get()
+        outcome = tasks.dsr_fulfilments_due.delay().get()
     # then
     assert outcome == {"enqueued": 0}
     assert Profile.objects.filter(pk=person.pk).exists()
 
 
-def test_the_due_erasures_task_is_scheduled_hourly() -> None:
-    assert settings.CELERY_BEAT_SCHEDULE["dsr-erasures-due"] == {
-        "task": "governance.tasks.dsr_erasures_due",
+def test_the_due_fulfilments_task_is_scheduled_hourly() -> None:
+    assert settings.CELERY_BEAT_SCHEDULE["dsr-fulfilments-due"] == {
+        "task": "governance.tasks.dsr_fulfilments_due",
         "schedule": timedelta(hours=1),
     }
 
@@ -184,7 +184,7 @@ def test_the_subject_cancels_in_the_portal_during_the_window(
     # and the scheduled erasure never happens
     assert dsr.cancel_until is not None
     with frozen(dsr.cancel_until + timedelta(hours=1)):
-        assert tasks.dsr_erasures_due.delay().get() == {"enqueued": 0}
+        assert tasks.dsr_fulfilments_due.delay().get() == {"enqueued": 0}
     assert Profile.objects.filter(pk=person.pk).exists()
 
 

@@ -1,0 +1,263 @@
+"""With workers (GOVERNANCE_FULFIL_IN_WORKER, on when there is a broker), a steward's "fulfil"
+of an export or an erasure queues it for the dsr worker instead of carrying it out in the web
+request: an erasure first settles the intake buffer (draining it, waiting up to 30 s for
+batches other workers hold), and an export decrypts and zips a person's whole history. The
+request stays in progress with `fulfil_after` set until the worker closes it; the hourly sweep
+finds a queued request whose task was lost."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import Client, override_settings
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from governance import erasure, services, tasks
+from governance.enums import RequestState
+from governance.models import (
+    DataSubjectRequest,
+    ErasureCertificate,
+    ExportArchive,
+    RequestEvent,
+)
+from profiles.models import Profile
+from tests.governance.request_helpers import in_progress, subject_profile
+
+
+@pytest.fixture(autouse=True)
+def _in_worker(settings: Any) -> None:
+    settings.GOVERNANCE_FULFIL_IN_WORKER = True
+
+
+@pytest.fixture
+def person(workspace: Any) -> Profile:
+    return subject_profile(workspace)
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The requests whose erasure was settled (the intake buffer drained), in order."""
+    calls: list[Any] = []
+    original = erasure.erasure_settled
+
+    @contextlib.contextmanager
+    def recording(*, request: DataSubjectRequest) -> Iterator[None]:
+        calls.append(request.pk)
+        with original(request=request):
+            yield
+
+    monkeypatch.setattr(erasure, "erasure_settled", recording)
+    return calls
+
+
+def test_an_erasure_is_queued_and_the_worker_erases(
+    workspace: Any, owner: Any, person: Profile, settled: list[Any],
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    # given
+    dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    # when: the steward fulfils
+    with django_capture_on_commit_callbacks() as queued:
+        services.request_fulfil(request=dsr, actor=owner, note="Identity checked twice.")
+    # then: nothing is erased or settled in the caller; one task waits for the commit
+    dsr.refresh_from_db()
+    assert dsr.state == RequestState.IN_PROGRESS
+    assert dsr.fulfil_after is not None and dsr.cancel_until is None
+    assert Profile.objects.filter(pk=person.pk).exists()
+    assert not ErasureCertificate.objects.filter(request=dsr).exists()
+    assert settled == []
+    assert len(queued) == 1
+    event = RequestEvent.objects.get(request=dsr, action="fulfil_queued")
+    assert event.actor == owner
+    assert event.note.startswith("Identity checked twice.\nQueued: a worker carries out")
+    # when: the worker runs the task
+    queued[0]()
+    # then: settled, erased, closed
+    dsr.refresh_from_db()
+    assert settled == [dsr.pk]
+    assert dsr.state == RequestState.FULFILLED
+    assert ErasureCertificate.objects.filter(request=dsr).exists()
+    assert not Profile.objects.filter(pk=person.pk).exists()
+
+
+def test_an_access_request_is_queued_and_the_worker_builds_the_export(
+    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given
+    dsr = in_progress(workspace, actor=owner, request_type="access")
+    # when
+    with django_capture_on_commit_callbacks() as queued:
+        services.request_fulfil(request=dsr, actor=owner)
+    # then
+    dsr.refresh_from_db()
+    assert (dsr.state, len(queued)) == (RequestState.IN_PROGRESS, 1)
+    assert not ExportArchive.objects.filter(request=dsr).exists()
+    assert "builds the export" in RequestEvent.objects.get(request=dsr, action="fulfil_queued").note
+    # when
+    queued[0]()
+    # then
+    dsr.refresh_from_db()
+    assert dsr.state == RequestState.FULFILLED
+    assert ExportArchive.objects.filter(request=dsr).count() == 1
+
+
+def test_a_second_run_of_the_task_changes_nothing(
+    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given: queued twice over (two clicks, or the sweep and the task)
+    dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    with django_capture_on_commit_callbacks() as queued:
+        services.request_fulfil(request=dsr, actor=owner)
+    queued[0]()
+    # when
+    again = tasks.dsr_fulfil(str(dsr.pk))
+    # then
+    assert again == {"request": str(dsr.pk), "ok": False, "code": "illegal_transition"}
+    assert ErasureCertificate.objects.filter(request=dsr).count() == 1
+
+
+def test_a_request_on_legal_hold_is_refused_and_nothing_is_queued(
+    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given
+    dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    services.request_hold(request=dsr, actor=owner, reason="Litigation.")
+    # when
+    with (
+        django_capture_on_commit_callbacks() as queued,
+        pytest.raises(services.RequestOnLegalHold),
+    ):
+        services.request_fulfil(request=dsr, actor=owner)
+    # then
+    dsr.refresh_from_db()
+    assert (queued, dsr.fulfil_after) == ([], None)
+    assert not RequestEvent.objects.filter(request=dsr, action="fulfil_queued").exists()
+
+
+def test_a_request_not_yet_approved_is_refused(
+    workspace: Any, owner: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given
+    dsr = services.request_submit(
+        workspace=workspace,
+        request_type="access",
+        regime="gdpr",
+        contact_type="email",
+        contact="someone@example.com",
+    ).request
+    # when
+    with (
+        django_capture_on_commit_callbacks() as queued,
+        pytest.raises(services.IllegalTransition),
+    ):
+        services.request_fulfil(request=dsr, actor=owner)
+    # then
+    assert queued == []
+
+
+def test_an_opt_out_is_still_carried_out_at_once(
+    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given
+    dsr = in_progress(workspace, actor=owner, request_type="opt_out", regime="ccpa")
+    # when
+    with django_capture_on_commit_callbacks() as queued:
+        services.request_fulfil(request=dsr, actor=owner)
+    # then
+    assert (dsr.state, queued) == (RequestState.FULFILLED, [])
+
+
+def test_the_hourly_sweep_finds_a_queued_request_whose_task_was_lost(
+    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given: queued; the task never ran
+    dsr = in_progress(workspace, actor=owner, request_type="access")
+    with django_capture_on_commit_callbacks():
+        services.request_fulfil(request=dsr, actor=owner)
+    untouched = in_progress(workspace, actor=owner, request_type="access")
+    # when
+    first = tasks.dsr_fulfilments_due.delay().get()
+    second = tasks.dsr_fulfilments_due.delay().get()
+    # then: the queued one is carried out, once; the one nobody fulfilled is left alone
+    dsr.refresh_from_db()
+    untouched.refresh_from_db()
+    assert (first, second) == ({"enqueued": 1}, {"enqueued": 0})
+    assert dsr.state == RequestState.FULFILLED
+    assert untouched.state == RequestState.IN_PROGRESS
+
+
+def test_the_api_answers_with_the_queued_request(
+    workspace: Any, owner: Any, person: Profile, api_client: APIClient,
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    # given
+    dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    # when
+    with django_capture_on_commit_callbacks() as queued:
+        response = api_client.post(f"/api/v1/requests/{dsr.pk}/fulfil", {}, format="json")
+    # then
+    body = response.json()
+    assert response.status_code == 200
+    assert body["state"] == "in_progress"
+    assert body["fulfil_after"] is not None and body["cancel_until"] is None
+    assert len(queued) == 1
+    assert Profile.objects.filter(pk=person.pk).exists()
+
+
+def test_another_workspace_cannot_queue_the_request(
+    workspace: Any, owner: Any, person: Profile, outsider_api_client: APIClient,
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    # given
+    dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    # when
+    with django_capture_on_commit_callbacks() as queued:
+        response = outsider_api_client.post(f"/api/v1/requests/{dsr.pk}/fulfil", {}, format="json")
+    # then
+    dsr.refresh_from_db()
+    assert response.status_code == 404
+    assert (queued, dsr.fulfil_after) == ([], None)
+
+
+def test_the_admin_says_the_request_was_queued(
+    client: Client, workspace: Any, owner: Any, person: Profile,
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    # given
+    dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    client.force_login(owner)
+    # when
+    with django_capture_on_commit_callbacks() as queued:
+        response = client.post(
+            reverse("admin:governance_datasubjectrequest_changelist"),
+            {"action": "request_fulfil", "_selected_action": [str(dsr.pk)], "apply": "1"},
+            follow=True,
+        )
+    # then
+    page = response.content.decode()
+    assert "queued; a worker carries it out" in page
+    assert "cancellation window" not in page
+    assert len(queued) == 1
+    dsr.refresh_from_db()
+    assert dsr.state == RequestState.IN_PROGRESS
+
+
+@override_settings(CDP_ERASURE_CANCELLATION_HOURS=24)
+def test_during_the_cancellation_window_the_erasure_is_scheduled_not_queued(
+    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given
+    dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    # when
+    with django_capture_on_commit_callbacks() as queued:
+        services.request_fulfil(request=dsr, actor=owner)
+    # then: the sweep carries it out once the window has closed
+    dsr.refresh_from_db()
+    assert queued == []
+    assert dsr.cancel_until is not None and dsr.fulfil_after == dsr.cancel_until
+    assert RequestEvent.objects.filter(request=dsr, action="fulfil_scheduled").exists()
+    assert not RequestEvent.objects.filter(request=dsr, action="fulfil_queued").exists()
