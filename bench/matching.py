@@ -84,6 +84,13 @@ def _parse() -> argparse.Namespace:
         help="reuse a database a --keep-db run left (same --people and --seed): skip the import",
     )
     parser.add_argument("--profile", help="write a cProfile of our run to this file")
+    parser.add_argument(
+        "--incremental",
+        type=float,
+        default=0.01,
+        help="then change this share of the records and time an incremental run with and "
+        "without the stored match keys (0: skip)",
+    )
     return parser.parse_args()
 
 
@@ -102,52 +109,121 @@ def _recreate_database(database_url: str) -> None:
 # --- import --------------------------------------------------------------------------------
 
 
+def _identify(record: Any, index: int, traits: dict[str, Any]) -> Any:
+    """The identify message of a source record (its own external id), at index seconds."""
+    from bench.matching_population import ID_TYPES
+    from profiles.contracts import InboundMessage
+
+    at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=index)
+    return InboundMessage(
+        type="identify",
+        message_id=f"bench-{index}",
+        received_at=at,
+        timestamp=at,
+        traits=dict(traits),
+        context={
+            "externalIds": [
+                {"id": record.external_id, "type": ID_TYPES[record.source], "collection": "users"}
+            ]
+        },
+    )
+
+
+def _ingest(workspace: Any, items: list[tuple[Any, Any]]) -> list[Any]:
+    """(record, message) pairs through the product's ingestion, by source in batches; the
+    profile each message landed in."""
+    from bench.matching_population import ID_TYPES
+    from profiles import services
+    from profiles.enums import SourceKind
+    from profiles.models import Source
+
+    sources = {}
+    for name in ID_TYPES:
+        found = Source.objects.filter(workspace=workspace, name=name).first()
+        sources[name] = found or services.source_create(
+            workspace=workspace, name=name, kind=SourceKind.IMPORT
+        )
+    by_source: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+    for position, (record, message) in enumerate(items):
+        by_source[record.source].append((position, message))
+    landed: list[Any] = [None] * len(items)
+    for name, pending in by_source.items():
+        for offset in range(0, len(pending), BATCH):
+            chunk = pending[offset : offset + BATCH]
+            outcome = services.ingest_messages(source=sources[name], messages=[m for _, m in chunk])
+            for (position, _), profile_id in zip(chunk, outcome.profile_ids, strict=True):
+                landed[position] = profile_id
+    return landed
+
+
 def _import(records: list[Any]) -> tuple[Any, list[uuid.UUID]]:
     """Every record through the product's ingestion; the profile each record ended in."""
-    from bench.matching_population import ID_TYPES
     from profiles import selectors, services
-    from profiles.contracts import InboundMessage
-    from profiles.enums import SourceKind
 
     workspace = services.workspace_create(slug=WORKSPACE_SLUG, name="Matching bench")
-    sources = {
-        name: services.source_create(workspace=workspace, name=name, kind=SourceKind.IMPORT)
-        for name in ID_TYPES
-    }
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    by_source: dict[str, list[tuple[int, Any]]] = defaultdict(list)
-    for index, record in enumerate(records):
-        by_source[record.source].append((index, record))
-    landed: list[Any] = [None] * len(records)
-    for name, items in by_source.items():
-        for offset in range(0, len(items), BATCH):
-            chunk = items[offset : offset + BATCH]
-            messages = []
-            for index, record in chunk:
-                at = start + timedelta(seconds=index)
-                messages.append(
-                    InboundMessage(
-                        type="identify",
-                        message_id=f"bench-{index}",
-                        received_at=at,
-                        timestamp=at,
-                        traits=dict(record.traits),
-                        context={
-                            "externalIds": [
-                                {
-                                    "id": record.external_id,
-                                    "type": ID_TYPES[record.source],
-                                    "collection": "users",
-                                }
-                            ]
-                        },
-                    )
-                )
-            outcome = services.ingest_messages(source=sources[name], messages=messages)
-            for (index, _), profile_id in zip(chunk, outcome.profile_ids, strict=True):
-                landed[index] = profile_id
+    landed = _ingest(workspace, [(r, _identify(r, i, r.traits)) for i, r in enumerate(records)])
     survivors = selectors.profile_survivor_ids(workspace=workspace, profile_ids=landed)
     return workspace, [survivors[p] for p in landed]
+
+
+def _incremental(workspace: Any, records: list[Any], share: float, threshold: float) -> None:
+    """Change `share` of the records (half of them move: another record's address; half get a
+    typo in the surname), then time the incremental run twice from the same state: with the
+    match keys the full run stored (it decrypts the changed profiles and their block
+    partners), and without them (it decrypts everyone, as every incremental run did before
+    the keys). Everything it does is rolled back: the database stays as the full run left it
+    (for --keep-db and --reuse-db)."""
+    import random
+
+    from django.db import transaction
+
+    from matching import services
+    from matching.models import MatchCandidate, MatchKeys
+
+    rng = random.Random(3)
+    changed = rng.sample(range(len(records)), max(1, int(len(records) * share)))
+    items = []
+    for n, k in enumerate(changed):
+        record, traits = records[k], dict(records[k].traits)
+        if n % 2:
+            other = records[rng.randrange(len(records))].traits
+            traits.update({f: other[f] for f in ("address", "city", "postcode") if f in other})
+        elif traits.get("last_name"):
+            traits["last_name"] = traits["last_name"] + "e"
+        items.append((record, _identify(record, len(records) + n, traits)))
+
+    def timed() -> tuple[Any, float, set[Any]]:
+        started = time.perf_counter()
+        run = services.match_run(workspace=workspace, threshold=threshold).run
+        elapsed = time.perf_counter() - started
+        proposed = set(
+            MatchCandidate.objects.filter(workspace=workspace, status="proposed").values_list(
+                "profile_a_id", "profile_b_id", "probability"
+            )
+        )
+        return run, elapsed, proposed
+
+    with transaction.atomic():
+        _ingest(workspace, items)
+        with transaction.atomic():
+            MatchKeys.objects.filter(workspace=workspace).delete()
+            every, every_time, every_found = timed()
+            transaction.set_rollback(True)
+        keyed, keyed_time, keyed_found = timed()
+        transaction.set_rollback(True)
+    print(
+        f"\nincremental run after {len(changed)} records changed ({share:.0%}), load "
+        f"{load_average()}"
+    )
+    for label, run, elapsed in (("stored keys", keyed, keyed_time), ("no keys", every, every_time)):
+        print(
+            f"  {label}: {run.profiles_changed} changed, decrypted {run.profiles_decrypted} of "
+            f"{run.profiles_considered} profiles, {run.candidate_pairs} candidate pairs, "
+            f"{run.proposed} proposed, time {elapsed:.2f} s"
+        )
+    same = {(a, b) for a, b, _ in keyed_found} == {(a, b) for a, b, _ in every_found}
+    print(f"  same proposals: {'yes' if same else 'NO'}; "
+          f"time ratio: {keyed_time / every_time:.3f} (stored keys / no keys)")  # fmt: skip
 
 
 # --- evaluation ----------------------------------------------------------------------------
@@ -387,6 +463,9 @@ def main() -> None:
     print(f"  pairs at threshold {splink_rows}")
     print(f"  precision {sp:.4f}  recall {sr:.4f}  F1 {sf1:.4f}")
     print(f"  time {splink_time:.2f} s")
+
+    if args.incremental:
+        _incremental(workspace, records, args.incremental, args.threshold)
 
     ratio = ours_time / splink_time
     f1_ok = of1 >= sf1 - F1_MARGIN

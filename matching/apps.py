@@ -13,3 +13,4 @@ class MatchingConfig(AppConfig):
         audit.register(models.MatchRun, exclude_fields=("stats", "parameters"))
         audit.register(models.MatchCandidate, exclude_fields=("comparison",))
         registry.register(handlers.CANDIDATES_HANDLER)
+        registry.register(handlers.KEYS_HANDLER)

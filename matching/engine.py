@@ -34,6 +34,7 @@ from matching.comparators import (
 
 FIELD_SOURCES = ("trait", "identifier")
 MAX_FIELDS = 30
+MAX_RULES = 32  # an incremental run's stored keys tag a rule by its index, below TF_TAG
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,8 @@ def parse_config(
         raise ConfigError("fields: a group cannot have the name of a field")
     if not isinstance(blocking, list) or not blocking:
         raise ConfigError("blocking: a non-empty list of blocking rules is required")
+    if len(blocking) > MAX_RULES:
+        raise ConfigError(f"blocking: at most {MAX_RULES} blocking rules")
     rules = tuple(_parse_rule(raw, position, set(names)) for position, raw in enumerate(blocking))
     swap: tuple[str, str] | None = None
     if name_swap:
@@ -325,7 +328,22 @@ class Prepared:
     tf: list[tuple[np.ndarray, float] | None]  # field -> (value frequency by code, Σp²)
 
 
-def prepare(config: MatchConfig, records: Records) -> Prepared:
+@dataclass(frozen=True)
+class TermFrequencies:
+    """A field's value frequencies over a whole population of which the records are a part
+    (an incremental run's): how many records have `value` as their first value, how many
+    have one at all, and Σp² over every value."""
+
+    count: Any  # Callable[[str], int]
+    present: int
+    sum_p2: float
+
+
+def prepare(
+    config: MatchConfig, records: Records, frequencies: dict[int, TermFrequencies] | None = None
+) -> Prepared:
+    """Normalize and code the records' values. Term frequencies are counted over the records,
+    or taken from `frequencies` (per field index) when they are part of a larger population."""
     comparators = config.comparators()
     vocabulary: dict[str, int] = {}
     columns: list[Column] = []
@@ -355,13 +373,97 @@ def prepare(config: MatchConfig, records: Records) -> Prepared:
         tf.append(None)
     size = len(vocabulary)
     for f, spec in enumerate(config.fields):
-        if spec.tf:
-            codes = columns[f].code[columns[f].present]
-            if len(codes):
-                counts = np.bincount(codes, minlength=size).astype(float)
-                p = counts / len(codes)
-                tf[f] = (p, float((p**2).sum()))
+        if not spec.tf:
+            continue
+        codes = columns[f].code[columns[f].present]
+        given = (frequencies or {}).get(f)
+        if given is not None and given.present:
+            p = np.zeros(size)
+            for value, code in zip(
+                columns[f].text[columns[f].present].tolist(), codes.tolist(), strict=True
+            ):
+                p[code] = max(given.count(value), 1) / given.present
+            tf[f] = (p, given.sum_p2)
+        elif len(codes):
+            counts = np.bincount(codes, minlength=size).astype(float)
+            p = counts / len(codes)
+            tf[f] = (p, float((p**2).sum()))
     return Prepared(len(records), comparators, columns, normalized, more, tf)
+
+
+# --- what an incremental run keeps of every record ------------------------------------------
+
+# Tags of the strings `record_keys` gives: a blocking rule's index, or TF_TAG + a field's
+# index for its first value (term frequencies).
+TF_TAG = 64
+KEY_SEPARATOR = "\x1f"
+
+
+def rule_key_strings(rule: BlockingRule, index: dict[str, int], prepared: Prepared, r: int,
+                     transformed: dict[tuple[str, str], str | None]) -> set[str]:  # fmt: skip
+    """Every key record `r` has under `rule`, as strings: one per combination of its values'
+    transforms (as `_rule_keys` codes them; an unordered rule's parts sorted)."""
+    parts: list[list[str]] = []
+    for name, t in rule.keys:
+        transform = BLOCK_TRANSFORMS[t]
+        found = set()
+        for value in prepared.normalized[index[name]][r]:
+            try:
+                key = transformed[(t, value)]
+            except KeyError:
+                key = transformed[(t, value)] = transform(value) or None
+            if key:
+                found.add(key)
+        if not found:
+            return set()
+        parts.append(sorted(found))
+    combos: list[tuple[str, ...]] = [()]
+    for options in parts:
+        combos = [(*c, k) for c in combos for k in options]
+    return {KEY_SEPARATOR.join(sorted(c) if rule.unordered else c) for c in combos}
+
+
+def record_keys(config: MatchConfig, prepared: Prepared) -> list[list[tuple[int, str]]]:
+    """Per record, the tagged strings an incremental run needs of it without decrypting it
+    again: its blocking keys under each rule (tag: the rule's index) and the first value of
+    each field with term frequencies (TF_TAG + field). The caller stores keyed hashes of
+    them, never the strings."""
+    index = {name: f for f, name in enumerate(config.names)}
+    transformed: dict[tuple[str, str], str | None] = {}
+    firsts: dict[tuple[str, int], list[str | None]] = {}
+
+    def first(t: str, f: int) -> list[str | None]:
+        """The transform of every record's first value of field f (None: none)."""
+        if (t, f) not in firsts:
+            transform, column = BLOCK_TRANSFORMS[t], []
+            for values in prepared.normalized[f]:
+                key = None
+                if values:
+                    try:
+                        key = transformed[(t, values[0])]
+                    except KeyError:
+                        key = transformed[(t, values[0])] = transform(values[0]) or None
+                column.append(key)
+            firsts[(t, f)] = column
+        return firsts[(t, f)]
+
+    out: list[list[tuple[int, str]]] = [[] for _ in range(prepared.n)]
+    for tag, rule in enumerate(config.blocking):
+        fields = [index[name] for name, _ in rule.keys]
+        multi = set().union(*(prepared.more[f].keys() for f in fields))
+        columns = [first(t, index[name]) for name, t in rule.keys]
+        for r, parts in enumerate(zip(*columns, strict=True)):
+            if None not in parts and r not in multi:
+                key = KEY_SEPARATOR.join(sorted(parts) if rule.unordered else parts)
+                out[r].append((tag, key))
+        for r in multi:  # several values: every combination (`rule_key_strings`)
+            out[r].extend((tag, k) for k in rule_key_strings(rule, index, prepared, r, transformed))
+    for f, spec in enumerate(config.fields):
+        if spec.tf:
+            for r, values in enumerate(prepared.normalized[f]):
+                if values:
+                    out[r].append((TF_TAG + f, values[0]))
+    return out
 
 
 # --- blocking ------------------------------------------------------------------------------
@@ -379,10 +481,12 @@ def _rule_keys(
     prepared: Prepared,
     index: dict[str, int],
     cache: dict[tuple[int, str], list[str | None]],
+    excluded: set[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(record, key code) rows: a record has one key per combination of its values. The
     first value of every record is keyed in bulk; records with several values (identifiers)
-    add their other combinations one by one."""
+    add their other combinations one by one. Keys in `excluded` (as `rule_key_strings` writes
+    them) are left out."""
     vocabulary: dict[str, int] = {}
     keys = [(index[name], t) for name, t in rule.keys]
     columns = []
@@ -427,6 +531,18 @@ def _rule_keys(
     composite = np.zeros(len(all_rows), dtype=np.int64)
     for k in range(all_rows.shape[1]):
         composite = composite * base + all_rows[:, k]
+    if excluded:
+        left_out = []
+        for key in excluded:
+            parts = key.split(KEY_SEPARATOR)
+            if len(parts) == len(keys) and all(p in vocabulary for p in parts):
+                codes = [vocabulary[p] for p in parts]
+                value = 0
+                for code in sorted(codes) if rule.unordered else codes:
+                    value = value * base + code
+                left_out.append(value)
+        keep = ~np.isin(composite, np.asarray(left_out, dtype=np.int64))
+        all_records, composite = all_records[keep], composite[keep]
     return all_records, composite
 
 
@@ -478,14 +594,21 @@ class Blocked:
         return decode_pairs(self.codes, n)
 
 
-def block(config: MatchConfig, prepared: Prepared, changed: np.ndarray | None = None) -> Blocked:
-    """Candidate pairs (the union of every rule's pairs), with each rule's own pairs."""
+def block(
+    config: MatchConfig,
+    prepared: Prepared,
+    changed: np.ndarray | None = None,
+    excluded: dict[int, set[str]] | None = None,
+) -> Blocked:
+    """Candidate pairs (the union of every rule's pairs), with each rule's own pairs. Keys in
+    `excluded` (per rule index) make no pairs: an incremental run's records are part of a
+    population in which those blocks are too big."""
     index = {name: f for f, name in enumerate(config.names)}
     stats = BlockingStats()
     found = []
     cache: dict[tuple[int, str], list[str | None]] = {}
-    for rule in config.blocking:
-        records, codes = _rule_keys(rule, prepared, index, cache)
+    for tag, rule in enumerate(config.blocking):
+        records, codes = _rule_keys(rule, prepared, index, cache, (excluded or {}).get(tag))
         pairs = pairs_from_keys(records, codes, prepared.n, config.max_block_size, changed, stats)
         stats.pairs_per_rule[rule.label] = len(pairs)
         found.append(pairs)
@@ -799,6 +922,7 @@ def estimate(
 
 @dataclass
 class EngineResult:
+    prepared: Prepared
     pairs: np.ndarray  # (P, 2) record indices
     levels: np.ndarray  # (P, F) field levels
     column_weights: np.ndarray  # (P, C) bits per model column, term frequencies included
@@ -817,17 +941,21 @@ def run(
     parameters: fs.Parameters | None = None,
     estimate_parameters: bool = True,
     changed: np.ndarray | None = None,
+    frequencies: dict[int, TermFrequencies] | None = None,
+    excluded: dict[int, set[str]] | None = None,
 ) -> EngineResult:
     """Block, compare, estimate (unless `estimate_parameters` is false and `parameters` are
     given) and score every candidate pair of `records`. With `changed` (a boolean per record)
-    only pairs involving a changed record are candidates."""
+    only pairs involving a changed record are candidates. When the records are part of a
+    larger population (an incremental run), `frequencies` and `excluded` give its term
+    frequencies and its blocks too big to pair (see `prepare` and `block`)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    prepared = prepare(config, records)
+    prepared = prepare(config, records, frequencies)
     timings["prepare"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    blocked = block(config, prepared, changed)
+    blocked = block(config, prepared, changed, excluded)
     pairs = blocked.pairs(prepared.n)
     timings["blocking"] = time.perf_counter() - mark
 
@@ -848,6 +976,7 @@ def run(
     weight, probability, per_column = fs.score(model, parameters, adjustments)
     timings["score"] = time.perf_counter() - mark
     return EngineResult(
+        prepared=prepared,
         pairs=pairs,
         levels=levels,
         column_weights=per_column,

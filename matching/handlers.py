@@ -1,6 +1,8 @@
-"""Personal-data handler for matching: the candidate pairs naming a profile. They hold no
-personal value (levels and weights only), but they link the person to another profile, so an
-access export lists them and an erasure deletes them."""
+"""Personal-data handlers for matching. The candidate pairs naming a profile hold no personal
+value (levels and weights only), but they link the person to another profile, so an access
+export lists them and an erasure deletes them. The match keys are keyed hashes derived from
+the person's values (pseudonymous, like blind indexes): the export says how many there are
+and when they were computed, an erasure deletes them."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any
 from django.db.models import Q
 
 from cdp.core.registry import ErasureReport, ErasureStatus, PersonalDataHandler
-from matching.models import MatchCandidate
+from matching.models import MatchCandidate, MatchKeys
 
 
 def _people(profile: Any) -> list[Any]:
@@ -55,4 +57,36 @@ CANDIDATES_HANDLER = PersonalDataHandler(
     models=("matching.MatchCandidate",),
     export=export_candidates,
     erase=erase_candidates,
+)
+
+
+def export_keys(profile: Any) -> dict[str, Any]:
+    return {
+        "match_keys": [
+            {
+                "profile": str(pk),
+                "keyed_hashes": len(bytes(keys)) // 8,
+                "computed_at": computed_at.isoformat(),
+            }
+            for pk, keys, computed_at in MatchKeys.objects.filter(
+                profile_id__in=_people(profile)
+            ).values_list("profile_id", "keys", "computed_at")
+        ]
+    }
+
+
+def erase_keys(profile: Any) -> ErasureReport:
+    deleted, _ = MatchKeys.objects.filter(profile_id__in=_people(profile)).delete()
+    return ErasureReport(
+        store="matching.keys",
+        status=ErasureStatus.ERASED if deleted else ErasureStatus.NOTHING_FOUND,
+        counts={"profiles": deleted},
+    )
+
+
+KEYS_HANDLER = PersonalDataHandler(
+    name="matching.keys",
+    models=("matching.MatchKeys",),
+    export=export_keys,
+    erase=erase_keys,
 )

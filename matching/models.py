@@ -177,3 +177,29 @@ class MatchCandidate(models.Model):
 
     def __str__(self) -> str:
         return f"Match candidate {self.pk}"
+
+
+class MatchKeys(models.Model):
+    """What an incremental run needs of a profile without decrypting it: keyed hashes (under a
+    key derived from CDP_INDEX_KEY, as blind indexes are) of its blocking keys, of the first
+    value of each field with term frequencies, and of which fields it has, as of the last run
+    that decrypted it. A run then decrypts only the changed profiles and those sharing a
+    block with them. `fingerprint` names the match settings and key the hashes were made
+    under: hashes of other settings are not used. Deleted with the profile (and by the
+    erasure handler)."""
+
+    profile = models.OneToOneField(
+        "profiles.Profile", primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.CASCADE, related_name="+")
+    fingerprint = models.CharField(max_length=64)
+    # big-endian int64s: a tag (engine.record_keys) in the top byte, 56 bits of keyed hash
+    keys = models.BinaryField()
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace", "fingerprint"], name="matchkeys_ws_fp")]
+        verbose_name_plural = "match keys"
+
+    def __str__(self) -> str:
+        return f"Match keys of profile {self.profile_id}"

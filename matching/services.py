@@ -10,10 +10,12 @@ one ACCESS audit entry naming how many profiles it decrypted.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -23,8 +25,9 @@ from auditlog import get_logentry_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from cdp.core import audit
+from cdp.core import audit, bulk
 from cdp.core.audit import REDACTED
+from cdp.core.crypto import keyed_hash, keyed_hasher
 from cdp.core.exceptions import ApplicationError, InvalidInput
 from matching import engine
 from matching import fellegi_sunter as fs
@@ -35,7 +38,7 @@ from matching.exceptions import (
     MatchRunInProgress,
     MatchSettingsInvalid,
 )
-from matching.models import MatchCandidate, MatchRun, MatchSettings
+from matching.models import MatchCandidate, MatchKeys, MatchRun, MatchSettings
 from profiles import selectors as profile_selectors
 from profiles import services as profile_services
 from profiles.exceptions import MergeRefused
@@ -278,6 +281,185 @@ def _load(
     return engine.Records(ids=ids, values=values)
 
 
+# --- incremental runs: decrypt the changed profiles and their block partners only -----------
+
+KEYS_VERSION = 1  # bump when normalization or blocking transforms change what a key is
+KEY_COLUMNS = ("profile_id", "workspace_id", "fingerprint", "keys", "computed_at")
+
+
+class _Keys:
+    """The workspace's stored match keys (`MatchKeys`) for its current settings: keyed hashes,
+    under a key of their own derived from CDP_INDEX_KEY, of each profile's blocking keys and
+    term-frequency values, as 64-bit integers with the string's tag in the top byte."""
+
+    def __init__(self, workspace: Any, settings: MatchSettings) -> None:
+        self.workspace = workspace
+        self.workspace_id = workspace.pk
+        described = {
+            "version": KEYS_VERSION,
+            "fields": settings.fields,
+            "blocking": settings.blocking,
+        }
+        self.fingerprint = keyed_hash(
+            "matching", self.workspace_id, "fingerprint", json.dumps(described, sort_keys=True)
+        ).hex()
+        self._memo: dict[tuple[int, str], int] = {}
+        self._hashers: dict[int, Callable[[str], bytes]] = {}
+
+    @functools.cached_property
+    def stored(self) -> dict[uuid.UUID, bytes]:
+        """Every profile's keys under the current settings (read when first needed)."""
+        return {
+            pk: bytes(blob)
+            for pk, blob in MatchKeys.objects.filter(
+                workspace_id=self.workspace_id, fingerprint=self.fingerprint
+            ).values_list("profile_id", "keys")
+        }
+
+    def hash(self, tag: int, value: str) -> int:
+        try:
+            return self._memo[(tag, value)]
+        except KeyError:
+            hasher = self._hashers.get(tag)
+            if hasher is None:
+                hasher = self._hashers[tag] = keyed_hasher("matching", self.workspace_id, str(tag))
+            found = (tag << 56) | int.from_bytes(hasher(value)[:7], "big")
+            self._memo[(tag, value)] = found
+            return found
+
+    def pack(self, per_record: list[list[tuple[int, str]]]) -> list[bytes]:
+        """Each record's keys as stored: its distinct hashes, sorted, as big-endian int64s."""
+        counts = np.fromiter(map(len, per_record), dtype=np.int64, count=len(per_record))
+        hashes = np.fromiter(
+            (self.hash(t, v) for strings in per_record for t, v in strings),
+            dtype=np.int64,
+            count=int(counts.sum()),
+        )
+        owners = np.repeat(np.arange(len(per_record)), counts)
+        order = np.lexsort((hashes, owners))
+        hashes, owners = hashes[order], owners[order]
+        distinct = np.r_[True, (hashes[1:] != hashes[:-1]) | (owners[1:] != owners[:-1])]
+        hashes, owners = hashes[distinct], owners[distinct]
+        data = hashes.astype(">i8").tobytes()
+        bounds = (np.searchsorted(owners, np.arange(len(per_record) + 1)) * 8).tolist()
+        return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+    @staticmethod
+    def unpacked(packed: bytes) -> np.ndarray:
+        return np.frombuffer(packed, dtype=">i8").astype(np.int64)
+
+    def save(self, profile_ids: list[uuid.UUID], packed: list[bytes], *, everyone: bool) -> None:
+        """Replace these profiles' keys. With `everyone` (every active profile was decrypted)
+        the workspace's other rows go too: profiles merged away since, other settings."""
+        now = timezone.now()
+        rows = [
+            (pk, self.workspace_id, self.fingerprint, keys, now)
+            for pk, keys in zip(profile_ids, packed, strict=True)
+        ]
+        with transaction.atomic():
+            if everyone:
+                MatchKeys.objects.filter(workspace_id=self.workspace_id).delete()
+            else:
+                for start in range(0, len(profile_ids), LOAD_BATCH):
+                    chunk = profile_ids[start : start + LOAD_BATCH]
+                    MatchKeys.objects.filter(profile_id__in=chunk).delete()
+            bulk.insert(MatchKeys, KEY_COLUMNS, rows)
+
+
+@dataclass
+class _Part:
+    """The records a run compares: every active profile, or an incremental run's changed
+    profiles and their block partners with what the population adds (term frequencies,
+    blocks too big to pair)."""
+
+    records: engine.Records
+    changed: np.ndarray | None
+    stored_keys: int
+    frequencies: dict[int, engine.TermFrequencies] | None = None
+    excluded: dict[int, set[str]] | None = None
+    partial: bool = False  # not every active profile
+
+
+def _changed_and_partners(
+    keys: _Keys,
+    config: engine.MatchConfig,
+    ids: list[uuid.UUID],
+    changed: np.ndarray,
+    batch_size: int,
+) -> _Part | None:
+    """Decrypt the changed profiles, then only the profiles sharing a blocking key with one of
+    them (in a block not too big), found by the stored keyed hashes; term frequencies and
+    block sizes come from the hashes of every active profile. None when an unchanged active
+    profile has no keys under the current settings (the run then decrypts everyone)."""
+    changed_at = np.nonzero(changed)[0]
+    unchanged_at = np.nonzero(~changed)[0]
+    if any(ids[k] not in keys.stored for k in unchanged_at.tolist()):
+        return None
+    changed_ids = [ids[k] for k in changed_at.tolist()]
+    own = _load(keys.workspace, config, changed_ids, batch_size)
+    strings = engine.record_keys(config, engine.prepare(config, own))
+    packed = keys.pack(strings)
+    by_hash = {keys.hash(t, v): (t, v) for k in strings for t, v in k}
+
+    # Every active profile's keys: the changed ones' as they are now, the others' as stored.
+    every = [(k, keys.unpacked(p)) for k, p in zip(changed_at.tolist(), packed, strict=True)]
+    every += [(k, keys.unpacked(keys.stored[ids[k]])) for k in unchanged_at.tolist()]
+    owners = np.concatenate([np.full(len(v), k, dtype=np.int64) for k, v in every])
+    values = np.concatenate([v for _, v in every])
+    tags = values >> 56
+    blocks = tags < engine.TF_TAG
+    block_keys, sizes = np.unique(values[blocks], return_counts=True)
+    too_big = set(block_keys[sizes > config.max_block_size].tolist())
+    mine = {h for h in by_hash if (h >> 56) < engine.TF_TAG}
+    wanted = np.fromiter(mine - too_big, dtype=np.int64)
+    partner_at = np.setdiff1d(owners[blocks & np.isin(values, wanted)], changed_at)
+    excluded: dict[int, set[str]] = {}
+    for h in mine & too_big:
+        tag, key = by_hash[h]
+        excluded.setdefault(tag, set()).add(key)
+
+    frequencies: dict[int, engine.TermFrequencies] = {}
+    for f, spec in enumerate(config.fields):
+        if spec.tf:
+            found, counts = np.unique(values[tags == engine.TF_TAG + f], return_counts=True)
+            present = int(counts.sum())
+            table = dict(zip(found.tolist(), counts.tolist(), strict=True))
+            frequencies[f] = engine.TermFrequencies(
+                count=lambda value, f=f, table=table: table.get(
+                    keys.hash(engine.TF_TAG + f, value), 0
+                ),
+                present=present,
+                sum_p2=float(((counts / present) ** 2).sum()) if present else 0.0,
+            )
+
+    partners = _load(keys.workspace, config, [ids[k] for k in partner_at.tolist()], batch_size)
+    records = _combined(config, own, partners)
+    changed_set = set(changed_ids)
+    return _Part(
+        records=records,
+        changed=np.fromiter(
+            (pk in changed_set for pk in records.ids), dtype=bool, count=len(records)
+        ),
+        stored_keys=len(keys.stored),
+        frequencies=frequencies,
+        excluded=excluded,
+        partial=True,
+    )
+
+
+def _combined(config: engine.MatchConfig, *parts: engine.Records) -> engine.Records:
+    """Records of several loads in one, ordered by profile id (as a full run's)."""
+    rows = sorted(
+        ((pk, part, k) for part in parts for k, pk in enumerate(part.ids)), key=lambda r: r[0]
+    )
+    return engine.Records(
+        ids=[pk for pk, _, _ in rows],
+        values={
+            spec.name: [part.values[spec.name][k] for _, part, k in rows] for spec in config.fields
+        },
+    )
+
+
 def _trait_path(traits: dict[str, Any], key: str) -> Any:
     """A trait's value; "address.city" reaches into an object trait."""
     head, _, rest = key.partition(".")
@@ -314,13 +496,32 @@ def _execute(
     if changed_count == 0 or len(ids) < 2:
         return _finish(run, considered=len(ids), changed=changed_count, decrypted=0)
 
-    records = _load(workspace, config, ids, batch_size)
-    _audit_decryption(run, count=len(ids), config=config, actor=actor)
+    keys = _Keys(workspace, settings)
+    part = (
+        None if changed is None else _changed_and_partners(keys, config, ids, changed, batch_size)
+    )
+    if part is None:
+        records = _load(workspace, config, ids, batch_size)
+        stored_keys = 0 if changed is None else len(keys.stored)
+        part = _Part(records=records, changed=changed, stored_keys=stored_keys)
+    _audit_decryption(run, count=len(part.records), config=config, actor=actor)
     estimate = run.kind == RunKind.FULL and (
         settings.parameters_mode == ParametersMode.ESTIMATED or stored is None
     )
     result = engine.run(
-        config, records, parameters=stored, estimate_parameters=estimate, changed=changed
+        config,
+        part.records,
+        parameters=stored,
+        estimate_parameters=estimate,
+        changed=part.changed,
+        frequencies=part.frequencies,
+        excluded=part.excluded,
+    )
+    # Keep the keys of every profile decrypted (all, or the changed ones and their partners).
+    keys.save(
+        part.records.ids,
+        keys.pack(engine.record_keys(config, result.prepared)),
+        everyone=not part.partial,
     )
     columns = config.model()
     if result.estimate is not None:
@@ -329,7 +530,7 @@ def _execute(
             parameters_estimated_at=timezone.now(),
         )
     proposals, auto_merged = _store_candidates(
-        run, settings, config, ids, result, threshold, changed
+        run, settings, config, part.records.ids, result, threshold, part.changed, set(ids)
     )
     stats = {
         "timings": {k: round(v, 3) for k, v in result.timings.items()},
@@ -337,6 +538,10 @@ def _execute(
         "skipped_blocks": result.blocking.skipped_blocks,
         "skipped_records": result.blocking.skipped_records,
         "estimated": result.estimate is not None,
+        # incremental: whether it decrypted only the changed profiles and their block
+        # partners (from the stored keys), or everyone (keys missing or of other settings)
+        "decrypted": "changed and partners" if part.partial else "all",
+        "stored_keys": part.stored_keys,
     }
     if result.estimate is not None:
         stats["em_sessions"] = [
@@ -353,7 +558,7 @@ def _execute(
         run,
         considered=len(ids),
         changed=changed_count,
-        decrypted=len(ids),
+        decrypted=len(part.records),
         pairs=len(result.pairs),
         proposed=len(proposals),
         auto_merged=auto_merged,
@@ -443,7 +648,10 @@ def _store_candidates(
     result: engine.EngineResult,
     threshold: float,
     changed: np.ndarray | None,
+    active: set[uuid.UUID],
 ) -> tuple[list[Proposal], int]:
+    """`ids` are the records' (sorted), `changed` marks those changed in an incremental run,
+    `active` holds every active profile of the workspace."""
     workspace = run.workspace
     excluded = _reviewed_pairs(workspace)
     selected = np.nonzero(result.probability >= threshold)[0]
@@ -465,7 +673,6 @@ def _store_candidates(
         stale = [pk for pair, pk in existing.items() if pair not in found]
         if changed is not None:  # incremental: keep proposals between unchanged profiles
             changed_ids = {ids[k] for k in np.nonzero(changed)[0].tolist()}
-            active = set(ids)
             stale = [
                 pk
                 for pair, pk in existing.items()

@@ -665,7 +665,7 @@ def profiles_match_fields(
         # One query for the batch's data keys instead of one per key on first use.
         from cdp.core.crypto.envelope import StoredDataKey, preload_data_keys
 
-        rows = DataKey.objects.filter(pk__in=list(key_ids)).values_list("id", "kek_id", "wrapped")
+        rows = _by_ids(DataKey, ("id", "kek_id", "wrapped"), list(key_ids))
         preload_data_keys(
             StoredDataKey(
                 id=key_id,
@@ -696,9 +696,10 @@ def profiles_match_fields(
         contested = [r[0] for rows in grouped.values() if len(rows) > 1 for r in rows]
         times: dict[Any, tuple[Any, Any]] = {}
         for start in range(0, len(contested), MATCH_BATCH_MAX):
-            for trait_id, observed, first in Trait.objects.filter(
-                pk__in=contested[start : start + MATCH_BATCH_MAX]
-            ).values_list("id", "observed_at", "first_observed_at"):
+            chunk = contested[start : start + MATCH_BATCH_MAX]
+            for trait_id, observed, first in _by_ids(
+                Trait, ("id", "observed_at", "first_observed_at"), chunk
+            ):
                 times[trait_id] = (observed, first)
         preload({r[7] for rows in grouped.values() for r in rows if r[3] and r[5] is not None})
         trait_column = str(Trait._meta.get_field("value_pii").column)
@@ -755,6 +756,21 @@ def profiles_match_fields(
                 continue
             out[profile_id][1].setdefault(kind, []).append(value)
     return out
+
+
+def _by_ids(model: Any, columns: tuple[str, ...], ids: list[Any]) -> list[Any]:
+    """These columns of the rows of `model` whose id is in `ids`. On PostgreSQL one array
+    parameter: psycopg builds an IN list of thousands of ids client-side, slowly, and the
+    server parses it (a matching run reads the times of some 38,000 traits, 27,000 keys)."""
+    if _connection.vendor == "postgresql":
+        names = ", ".join(model._meta.get_field(c).column for c in columns)
+        with _connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {names} FROM {model._meta.db_table} WHERE id = ANY(%s)",  # noqa: S608
+                [ids],
+            )
+            return cursor.fetchall()
+    return list(model.objects.filter(pk__in=ids).values_list(*columns))
 
 
 def _match_trait_rows(workspace: Workspace, ids: list[Any], keys: list[str]) -> list[Any]:

@@ -720,6 +720,10 @@ def traits_purge(
                 deleted += Trait.objects.filter(pk__in=[pk for pk, _, _ in rows])._raw_delete(
                     Trait.objects.db
                 )
+                # The profiles changed: an incremental matching run looks at them again.
+                Profile.objects.filter(pk__in={pid for _, pid, _ in rows}).update(
+                    updated_at=timezone.now()
+                )
                 touched = {pid for _, pid, is_pii in rows if not is_pii}
                 if touched:
                     attributes = ingest.profile_attributes(touched)

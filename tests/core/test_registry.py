@@ -39,6 +39,9 @@ NOT_AUDITED = {
     "activation.ComputedTraitValue",
     "activation.AudienceMembership",
     "activation.MembershipChange",
+    # Keyed hashes of a profile's blocking keys, rewritten by every matching run (the run and
+    # its ACCESS entry are audited).
+    "matching.MatchKeys",
 }
 
 

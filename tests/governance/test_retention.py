@@ -244,6 +244,7 @@ def test_a_traits_policy_deletes_values_last_set_before_the_cutoff(
         source,
         message(user_id="fresh", type="identify", at=cutoff, traits={"plan": "silver"}),
     )
+    before = dict(Profile.objects.values_list("pk", "updated_at"))
     # when
     result = retention.retention_apply(workspace=workspace, now=NOW)
     # then
@@ -253,6 +254,10 @@ def test_a_traits_policy_deletes_values_last_set_before_the_cutoff(
     assert Profile.objects.get(pk=stale).attributes == {"country": "FR"}
     assert Profile.objects.get(pk=fresh).attributes == {"plan": "silver"}
     assert result.runs[0].counts == {"traits": 2}
+    # and the profile that lost values counts as changed (incremental matching looks again)
+    after = dict(Profile.objects.values_list("pk", "updated_at"))
+    assert after[stale] > before[stale]
+    assert after[fresh] == before[fresh]
 
 
 # --- inactive profiles -----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The envelope-encryption layer (see docs/architecture.md, "Key hierarchy")."""
 
-from cdp.core.crypto.blind_index import blind_index, keyed_hash
+from cdp.core.crypto.blind_index import blind_index, keyed_hash, keyed_hasher
 from cdp.core.crypto.envelope import (
     DataKeyStore,
     NewDataKey,
@@ -42,6 +42,7 @@ __all__ = [
     "forget_data_key",
     "generate_data_key",
     "keyed_hash",
+    "keyed_hasher",
     "open_sealed",
     "personal_data_fields",
     "register_data_key_store",
