@@ -1,12 +1,12 @@
-"""The Celery task (ids in) and the personal-data handler of candidates."""
+"""The Celery task (ids in) and the personal-data handlers of candidates and match keys."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from matching import services, tasks
-from matching.handlers import CANDIDATES_HANDLER
-from matching.models import MatchCandidate, MatchRun
+from matching.handlers import CANDIDATES_HANDLER, KEYS_HANDLER
+from matching.models import MatchCandidate, MatchKeys, MatchRun
 from tests.matching.helpers import add_people, add_person, crm_source
 
 
@@ -58,3 +58,25 @@ def test_the_handler_leaves_other_profiles_candidates(workspace: Any) -> None:
     # then
     assert report.counts == {"candidates": 0}
     assert MatchCandidate.objects.count() == 1
+
+
+def test_the_keys_handler_exports_counts_and_erases_only_the_persons_keys(workspace: Any) -> None:
+    # given: a run stored every profile's match keys
+    people = _pair(workspace)
+    services.match_run(workspace=workspace)
+    stored = MatchKeys.objects.count()
+    assert stored == 7
+
+    # when
+    exported = KEYS_HANDLER.export(people[0])
+    report = KEYS_HANDLER.erase(people[0])
+    again = KEYS_HANDLER.erase(people[0])
+
+    # then: counts and times only (the hashes mean nothing to the person), then gone
+    (entry,) = exported["match_keys"]
+    assert entry["profile"] == str(people[0].pk)
+    assert entry["keyed_hashes"] > 0 and entry["computed_at"]
+    assert (report.status, report.counts) == ("erased", {"profiles": 1})
+    assert again.status == "nothing_found"
+    assert not MatchKeys.objects.filter(profile_id=people[0].pk).exists()
+    assert MatchKeys.objects.count() == stored - 1

@@ -67,6 +67,7 @@ def test_erase_leaves_no_row_and_no_readable_key(person: Profile) -> None:
         "consent.ledger",
         "governance.requests",
         "matching.candidates",
+        "matching.keys",
         "profiles.events",
         "profiles.merges",
         "profiles.traits",
