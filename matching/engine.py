@@ -34,7 +34,7 @@ from matching.comparators import (
 
 FIELD_SOURCES = ("trait", "identifier")
 MAX_FIELDS = 30
-MAX_RULES = 32  # an incremental run's stored keys tag a rule by its index, below TF_TAG
+MAX_RULES = 64  # an incremental run's stored keys tag a rule by its index, below TF_TAG
 
 
 @dataclass(frozen=True)

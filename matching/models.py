@@ -181,12 +181,12 @@ class MatchCandidate(models.Model):
 
 class MatchKeys(models.Model):
     """What an incremental run needs of a profile without decrypting it: keyed hashes (under a
-    key derived from CDP_INDEX_KEY, as blind indexes are) of its blocking keys, of the first
-    value of each field with term frequencies, and of which fields it has, as of the last run
-    that decrypted it. A run then decrypts only the changed profiles and those sharing a
-    block with them. `fingerprint` names the match settings and key the hashes were made
-    under: hashes of other settings are not used. Deleted with the profile (and by the
-    erasure handler)."""
+    key derived from CDP_INDEX_KEY, as blind indexes are) of its blocking keys and of the first
+    value of each field with term frequencies, as of the last run that decrypted it. A run
+    then decrypts only the changed profiles and those sharing a block with them. `fingerprint`
+    names the settings and key the hashes were made under (fields, rules, survivorship,
+    source priorities): hashes of other settings are not used. Deleted with the profile and
+    by the erasure handler; see docs/decisions/0008-match-keys.md."""
 
     profile = models.OneToOneField(
         "profiles.Profile", primary_key=True, on_delete=models.CASCADE, related_name="+"

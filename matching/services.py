@@ -292,13 +292,28 @@ class _Keys:
     under a key of their own derived from CDP_INDEX_KEY, of each profile's blocking keys and
     term-frequency values, as 64-bit integers with the string's tag in the top byte."""
 
-    def __init__(self, workspace: Any, settings: MatchSettings) -> None:
+    def __init__(self, workspace: Any, settings: MatchSettings, config: engine.MatchConfig) -> None:
         self.workspace = workspace
         self.workspace_id = workspace.pk
+        # What decides a profile's keys besides its rows: the fields and rules, and which of a
+        # trait's values survives (the traits' survivorship policies, the sources' priorities),
+        # which a steward may change without touching any profile.
+        traits = sorted({f.trait_key for f in config.fields if f.source == "trait"})
         described = {
             "version": KEYS_VERSION,
             "fields": settings.fields,
             "blocking": settings.blocking,
+            "survivorship": sorted(
+                profile_selectors.trait_schema_list(workspace=workspace)
+                .filter(key__in=traits)
+                .values_list("key", "survivorship")
+            ),
+            "priorities": sorted(
+                (str(pk), priority)
+                for pk, priority in profile_selectors.source_list(workspace=workspace).values_list(
+                    "pk", "priority"
+                )
+            ),
         }
         self.fingerprint = keyed_hash(
             "matching", self.workspace_id, "fingerprint", json.dumps(described, sort_keys=True)
@@ -496,7 +511,7 @@ def _execute(
     if changed_count == 0 or len(ids) < 2:
         return _finish(run, considered=len(ids), changed=changed_count, decrypted=0)
 
-    keys = _Keys(workspace, settings)
+    keys = _Keys(workspace, settings, config)
     part = (
         None if changed is None else _changed_and_partners(keys, config, ids, changed, batch_size)
     )

@@ -1119,10 +1119,12 @@ def apply_merges(
         assignments=["status = 'merged'", "merged_into_id = v.column2", "updated_at = v.column3"],
     )  # fmt: skip
     run_merge_hooks(workspace.pk, [(survivor, absorbed) for absorbed, survivor in pairs])
+    # The survivors changed too (they hold the absorbed rows now): whatever reads
+    # `updated_at` to find changed profiles (incremental matching) must see them.
     bulk.update_from_values(
-        Profile, key="id", names=["merge_count"],
-        rows=sorted(merge_counts.items()),
-        assignments=["merge_count = v.column2"],
+        Profile, key="id", names=["merge_count", "updated_at"],
+        rows=[(pid, count, now) for pid, count in sorted(merge_counts.items())],
+        assignments=["merge_count = v.column2", "updated_at = v.column3"],
     )  # fmt: skip
     # The survivor was first seen when the first of them was, last seen when the last was.
     seen = Profile.objects.filter(pk__in=list(final)).values_list(

@@ -19,8 +19,8 @@ from matching.enums import CandidateStatus, RunKind
 from matching.models import MatchCandidate, MatchKeys, MatchRun, MatchSettings
 from profiles import services as profile_services
 from profiles.contracts import InboundMessage
-from profiles.enums import SourceKind
-from profiles.models import Profile
+from profiles.enums import SourceKind, Survivorship
+from profiles.models import Profile, TraitSchema
 from tests.matching.helpers import add_person, crm_source
 
 SENTINEL_NAME = "Zephyrine"
@@ -202,3 +202,40 @@ def test_a_block_too_big_overall_pairs_no_one_though_few_of_it_are_decrypted(
     assert (keyed.profiles_decrypted, everyone.profiles_decrypted) == (3, 4)
     assert keyed.candidate_pairs == everyone.candidate_pairs == 1
     assert keyed_found.keys() == everyone_found.keys()
+
+
+def test_a_profile_that_absorbed_another_is_looked_at_again(workspace: Any) -> None:
+    # given: a steward merges B (with an email) into A after the full run; C then shares that
+    # email's local part, so only A's merged-in email makes A and C partners
+    MatchSettings.objects.update_or_create(
+        workspace=workspace, defaults={"blocking": [{"keys": ["email:local"]}]}
+    )
+    source = crm_source(workspace)
+    a = add_person(source, first_name="Ann", last_name="Quist", postcode="11111")
+    b = add_person(source, first_name="Ann", last_name="Quist", email="annq@a.example")
+    services.match_run(workspace=workspace, full=True)
+    profile_services.profiles_merge(
+        workspace=workspace, profile_ids=(a.pk, b.pk), rule="steward", actor=None, evidence={}
+    )
+    add_person(source, first_name="Ann", last_name="Quist", email="annq@b.example")
+    # when
+    keyed, keyed_found, everyone, everyone_found = _both_ways(workspace)
+    # then
+    assert keyed.stats["decrypted"] == "changed and partners"
+    assert keyed.candidate_pairs == everyone.candidate_pairs == 1
+    assert keyed_found.keys() == everyone_found.keys()
+
+
+def test_a_new_survivorship_policy_makes_the_next_run_decrypt_everyone(
+    workspace: Any, world: tuple[dict[str, Any], list[Any]]
+) -> None:
+    # given: which value of a contested trait survives changes, no profile row does
+    sources, records = world
+    TraitSchema.objects.update_or_create(
+        workspace=workspace, key="last_name", defaults={"survivorship": Survivorship.EARLIEST}
+    )
+    _change_some(workspace, sources, records)
+    # when
+    run = services.match_run(workspace=workspace).run
+    # then
+    assert run.stats["decrypted"] == "all"
