@@ -66,9 +66,11 @@ def fulfil(*, request: DataSubjectRequest, actor: Any = None, note: str = "") ->
     )
 
 
-def fulfil_enqueue(*, request: DataSubjectRequest) -> None:
-    """Carry the request out in a worker once the current transaction commits."""
+def fulfil_enqueue(*, request: DataSubjectRequest, actor: Any = None) -> None:
+    """Carry the request out in a worker once the current transaction commits, on behalf of
+    `actor` (its id goes to the task, never anything else of it)."""
     from governance import tasks
 
     request_id = str(request.pk)
-    transaction.on_commit(lambda: tasks.dsr_fulfil.delay(request_id))
+    actor_id = getattr(actor, "pk", None)
+    transaction.on_commit(lambda: tasks.dsr_fulfil.delay(request_id, actor_id))

@@ -13,7 +13,7 @@ from auditlog import get_logentry_model
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -379,15 +379,22 @@ def _schedule_erasure(request: DataSubjectRequest, *, actor: Any, note: str) -> 
     return request
 
 
+# A queued request's task normally runs within seconds; the sweep re-enqueues it only after
+# this long (its task was lost), not while it waits in the broker.
+QUEUED_GRACE = timedelta(minutes=15)
+
+
 def requests_fulfilment_due(*, now: Any = None) -> Any:
-    """Requests a steward asked to fulfil that are still open and not on hold, once their
-    `fulfil_after` has passed: erasures asked for during their cancellation window, and
-    exports and erasures queued for a worker (if the task was lost, this finds them again)."""
+    """Requests a steward asked to fulfil that are still open and not on hold: erasures asked
+    for during their cancellation window, once it has closed, and exports and erasures queued
+    for a worker more than QUEUED_GRACE ago (their task was lost)."""
+    now = now or timezone.now()
+    scheduled = Q(cancel_until__isnull=False, fulfil_after=F("cancel_until"), fulfil_after__lte=now)
     return DataSubjectRequest.objects.filter(
+        scheduled | Q(fulfil_after__lte=now - QUEUED_GRACE),
         type__in=FULFILMENT_MODULE_TYPES,
         state__in=FULFILMENT_STATES,
         fulfil_after__isnull=False,
-        fulfil_after__lte=now or timezone.now(),
         legal_hold=False,
         certificate__isnull=True,
     ).order_by("fulfil_after", "pk")
@@ -746,6 +753,8 @@ def _queue_fulfilment(*, request: DataSubjectRequest, actor: Any, note: str) -> 
 
     _lock(request)
     _fulfillable(request)
+    if request.fulfil_after is not None:  # queued or scheduled already (a second click)
+        return request
     if _window_open(request):
         return _schedule_erasure(request, actor=actor, note=note)
     request.fulfil_after = timezone.now()
@@ -761,8 +770,46 @@ def _queue_fulfilment(*, request: DataSubjectRequest, actor: Any, note: str) -> 
         actor=actor,
         note=f"{note}\nQueued: a worker {work}.".strip(),
     )
-    fulfilment.fulfil_enqueue(request=request)
+    fulfilment.fulfil_enqueue(request=request, actor=actor)
     return request
+
+
+def request_fulfil_actor(*, request: DataSubjectRequest, actor_id: Any) -> Any:
+    """On whose behalf a worker carries a request out: `actor_id`, else the steward who last
+    queued or scheduled its fulfilment (None: the system)."""
+    from django.contrib.auth import get_user_model
+
+    if actor_id is None:
+        actor_id = (
+            request.events.filter(action__in=("fulfil_queued", "fulfil_scheduled"))
+            .order_by("-at", "-pk")
+            .values_list("actor_id", flat=True)
+            .first()
+        )
+    return get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+
+
+def request_unqueue(*, request: DataSubjectRequest) -> None:
+    """The request is no longer waiting for a worker (it was refused or failed): a steward
+    fulfils it again once the cause is dealt with; the hourly sweep leaves it."""
+    if request.fulfil_after is not None:
+        request.fulfil_after = None
+        request.save(update_fields=["fulfil_after", "updated_at"])
+
+
+@transaction.atomic
+def request_fulfil_refused(*, request: DataSubjectRequest, code: str, message: str) -> None:
+    """A worker could not carry the request out (a hold placed since, ...): recorded on the
+    request, which is no longer queued. Nothing is recorded when it was closed meanwhile (a
+    second run of the same task)."""
+    _lock(request)
+    if request.state in FULFILMENT_STATES and request.fulfil_after is not None:
+        request_unqueue(request=request)
+        _event(
+            request,
+            action="fulfil_refused",
+            note=f"Not carried out ({code}): {message} Fulfil it again once this is dealt with.",
+        )
 
 
 def _request_fulfil(

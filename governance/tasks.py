@@ -1,5 +1,6 @@
 import logging
 
+from auditlog.context import set_actor
 from celery import shared_task
 from django.db import transaction
 
@@ -31,19 +32,23 @@ def audit_chain_verify() -> dict[str, object]:
 
 
 @shared_task(name="governance.tasks.dsr_fulfil", acks_late=True)
-def dsr_fulfil(request_id: str) -> dict[str, object]:
-    """Carry out an approved access, portability or erasure request (governance.fulfilment).
-    A refusal (legal hold, cancellation window, state) is reported, not retried; an unexpected
-    failure moves the request to the error state for a steward, and is raised."""
+def dsr_fulfil(request_id: str, actor_id: int | None = None) -> dict[str, object]:
+    """Carry out an approved access, portability or erasure request (governance.fulfilment)
+    on behalf of `actor_id`, or of the steward who queued or scheduled it. A refusal (legal
+    hold, cancellation window, state) is recorded and reported, not retried; an unexpected
+    failure moves the request to the error state for a steward, and is raised. Either way the
+    request is no longer queued: a steward fulfils it again once the cause is dealt with."""
     from governance import erasure, fulfilment
     from governance.models import DataSubjectRequest
 
     request = DataSubjectRequest.objects.select_related("workspace").get(pk=request_id)
+    actor = services.request_fulfil_actor(request=request, actor_id=actor_id)
     try:
-        with erasure.erasure_settled(request=request):
-            done = fulfilment.fulfil(request=request)
+        with set_actor(actor), erasure.erasure_settled(request=request):
+            done = fulfilment.fulfil(request=request, actor=actor)
     except ApplicationError as exc:
         logger.info("request %s not fulfilled: %s", request_id, exc.code)
+        services.request_fulfil_refused(request=request, code=exc.code, message=exc.message)
         return {"request": request_id, "ok": False, "code": exc.code}
     except Exception as exc:
         with transaction.atomic():
@@ -55,6 +60,7 @@ def dsr_fulfil(request_id: str) -> dict[str, object]:
                 note=f"Fulfilment failed ({type(exc).__name__}); see the worker's log.",
                 action="failed",
             )
+            services.request_unqueue(request=request)
         raise
     return {"request": request_id, "ok": True, "state": done.state}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from governance.models import (
     RequestEvent,
 )
 from profiles.models import Profile
-from tests.governance.request_helpers import in_progress, subject_profile
+from tests.governance.request_helpers import frozen, in_progress, subject_profile
 
 
 @pytest.fixture(autouse=True)
@@ -76,10 +77,11 @@ def test_an_erasure_is_queued_and_the_worker_erases(
     assert event.note.startswith("Identity checked twice.\nQueued: a worker carries out")
     # when: the worker runs the task
     queued[0]()
-    # then: settled, erased, closed
+    # then: settled, erased, closed, on the steward's behalf
     dsr.refresh_from_db()
     assert settled == [dsr.pk]
     assert dsr.state == RequestState.FULFILLED
+    assert RequestEvent.objects.get(request=dsr, action="fulfilled").actor == owner
     assert ErasureCertificate.objects.filter(request=dsr).exists()
     assert not Profile.objects.filter(pk=person.pk).exists()
 
@@ -179,14 +181,21 @@ def test_the_hourly_sweep_finds_a_queued_request_whose_task_was_lost(
     with django_capture_on_commit_callbacks():
         services.request_fulfil(request=dsr, actor=owner)
     untouched = in_progress(workspace, actor=owner, request_type="access")
-    # when
-    first = tasks.dsr_fulfilments_due.delay().get()
-    second = tasks.dsr_fulfilments_due.delay().get()
-    # then: the queued one is carried out, once; the one nobody fulfilled is left alone
+    dsr.refresh_from_db()
+    assert dsr.fulfil_after is not None
+    # when: within the grace its task may still be waiting in the broker; after, it was lost
+    with frozen(dsr.fulfil_after + services.QUEUED_GRACE - timedelta(seconds=1)):
+        early = tasks.dsr_fulfilments_due.delay().get()
+    with frozen(dsr.fulfil_after + services.QUEUED_GRACE):
+        first = tasks.dsr_fulfilments_due.delay().get()
+        second = tasks.dsr_fulfilments_due.delay().get()
+    # then: the queued one is carried out, once, for the steward who queued it; the one
+    # nobody fulfilled is left alone
     dsr.refresh_from_db()
     untouched.refresh_from_db()
-    assert (first, second) == ({"enqueued": 1}, {"enqueued": 0})
+    assert (early, first, second) == ({"enqueued": 0}, {"enqueued": 1}, {"enqueued": 0})
     assert dsr.state == RequestState.FULFILLED
+    assert RequestEvent.objects.get(request=dsr, action="fulfilled").actor == owner
     assert untouched.state == RequestState.IN_PROGRESS
 
 
@@ -261,3 +270,70 @@ def test_during_the_cancellation_window_the_erasure_is_scheduled_not_queued(
     assert dsr.cancel_until is not None and dsr.fulfil_after == dsr.cancel_until
     assert RequestEvent.objects.filter(request=dsr, action="fulfil_scheduled").exists()
     assert not RequestEvent.objects.filter(request=dsr, action="fulfil_queued").exists()
+
+
+def test_a_second_fulfil_while_queued_queues_nothing_more(
+    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given
+    dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    with django_capture_on_commit_callbacks() as first:
+        services.request_fulfil(request=dsr, actor=owner)
+    queued_at = dsr.fulfil_after
+    # when: a second click, or an API client's retry
+    with django_capture_on_commit_callbacks() as second:
+        services.request_fulfil(request=dsr, actor=owner)
+    # then
+    dsr.refresh_from_db()
+    assert (len(first), second) == (1, [])
+    assert dsr.fulfil_after == queued_at
+    assert RequestEvent.objects.filter(request=dsr, action="fulfil_queued").count() == 1
+
+
+def test_a_hold_placed_while_queued_is_recorded_and_the_request_can_be_fulfilled_again(
+    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given: queued, then held before the worker ran
+    dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    with django_capture_on_commit_callbacks() as queued:
+        services.request_fulfil(request=dsr, actor=owner)
+    services.request_hold(request=dsr, actor=owner, reason="Litigation.")
+    # when
+    result = tasks.dsr_fulfil(str(dsr.pk))
+    # then: refused, recorded, no longer queued; nothing erased
+    dsr.refresh_from_db()
+    assert result == {"request": str(dsr.pk), "ok": False, "code": "legal_hold"}
+    assert dsr.fulfil_after is None
+    refused = RequestEvent.objects.get(request=dsr, action="fulfil_refused")
+    assert refused.note.startswith("Not carried out (legal_hold)")
+    assert Profile.objects.filter(pk=person.pk).exists()
+    # when: the hold is lifted and the steward fulfils again
+    services.request_unhold(request=dsr, actor=owner, note="Settled.")
+    with django_capture_on_commit_callbacks() as again:
+        services.request_fulfil(request=dsr, actor=owner)
+    # then
+    assert len(queued) == len(again) == 1
+
+
+def test_a_failure_in_the_worker_leaves_the_request_in_error_and_not_queued(
+    workspace: Any, owner: Any, person: Profile, monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    from governance import fulfilment
+
+    # given
+    dsr = in_progress(workspace, actor=owner, request_type="access")
+    with django_capture_on_commit_callbacks():
+        services.request_fulfil(request=dsr, actor=owner)
+
+    def broken(**kwargs: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(fulfilment, "fulfil", broken)
+    # when
+    with pytest.raises(RuntimeError):
+        tasks.dsr_fulfil(str(dsr.pk))
+    # then
+    dsr.refresh_from_db()
+    assert (dsr.state, dsr.fulfil_after) == (RequestState.ERROR, None)
+    assert not services.requests_fulfilment_due().filter(pk=dsr.pk).exists()
