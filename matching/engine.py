@@ -393,16 +393,17 @@ def prepare(
 
 # --- what an incremental run keeps of every record ------------------------------------------
 
-# Tags of the strings `record_keys` gives: a blocking rule's index, or TF_TAG + a field's
-# index for its first value (term frequencies).
+# Tags of the keys `record_keys` gives: a blocking rule's index, or TF_TAG + a field's index
+# for its first value (term frequencies). A key is a tuple of strings: one per part of a rule
+# (sorted for an unordered rule), or the one value.
 TF_TAG = 64
-KEY_SEPARATOR = "\x1f"
+Key = tuple[str, ...]
 
 
-def rule_key_strings(rule: BlockingRule, index: dict[str, int], prepared: Prepared, r: int,
-                     transformed: dict[tuple[str, str], str | None]) -> set[str]:  # fmt: skip
-    """Every key record `r` has under `rule`, as strings: one per combination of its values'
-    transforms (as `_rule_keys` codes them; an unordered rule's parts sorted)."""
+def rule_keys(rule: BlockingRule, index: dict[str, int], prepared: Prepared, r: int,
+              transformed: dict[tuple[str, str], str | None]) -> set[Key]:  # fmt: skip
+    """Every key record `r` has under `rule`: one per combination of its values' transforms
+    (as `_rule_keys` codes them; an unordered rule's parts sorted)."""
     parts: list[list[str]] = []
     for name, t in rule.keys:
         transform = BLOCK_TRANSFORMS[t]
@@ -420,14 +421,14 @@ def rule_key_strings(rule: BlockingRule, index: dict[str, int], prepared: Prepar
     combos: list[tuple[str, ...]] = [()]
     for options in parts:
         combos = [(*c, k) for c in combos for k in options]
-    return {KEY_SEPARATOR.join(sorted(c) if rule.unordered else c) for c in combos}
+    return {tuple(sorted(c)) if rule.unordered else c for c in combos}
 
 
-def record_keys(config: MatchConfig, prepared: Prepared) -> list[list[tuple[int, str]]]:
-    """Per record, the tagged strings an incremental run needs of it without decrypting it
+def record_keys(config: MatchConfig, prepared: Prepared) -> list[list[tuple[int, Key]]]:
+    """Per record, the tagged keys an incremental run needs of it without decrypting it
     again: its blocking keys under each rule (tag: the rule's index) and the first value of
     each field with term frequencies (TF_TAG + field). The caller stores keyed hashes of
-    them, never the strings."""
+    them, never the values."""
     index = {name: f for f, name in enumerate(config.names)}
     transformed: dict[tuple[str, str], str | None] = {}
     firsts: dict[tuple[str, int], list[str | None]] = {}
@@ -447,22 +448,22 @@ def record_keys(config: MatchConfig, prepared: Prepared) -> list[list[tuple[int,
             firsts[(t, f)] = column
         return firsts[(t, f)]
 
-    out: list[list[tuple[int, str]]] = [[] for _ in range(prepared.n)]
+    out: list[list[tuple[int, Key]]] = [[] for _ in range(prepared.n)]
     for tag, rule in enumerate(config.blocking):
         fields = [index[name] for name, _ in rule.keys]
         multi = set().union(*(prepared.more[f].keys() for f in fields))
         columns = [first(t, index[name]) for name, t in rule.keys]
         for r, parts in enumerate(zip(*columns, strict=True)):
             if None not in parts and r not in multi:
-                key = KEY_SEPARATOR.join(sorted(parts) if rule.unordered else parts)
+                key = tuple(sorted(parts)) if rule.unordered else parts
                 out[r].append((tag, key))
-        for r in multi:  # several values: every combination (`rule_key_strings`)
-            out[r].extend((tag, k) for k in rule_key_strings(rule, index, prepared, r, transformed))
+        for r in multi:  # several values: every combination (`rule_keys`)
+            out[r].extend((tag, k) for k in rule_keys(rule, index, prepared, r, transformed))
     for f, spec in enumerate(config.fields):
         if spec.tf:
             for r, values in enumerate(prepared.normalized[f]):
                 if values:
-                    out[r].append((TF_TAG + f, values[0]))
+                    out[r].append((TF_TAG + f, (values[0],)))
     return out
 
 
@@ -481,11 +482,11 @@ def _rule_keys(
     prepared: Prepared,
     index: dict[str, int],
     cache: dict[tuple[int, str], list[str | None]],
-    excluded: set[str] | None = None,
+    excluded: set[Key] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(record, key code) rows: a record has one key per combination of its values. The
     first value of every record is keyed in bulk; records with several values (identifiers)
-    add their other combinations one by one. Keys in `excluded` (as `rule_key_strings` writes
+    add their other combinations one by one. Keys in `excluded` (as `rule_keys` gives
     them) are left out."""
     vocabulary: dict[str, int] = {}
     keys = [(index[name], t) for name, t in rule.keys]
@@ -533,8 +534,7 @@ def _rule_keys(
         composite = composite * base + all_rows[:, k]
     if excluded:
         left_out = []
-        for key in excluded:
-            parts = key.split(KEY_SEPARATOR)
+        for parts in excluded:
             if len(parts) == len(keys) and all(p in vocabulary for p in parts):
                 codes = [vocabulary[p] for p in parts]
                 value = 0
@@ -598,7 +598,7 @@ def block(
     config: MatchConfig,
     prepared: Prepared,
     changed: np.ndarray | None = None,
-    excluded: dict[int, set[str]] | None = None,
+    excluded: dict[int, set[Key]] | None = None,
 ) -> Blocked:
     """Candidate pairs (the union of every rule's pairs), with each rule's own pairs. Keys in
     `excluded` (per rule index) make no pairs: an incremental run's records are part of a
@@ -942,7 +942,7 @@ def run(
     estimate_parameters: bool = True,
     changed: np.ndarray | None = None,
     frequencies: dict[int, TermFrequencies] | None = None,
-    excluded: dict[int, set[str]] | None = None,
+    excluded: dict[int, set[Key]] | None = None,
 ) -> EngineResult:
     """Block, compare, estimate (unless `estimate_parameters` is false and `parameters` are
     given) and score every candidate pair of `records`. With `changed` (a boolean per record)

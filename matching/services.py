@@ -318,7 +318,7 @@ class _Keys:
         self.fingerprint = keyed_hash(
             "matching", self.workspace_id, "fingerprint", json.dumps(described, sort_keys=True)
         ).hex()
-        self._memo: dict[tuple[int, str], int] = {}
+        self._memo: dict[tuple[int, engine.Key], int] = {}
         self._hashers: dict[int, Callable[[str], bytes]] = {}
 
     @functools.cached_property
@@ -331,18 +331,20 @@ class _Keys:
             ).values_list("profile_id", "keys")
         }
 
-    def hash(self, tag: int, value: str) -> int:
+    def hash(self, tag: int, key: engine.Key) -> int:
         try:
-            return self._memo[(tag, value)]
+            return self._memo[(tag, key)]
         except KeyError:
             hasher = self._hashers.get(tag)
             if hasher is None:
                 hasher = self._hashers[tag] = keyed_hasher("matching", self.workspace_id, str(tag))
-            found = (tag << 56) | int.from_bytes(hasher(value)[:7], "big")
-            self._memo[(tag, value)] = found
+            # Each part with its length before it: no two keys encode alike.
+            encoded = "".join(f"{len(part)}:{part}" for part in key)
+            found = (tag << 56) | int.from_bytes(hasher(encoded)[:7], "big")
+            self._memo[(tag, key)] = found
             return found
 
-    def pack(self, per_record: list[list[tuple[int, str]]]) -> list[bytes]:
+    def pack(self, per_record: list[list[tuple[int, engine.Key]]]) -> list[bytes]:
         """Each record's keys as stored: its distinct hashes, sorted, as big-endian int64s."""
         counts = np.fromiter(map(len, per_record), dtype=np.int64, count=len(per_record))
         hashes = np.fromiter(
@@ -391,7 +393,7 @@ class _Part:
     changed: np.ndarray | None
     stored_keys: int
     frequencies: dict[int, engine.TermFrequencies] | None = None
-    excluded: dict[int, set[str]] | None = None
+    excluded: dict[int, set[engine.Key]] | None = None
     partial: bool = False  # not every active profile
 
 
@@ -428,7 +430,7 @@ def _changed_and_partners(
     mine = {h for h in by_hash if (h >> 56) < engine.TF_TAG}
     wanted = np.fromiter(mine - too_big, dtype=np.int64)
     partner_at = np.setdiff1d(owners[blocks & np.isin(values, wanted)], changed_at)
-    excluded: dict[int, set[str]] = {}
+    excluded: dict[int, set[engine.Key]] = {}
     for h in mine & too_big:
         tag, key = by_hash[h]
         excluded.setdefault(tag, set()).add(key)
@@ -441,7 +443,7 @@ def _changed_and_partners(
             table = dict(zip(found.tolist(), counts.tolist(), strict=True))
             frequencies[f] = engine.TermFrequencies(
                 count=lambda value, f=f, table=table: table.get(
-                    keys.hash(engine.TF_TAG + f, value), 0
+                    keys.hash(engine.TF_TAG + f, (value,)), 0
                 ),
                 present=present,
                 sum_p2=float(((counts / present) ** 2).sum()) if present else 0.0,

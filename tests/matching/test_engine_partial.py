@@ -27,7 +27,7 @@ BLOCKING = [
     {"keys": ["last_name:soundex", "email:domain"]},
 ]
 NAMES = ["Ann", "Anna", "Bob", "Bea", "Cy", "Ada", "Abe", "Ng"]
-LOCALS = ["a", "b", "ann", "bo", ""]
+LOCALS = ["a", "b", "ann", "bo", "", "a\x1fb"]  # a separator inside a value too
 DOMAINS = ["x.example", "y.example"]
 
 address = st.builds(
@@ -84,7 +84,7 @@ def test_partners_and_exclusions_give_the_pairs_and_weights_of_blocking_everyone
         {r for r in range(n) if changed[r]}
         | {r for r in range(n) if set(keys[r]) & (mine - too_big)}
     )
-    excluded: dict[int, set[str]] = {}
+    excluded: dict[int, set[engine.Key]] = {}
     for tag, key in mine & too_big:
         excluded.setdefault(tag, set()).add(key)
     tf_values = {
@@ -92,7 +92,7 @@ def test_partners_and_exclusions_give_the_pairs_and_weights_of_blocking_everyone
     }
     frequencies = {
         f: engine.TermFrequencies(
-            count=lambda value, c=counts: c[value],
+            count=lambda value, c=counts: c[(value,)],
             present=sum(counts.values()),
             sum_p2=sum((k / sum(counts.values())) ** 2 for k in counts.values()),
         )
