@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 from auditlog import get_logentry_model
+from django.conf import settings as django_settings
 from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from cdp.core import audit, bulk
@@ -253,6 +255,29 @@ def match_run(
         log.warning("matching run %s of workspace %s failed: %s", run.pk, workspace.pk,
                     type(exc).__name__)  # fmt: skip
         raise
+
+
+def match_runs_planned(*, now: Any = None) -> list[tuple[int, bool]]:
+    """(workspace id, full) of the scheduled runs: every workspace with match settings; full
+    when its last finished full run is older than MATCHING_FULL_RUN_DAYS (0: never; a first
+    run is full anyway)."""
+    days = django_settings.MATCHING_FULL_RUN_DAYS
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    last_full = dict(
+        MatchRun.objects.filter(kind=RunKind.FULL, status=RunStatus.FINISHED)
+        .values("workspace_id")
+        .annotate(last=Max("started_at"))
+        .values_list("workspace_id", "last")
+    )
+    return [
+        (
+            workspace_id,
+            bool(days) and workspace_id in last_full and last_full[workspace_id] <= cutoff,
+        )
+        for workspace_id in MatchSettings.objects.order_by("workspace_id").values_list(
+            "workspace_id", flat=True
+        )
+    ]
 
 
 def _load(

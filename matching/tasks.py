@@ -25,14 +25,12 @@ def match_run(workspace_id: int, full: bool = False) -> dict[str, object]:
 
 @shared_task(name="matching.tasks.match_runs_due")
 def match_runs_due() -> dict[str, int]:
-    """Scheduled (CELERY_BEAT_SCHEDULE): queue an incremental run for every workspace that has
-    set up matching (has match settings), so new and changed profiles reach the review queue
-    without a steward starting a run. A workspace whose run is still going skips this one."""
-    from matching.models import MatchSettings
-
-    ids = list(
-        MatchSettings.objects.order_by("workspace_id").values_list("workspace_id", flat=True)
-    )
-    for workspace_id in ids:
-        match_run.delay(workspace_id)
-    return {"queued": len(ids)}
+    """Scheduled (CELERY_BEAT_SCHEDULE): queue a run for every workspace that has set up
+    matching (has match settings), so new and changed profiles reach the review queue without
+    a steward starting a run: incremental, or full once the last full run is older than
+    MATCHING_FULL_RUN_DAYS (the parameters are estimated again on the grown population and
+    every profile's match keys made again). A workspace whose run is still going skips it."""
+    due = services.match_runs_planned()
+    for workspace_id, full in due:
+        match_run.delay(workspace_id, full=full)
+    return {"queued": len(due), "full": sum(1 for _, full in due if full)}

@@ -321,6 +321,9 @@ CDP_SOURCE_CACHE_SECONDS = env_int("CDP_SOURCE_CACHE_SECONDS", 5)
 # How long a process keeps a workspace's identity rules and trait classifications.
 CDP_WORKSPACE_CONFIG_SECONDS = env_int("CDP_WORKSPACE_CONFIG_SECONDS", 10)
 
+# The scheduled matching run is a full one (parameters estimated again, every profile's match
+# keys made again) once the workspace's last full run is this many days old; 0: never.
+MATCHING_FULL_RUN_DAYS = env_int("MATCHING_FULL_RUN_DAYS", 7)
 # With workers (a broker), the exports and erasures a steward fulfils are queued for the dsr
 # worker rather than carried out in the web request (an erasure first waits, up to 30 s, for
 # the intake buffer to settle).

@@ -1,11 +1,15 @@
 """The scheduled matching run: every workspace that has set up matching gets an incremental run
-(the first one full), others none."""
+(the first one full, and a full one again once the last is MATCHING_FULL_RUN_DAYS old), others
+none."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from matching import services, tasks
 from matching.enums import RunKind, RunStatus
@@ -24,7 +28,7 @@ def test_workspaces_with_match_settings_get_a_run_and_others_none(
     first = tasks.match_runs_due()
     second = tasks.match_runs_due()
     # then
-    assert first == second == {"queued": 1}
+    assert first == second == {"queued": 1, "full": 0}
     runs = list(MatchRun.objects.order_by("started_at").values_list("workspace", "kind", "status"))
     assert runs == [
         (workspace.pk, RunKind.FULL, RunStatus.FINISHED),
@@ -35,3 +39,30 @@ def test_workspaces_with_match_settings_get_a_run_and_others_none(
 def test_the_schedule_lists_the_task() -> None:
     entry = settings.CELERY_BEAT_SCHEDULE["matching-runs-due"]
     assert entry["task"] == tasks.match_runs_due.name
+
+
+@pytest.mark.parametrize(("days", "kind"), [(7, RunKind.FULL), (0, RunKind.INCREMENTAL)])
+def test_a_full_run_comes_again_once_the_last_is_a_week_old(
+    workspace: Any, settings: Any, days: int, kind: str
+) -> None:
+    # given: matching ran (full) eight days ago
+    settings.MATCHING_FULL_RUN_DAYS = days
+    add_people(crm_source(workspace))
+    services.match_run(workspace=workspace)
+    MatchRun.objects.update(started_at=timezone.now() - timedelta(days=8))
+    # when
+    planned = services.match_runs_planned()
+    outcome = tasks.match_runs_due()
+    # then
+    assert planned == [(workspace.pk, kind == RunKind.FULL)]
+    assert outcome == {"queued": 1, "full": int(kind == RunKind.FULL)}
+    assert MatchRun.objects.order_by("-started_at").values_list("kind", flat=True)[0] == kind
+
+
+def test_a_recent_full_run_is_followed_by_incremental_ones(workspace: Any) -> None:
+    # given
+    add_people(crm_source(workspace))
+    services.match_run(workspace=workspace, full=True)
+    MatchRun.objects.update(started_at=timezone.now() - timedelta(days=6))
+    # then
+    assert services.match_runs_planned() == [(workspace.pk, False)]
