@@ -444,10 +444,12 @@ def _changed_and_partners(
     by_hash = {keys.hash(t, v): (t, v) for k in strings for t, v in k}
 
     # Every active profile's keys: the changed ones' as they are now, the others' as stored.
-    every = [(k, keys.unpacked(p)) for k, p in zip(changed_at.tolist(), packed, strict=True)]
-    every += [(k, keys.unpacked(keys.stored[ids[k]])) for k in unchanged_at.tolist()]
-    owners = np.concatenate([np.full(len(v), k, dtype=np.int64) for k, v in every])
-    values = np.concatenate([v for _, v in every])
+    # (in one buffer: a workspace may hold millions of profiles)
+    at = np.concatenate([changed_at, unchanged_at])
+    blobs = packed + [keys.stored[ids[k]] for k in unchanged_at.tolist()]
+    lengths = np.fromiter((len(b) // 8 for b in blobs), dtype=np.int64, count=len(blobs))
+    owners = np.repeat(at, lengths)
+    values = keys.unpacked(b"".join(blobs))
     tags = values >> 56
     blocks = tags < engine.TF_TAG
     block_keys, sizes = np.unique(values[blocks], return_counts=True)
