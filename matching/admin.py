@@ -377,6 +377,7 @@ class MatchRunAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
         "finished_at",
         "profiles_considered",
         "profiles_changed",
+        "profiles_decrypted",
         "candidate_pairs",
         "proposed",
         "auto_merged",

@@ -413,3 +413,20 @@ def test_a_member_with_only_reveal_pii_elsewhere_cannot_reveal_here(
 
     # then
     assert response.status_code == 403
+
+
+def test_the_runs_list_says_how_many_profiles_each_run_decrypted(
+    workspace: Any, owner: Any, candidates: list[MatchCandidate]
+) -> None:
+    # given: the fixture's full run, then an incremental one with one new profile
+    add_person(crm_source(workspace), first_name="Tobias", last_name="Lindquist",
+               birthday="1965-01-30", postcode="98101")  # fmt: skip
+    incremental = services.match_run(workspace=workspace).run
+    # when
+    page = client_for(owner).get(reverse("admin:matching_matchrun_changelist"))
+    # then
+    content = page.content.decode()
+    assert page.status_code == 200
+    assert "column-profiles_decrypted" in content
+    assert incremental.profiles_decrypted < incremental.profiles_considered
+    assert f'<td class="field-profiles_decrypted">{incremental.profiles_decrypted}</td>' in content
