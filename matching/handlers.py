@@ -43,13 +43,17 @@ def export_candidates(profile: Any) -> dict[str, Any]:
     }
 
 
-def erase_candidates(profile: Any) -> ErasureReport:
-    deleted, _ = _candidates(profile).delete()
+def _deleted(store: str, counted: str, rows: Any) -> ErasureReport:
+    deleted, _ = rows.delete()
     return ErasureReport(
-        store="matching.candidates",
+        store=store,
         status=ErasureStatus.ERASED if deleted else ErasureStatus.NOTHING_FOUND,
-        counts={"candidates": deleted},
+        counts={counted: deleted},
     )
+
+
+def erase_candidates(profile: Any) -> ErasureReport:
+    return _deleted("matching.candidates", "candidates", _candidates(profile))
 
 
 CANDIDATES_HANDLER = PersonalDataHandler(
@@ -76,11 +80,8 @@ def export_keys(profile: Any) -> dict[str, Any]:
 
 
 def erase_keys(profile: Any) -> ErasureReport:
-    deleted, _ = MatchKeys.objects.filter(profile_id__in=_people(profile)).delete()
-    return ErasureReport(
-        store="matching.keys",
-        status=ErasureStatus.ERASED if deleted else ErasureStatus.NOTHING_FOUND,
-        counts={"profiles": deleted},
+    return _deleted(
+        "matching.keys", "profiles", MatchKeys.objects.filter(profile_id__in=_people(profile))
     )
 
 
