@@ -390,14 +390,26 @@ def requests_fulfilment_due(*, now: Any = None) -> Any:
     for a worker more than QUEUED_GRACE ago (their task was lost)."""
     now = now or timezone.now()
     scheduled = Q(cancel_until__isnull=False, fulfil_after=F("cancel_until"), fulfil_after__lte=now)
+    # A legal hold blocks erasures only.
+    unheld = Q(legal_hold=False) | ~Q(type=RequestType.ERASURE)
     return DataSubjectRequest.objects.filter(
         scheduled | Q(fulfil_after__lte=now - QUEUED_GRACE),
+        unheld,
         type__in=FULFILMENT_MODULE_TYPES,
         state__in=FULFILMENT_STATES,
         fulfil_after__isnull=False,
-        legal_hold=False,
         certificate__isnull=True,
     ).order_by("fulfil_after", "pk")
+
+
+@transaction.atomic
+def requests_fulfilment_claim(*, now: Any = None) -> list[str]:
+    """The ids of `requests_fulfilment_due`, each now queued afresh (`fulfil_after` = now):
+    the next sweep waits QUEUED_GRACE for the task enqueued now before enqueueing another."""
+    now = now or timezone.now()
+    ids = list(requests_fulfilment_due(now=now).select_for_update().values_list("pk", flat=True))
+    DataSubjectRequest.objects.filter(pk__in=ids).update(fulfil_after=now, updated_at=now)
+    return [str(pk) for pk in ids]
 
 
 def request_verify(*, request: DataSubjectRequest, code: str) -> DataSubjectRequest:
@@ -587,11 +599,21 @@ def _set_flag(
 
 @transaction.atomic
 def request_hold(*, request: DataSubjectRequest, actor: Any, reason: str) -> DataSubjectRequest:
-    """Place a legal hold: erasure is blocked while it lasts."""
+    """Place a legal hold: erasure is blocked while it lasts. An erasure queued or scheduled
+    for a worker is no longer: once the hold is lifted a steward decides again."""
     reason = _required(reason, "reason")
-    return _set_flag(
+    held = _set_flag(
         request, flag="legal_hold", value=True, action="hold", actor=actor, note=reason
     )
+    if held.type == RequestType.ERASURE and held.fulfil_after is not None:
+        request_unqueue(request=held)
+        _event(
+            held,
+            action="fulfil_unqueued",
+            actor=actor,
+            note="The pending erasure was called off by the hold; fulfil it again once lifted.",
+        )
+    return held
 
 
 @transaction.atomic
@@ -753,7 +775,7 @@ def _queue_fulfilment(*, request: DataSubjectRequest, actor: Any, note: str) -> 
 
     _lock(request)
     _fulfillable(request)
-    if request.fulfil_after is not None:  # queued or scheduled already (a second click)
+    if _pending(request):  # a second click, or an API client's retry
         return request
     if _window_open(request):
         return _schedule_erasure(request, actor=actor, note=note)
@@ -774,9 +796,21 @@ def _queue_fulfilment(*, request: DataSubjectRequest, actor: Any, note: str) -> 
     return request
 
 
+def _pending(request: DataSubjectRequest) -> bool:
+    """Whether a worker will carry the request out without another "fulfil": an erasure
+    scheduled for the end of a window still open, or a request queued within QUEUED_GRACE
+    (past it, its task was probably lost: a "fulfil" queues it again)."""
+    if request.fulfil_after is None:
+        return False
+    if request.cancel_until is not None and request.fulfil_after == request.cancel_until:
+        return _window_open(request)
+    return request.fulfil_after > timezone.now() - QUEUED_GRACE
+
+
 def request_fulfil_actor(*, request: DataSubjectRequest, actor_id: Any) -> Any:
     """On whose behalf a worker carries a request out: `actor_id`, else the steward who last
-    queued or scheduled its fulfilment (None: the system)."""
+    queued or scheduled its fulfilment (None: the system). It is attribution of a decision
+    already taken: a steward deactivated since is still named."""
     from django.contrib.auth import get_user_model
 
     if actor_id is None:

@@ -44,7 +44,9 @@ def dsr_fulfil(request_id: str, actor_id: int | None = None) -> dict[str, object
     request = DataSubjectRequest.objects.select_related("workspace").get(pk=request_id)
     actor = services.request_fulfil_actor(request=request, actor_id=actor_id)
     try:
-        with set_actor(actor), erasure.erasure_settled(request=request):
+        # Settling stores the intake buffer's pending messages, other people's and other
+        # workspaces' too: their audit entries are not the steward's doing.
+        with erasure.erasure_settled(request=request), set_actor(actor):
             done = fulfilment.fulfil(request=request, actor=actor)
     except ApplicationError as exc:
         logger.info("request %s not fulfilled: %s", request_id, exc.code)
@@ -83,7 +85,7 @@ def dsr_fulfilments_due() -> dict[str, object]:
     fulfil while their cancellation window was open, once it has closed, and any export or
     erasure queued for a worker that is still open (a lost task). A request already carried
     out is refused by `dsr_fulfil` under its row lock. Ids only go out."""
-    due = [str(pk) for pk in services.requests_fulfilment_due().values_list("pk", flat=True)]
+    due = services.requests_fulfilment_claim()
     for request_id in due:
         dsr_fulfil.delay(request_id)
     return {"enqueued": len(due)}

@@ -43,6 +43,7 @@ from matching.exceptions import (
 from matching.models import MatchCandidate, MatchKeys, MatchRun, MatchSettings
 from profiles import selectors as profile_selectors
 from profiles import services as profile_services
+from profiles.enums import Survivorship
 from profiles.exceptions import MergeRefused
 
 log = logging.getLogger(__name__)
@@ -259,25 +260,25 @@ def match_run(
 
 def match_runs_planned(*, now: Any = None) -> list[tuple[int, bool]]:
     """(workspace id, full) of the scheduled runs: every workspace with match settings; full
-    when its last finished full run is older than MATCHING_FULL_RUN_DAYS (0: never; a first
+    when no full run was attempted in the last MATCHING_FULL_RUN_DAYS (an hour's slack, so a
+    daily beat gives a weekly full run; a full run that failed is not retried every day: the
+    next comes a period later, incremental ones meanwhile). 0 or less: never full (a first
     run is full anyway)."""
     days = django_settings.MATCHING_FULL_RUN_DAYS
-    cutoff = (now or timezone.now()) - timedelta(days=days)
+    cutoff = (now or timezone.now()) - timedelta(days=days) + timedelta(hours=1)
     last_full = dict(
-        MatchRun.objects.filter(kind=RunKind.FULL, status=RunStatus.FINISHED)
+        MatchRun.objects.filter(kind=RunKind.FULL)
         .values("workspace_id")
         .annotate(last=Max("started_at"))
         .values_list("workspace_id", "last")
     )
-    return [
-        (
-            workspace_id,
-            bool(days) and workspace_id in last_full and last_full[workspace_id] <= cutoff,
-        )
-        for workspace_id in MatchSettings.objects.order_by("workspace_id").values_list(
-            "workspace_id", flat=True
-        )
-    ]
+    planned = []
+    for workspace_id in MatchSettings.objects.order_by("workspace_id").values_list(
+        "workspace_id", flat=True
+    ):
+        last = last_full.get(workspace_id)
+        planned.append((workspace_id, days > 0 and (last is None or last <= cutoff)))
+    return planned
 
 
 def _load(
@@ -308,7 +309,8 @@ def _load(
 
 # --- incremental runs: decrypt the changed profiles and their block partners only -----------
 
-KEYS_VERSION = 1  # bump when normalization or blocking transforms change what a key is
+KEYS_VERSION = 2  # bump when normalization, blocking transforms or the hashing change a key
+DEFAULT_SOURCE_PRIORITY = 100  # profiles.models.Source.priority's default
 KEY_COLUMNS = ("profile_id", "workspace_id", "fingerprint", "keys", "computed_at")
 
 
@@ -323,22 +325,30 @@ class _Keys:
         # What decides a profile's keys besides its rows: the fields and rules, and which of a
         # trait's values survives (the traits' survivorship policies, the sources' priorities),
         # which a steward may change without touching any profile.
+        # Only what differs from the defaults counts (a trait's first schema row, a new
+        # source at the default priority change nothing): the latest value survives unless
+        # a policy says otherwise; priorities matter only under a source-priority policy.
         traits = sorted({f.trait_key for f in config.fields if f.source == "trait"})
+        policies = sorted(
+            profile_selectors.trait_schema_list(workspace=workspace)
+            .filter(key__in=traits)
+            .exclude(survivorship=Survivorship.LATEST)
+            .values_list("key", "survivorship")
+        )
+        priorities = []
+        if any(policy == Survivorship.SOURCE_PRIORITY for _, policy in policies):
+            priorities = sorted(
+                (str(pk), priority)
+                for pk, priority in profile_selectors.source_list(workspace=workspace)
+                .exclude(priority=DEFAULT_SOURCE_PRIORITY)
+                .values_list("pk", "priority")
+            )
         described = {
             "version": KEYS_VERSION,
             "fields": settings.fields,
             "blocking": settings.blocking,
-            "survivorship": sorted(
-                profile_selectors.trait_schema_list(workspace=workspace)
-                .filter(key__in=traits)
-                .values_list("key", "survivorship")
-            ),
-            "priorities": sorted(
-                (str(pk), priority)
-                for pk, priority in profile_selectors.source_list(workspace=workspace).values_list(
-                    "pk", "priority"
-                )
-            ),
+            "survivorship": policies,
+            "priorities": priorities,
         }
         self.fingerprint = keyed_hash(
             "matching", self.workspace_id, "fingerprint", json.dumps(described, sort_keys=True)

@@ -239,7 +239,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "activation.tasks.audiences_refresh_all",
         "schedule": timedelta(minutes=15),
     },
-    # Incremental probabilistic matching of the workspaces that set it up (review queue).
+    # Probabilistic matching of the workspaces that set it up (review queue): incremental,
+    # full once a week (MATCHING_FULL_RUN_DAYS).
     "matching-runs-due": {
         "task": "matching.tasks.match_runs_due",
         "schedule": timedelta(hours=24),

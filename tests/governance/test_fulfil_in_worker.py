@@ -290,7 +290,7 @@ def test_a_second_fulfil_while_queued_queues_nothing_more(
     assert RequestEvent.objects.filter(request=dsr, action="fulfil_queued").count() == 1
 
 
-def test_a_hold_placed_while_queued_is_recorded_and_the_request_can_be_fulfilled_again(
+def test_a_hold_calls_off_a_queued_erasure_and_the_steward_decides_again(
     workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
 ) -> None:
     # given: queued, then held before the worker ran
@@ -298,21 +298,47 @@ def test_a_hold_placed_while_queued_is_recorded_and_the_request_can_be_fulfilled
     with django_capture_on_commit_callbacks() as queued:
         services.request_fulfil(request=dsr, actor=owner)
     services.request_hold(request=dsr, actor=owner, reason="Litigation.")
-    # when
-    result = tasks.dsr_fulfil(str(dsr.pk))
-    # then: refused, recorded, no longer queued; nothing erased
+    # then: no longer queued, and said so
     dsr.refresh_from_db()
-    assert result == {"request": str(dsr.pk), "ok": False, "code": "legal_hold"}
     assert dsr.fulfil_after is None
-    refused = RequestEvent.objects.get(request=dsr, action="fulfil_refused")
-    assert refused.note.startswith("Not carried out (legal_hold)")
+    assert RequestEvent.objects.get(request=dsr, action="fulfil_unqueued").actor == owner
+    # when: the task enqueued before the hold runs anyway
+    result = tasks.dsr_fulfil(str(dsr.pk))
+    # then: refused, nothing erased, nothing more recorded
+    assert result == {"request": str(dsr.pk), "ok": False, "code": "legal_hold"}
     assert Profile.objects.filter(pk=person.pk).exists()
+    assert not RequestEvent.objects.filter(request=dsr, action="fulfil_refused").exists()
     # when: the hold is lifted and the steward fulfils again
     services.request_unhold(request=dsr, actor=owner, note="Settled.")
     with django_capture_on_commit_callbacks() as again:
         services.request_fulfil(request=dsr, actor=owner)
     # then
     assert len(queued) == len(again) == 1
+
+
+def test_a_refusal_in_the_worker_is_recorded_and_the_request_is_no_longer_queued(
+    workspace: Any, owner: Any, person: Profile, monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    from governance import erasure, fulfilment
+
+    # given: queued; the erasure then refuses (a certificate exists already, say)
+    dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    with django_capture_on_commit_callbacks():
+        services.request_fulfil(request=dsr, actor=owner)
+
+    def refused(**kwargs: Any) -> Any:
+        raise erasure.ErasureCertified()
+
+    monkeypatch.setattr(fulfilment, "fulfil", refused)
+    # when
+    result = tasks.dsr_fulfil(str(dsr.pk))
+    # then
+    dsr.refresh_from_db()
+    assert result["ok"] is False
+    assert dsr.fulfil_after is None and dsr.state == RequestState.IN_PROGRESS
+    event = RequestEvent.objects.get(request=dsr, action="fulfil_refused")
+    assert event.note.startswith(f"Not carried out ({result['code']})")
 
 
 def test_a_failure_in_the_worker_leaves_the_request_in_error_and_not_queued(
@@ -337,3 +363,122 @@ def test_a_failure_in_the_worker_leaves_the_request_in_error_and_not_queued(
     dsr.refresh_from_db()
     assert (dsr.state, dsr.fulfil_after) == (RequestState.ERROR, None)
     assert not services.requests_fulfilment_due().filter(pk=dsr.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_intake_buffer_settles_before_the_worker_acts_for_the_steward(
+    workspace: Any, owner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auditlog import get_logentry_model
+
+    from cdp.core import registry
+
+    # given: settling stores other people's pending messages: an entry written then (as the
+    # drain writes them) must not name the steward
+    subject_profile(workspace)
+    dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    entries = get_logentry_model().objects
+    written: list[Any] = []
+
+    def settle(*args: Any) -> None:
+        entry = entries.log_create(
+            workspace, force_log=True, action=entries.model.Action.ACCESS, changes={}
+        )
+        written.append(entry.pk)
+
+    handler = registry._handlers["collect.intake"]
+    monkeypatch.setitem(
+        registry._handlers,
+        "collect.intake",
+        type(handler)(**{**handler.__dict__, "settle": settle}),
+    )
+    # when
+    result = tasks.dsr_fulfil(str(dsr.pk), owner.pk)
+    # then: settled with no actor; the erasure itself is the steward's
+    assert result["ok"] is True
+    assert len(written) == 1
+    assert entries.get(pk=written[0]).actor_id is None
+    assert RequestEvent.objects.get(request=dsr, action="fulfilled").actor == owner
+
+
+@override_settings(CDP_ERASURE_CANCELLATION_HOURS=1)
+def test_a_fulfil_once_the_window_has_closed_queues_the_scheduled_erasure_at_once(
+    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given: scheduled for the window's end, which has passed (the hourly sweep has not run)
+    dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    services.request_fulfil(request=dsr, actor=owner)
+    dsr.refresh_from_db()
+    assert dsr.cancel_until is not None and dsr.fulfil_after == dsr.cancel_until
+    # when
+    with (
+        frozen(dsr.cancel_until + timedelta(minutes=1)),
+        django_capture_on_commit_callbacks() as queued,
+    ):
+        services.request_fulfil(request=dsr, actor=owner)
+    # then
+    assert len(queued) == 1
+    assert RequestEvent.objects.filter(request=dsr, action="fulfil_queued").count() == 1
+
+
+def test_a_fulfil_past_the_grace_queues_a_request_whose_task_was_lost(
+    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given
+    dsr = in_progress(workspace, actor=owner, request_type="access")
+    with django_capture_on_commit_callbacks():
+        services.request_fulfil(request=dsr, actor=owner)
+    dsr.refresh_from_db()
+    assert dsr.fulfil_after is not None
+    # when: within the grace, then past it
+    with django_capture_on_commit_callbacks() as within:
+        services.request_fulfil(request=dsr, actor=owner)
+    with (
+        frozen(dsr.fulfil_after + services.QUEUED_GRACE + timedelta(seconds=1)),
+        django_capture_on_commit_callbacks() as past,
+    ):
+        services.request_fulfil(request=dsr, actor=owner)
+    # then
+    assert (len(within), len(past)) == (0, 1)
+
+
+def test_a_legal_hold_does_not_stop_the_sweep_from_carrying_out_an_export(
+    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given: an access request queued (its task lost), then held (holds block erasures only)
+    dsr = in_progress(workspace, actor=owner, request_type="access")
+    with django_capture_on_commit_callbacks():
+        services.request_fulfil(request=dsr, actor=owner)
+    services.request_hold(request=dsr, actor=owner, reason="Litigation.")
+    dsr.refresh_from_db()
+    assert dsr.fulfil_after is not None
+    # when
+    with frozen(dsr.fulfil_after + services.QUEUED_GRACE):
+        outcome = tasks.dsr_fulfilments_due.delay().get()
+    # then
+    dsr.refresh_from_db()
+    assert outcome == {"enqueued": 1}
+    assert dsr.state == RequestState.FULFILLED
+
+
+def test_the_sweep_queues_afresh_and_waits_the_grace_again(
+    workspace: Any, owner: Any, person: Profile, monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    # given: queued; the broker holds every task (none runs)
+    dsr = in_progress(workspace, actor=owner, request_type="access")
+    with django_capture_on_commit_callbacks():
+        services.request_fulfil(request=dsr, actor=owner)
+    monkeypatch.setattr(tasks.dsr_fulfil, "delay", lambda *a, **k: None)
+    dsr.refresh_from_db()
+    assert dsr.fulfil_after is not None
+    late = dsr.fulfil_after + services.QUEUED_GRACE
+    # when: the sweep runs, and again an hour later, then past another grace
+    with frozen(late):
+        first = tasks.dsr_fulfilments_due()
+    with frozen(late + timedelta(minutes=14)):
+        second = tasks.dsr_fulfilments_due()
+    with frozen(late + services.QUEUED_GRACE):
+        third = tasks.dsr_fulfilments_due()
+    # then
+    assert (first, second, third) == ({"enqueued": 1}, {"enqueued": 0}, {"enqueued": 1})

@@ -239,3 +239,40 @@ def test_a_new_survivorship_policy_makes_the_next_run_decrypt_everyone(
     run = services.match_run(workspace=workspace).run
     # then
     assert run.stats["decrypted"] == "all"
+
+
+def test_a_new_source_or_a_default_schema_row_keeps_the_keys(
+    workspace: Any, world: tuple[dict[str, Any], list[Any]]
+) -> None:
+    # given: an import creates a source (default priority); a trait gets its first schema
+    # row (default policy): neither changes which value survives
+    sources, records = world
+    profile_services.source_create(workspace=workspace, name="Newsletter import", kind="import")
+    TraitSchema.objects.update_or_create(
+        workspace=workspace, key="first_name", defaults={"survivorship": Survivorship.LATEST}
+    )
+    _change_some(workspace, sources, records)
+    # when
+    run = services.match_run(workspace=workspace).run
+    # then
+    assert run.stats["decrypted"] == "changed and partners"
+
+
+def test_source_priorities_count_once_a_matched_trait_survives_by_them(
+    workspace: Any, world: tuple[dict[str, Any], list[Any]]
+) -> None:
+    # given: last names survive by source priority; then a source's priority changes
+    sources, records = world
+    TraitSchema.objects.update_or_create(
+        workspace=workspace, key="last_name",
+        defaults={"survivorship": Survivorship.SOURCE_PRIORITY},
+    )  # fmt: skip
+    services.match_run(workspace=workspace, full=True)
+    first = next(iter(sources.values()))
+    first.priority = 10
+    first.save(update_fields=["priority"])
+    _change_some(workspace, sources, records)
+    # when
+    run = services.match_run(workspace=workspace).run
+    # then
+    assert run.stats["decrypted"] == "all"
