@@ -407,7 +407,8 @@ def requests_fulfilment_claim(*, now: Any = None) -> list[str]:
     """The ids of `requests_fulfilment_due`, each now queued afresh (`fulfil_after` = now):
     the next sweep waits QUEUED_GRACE for the task enqueued now before enqueueing another."""
     now = now or timezone.now()
-    ids = list(requests_fulfilment_due(now=now).select_for_update().values_list("pk", flat=True))
+    due = requests_fulfilment_due(now=now).select_for_update(of=("self",))
+    ids = list(due.values_list("pk", flat=True))
     DataSubjectRequest.objects.filter(pk__in=ids).update(fulfil_after=now, updated_at=now)
     return [str(pk) for pk in ids]
 
