@@ -1,6 +1,7 @@
 """The demo's near-duplicates: customers known to the CRM and again, written differently, to
 the loyalty programme (a nickname, a typo, a new address, a phone without its country code),
-then a full matching run, so that the stewards' review queue has candidates to look at.
+then a full matching run and, for the last record, an incremental one, so that the stewards'
+review queue has candidates to look at.
 Fictional people; emails on example.com. Called by `seed_demo`; does nothing a second time."""
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def _identify(number: int, traits: dict[str, str], id_type: str) -> InboundMessa
 
 
 def demo_seed(*, workspace: Any) -> list[str]:
-    """Load the near-duplicates and run matching once; lines to print."""
+    """Load the near-duplicates and run matching: a full run, then (the last loyalty record
+    arriving later) an incremental one; lines to print."""
     if MatchRun.objects.filter(workspace=workspace).exists():
         return []
     crm, loyalty = _source(workspace, "CRM"), _source(workspace, "Loyalty programme")
@@ -85,12 +87,15 @@ def demo_seed(*, workspace: Any) -> list[str]:
     profile_services.ingest_messages(
         source=crm, messages=[_identify(n, row, "crm_id") for n, row in enumerate(crm_rows)]
     )
-    profile_services.ingest_messages(
-        source=loyalty,
-        messages=[_identify(n, pair[1], "loyalty_id") for n, pair in enumerate(PAIRS)],
-    )
-    run = services.match_run(workspace=workspace, full=True).run
+    loyalty_rows = [_identify(n, pair[1], "loyalty_id") for n, pair in enumerate(PAIRS)]
+    profile_services.ingest_messages(source=loyalty, messages=loyalty_rows[:-1])
+    full = services.match_run(workspace=workspace, full=True).run
+    profile_services.ingest_messages(source=loyalty, messages=loyalty_rows[-1:])
+    later = services.match_run(workspace=workspace).run
     return [
-        f"Matching: {run.profiles_considered} profiles, {run.proposed} candidate pairs in the "
-        "review queue (admin: Probabilistic matching > Match candidates)"
+        f"Matching: full run over {full.profiles_considered} profiles, {full.proposed} "
+        "candidate pairs in the review queue (admin: Probabilistic matching > Match candidates)",
+        f"Matching: one more loyalty record, incremental run: decrypted "
+        f"{later.profiles_decrypted} of {later.profiles_considered} profiles (the new one and "
+        f"those sharing a block with it), {later.proposed} more candidate pair(s)",
     ]

@@ -1,10 +1,12 @@
-"""The demo's near-duplicates land in the review queue, once."""
+"""The demo's near-duplicates land in the review queue, once: a full run, then an incremental
+one for the record that comes later."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from matching.demo import PAIRS, demo_seed
+from matching.enums import RunKind
 from matching.models import MatchCandidate, MatchRun
 
 
@@ -25,6 +27,12 @@ def test_the_demo_fills_the_review_queue_with_its_near_duplicates_once(workspace
     assert (household["first_name"]["label"], household["address"]["label"]) == (
         "different", "exact",
     )  # fmt: skip
-    assert MatchRun.objects.count() == 1
-    assert "5 candidate pairs" in lines[0]
+    runs = list(MatchRun.objects.order_by("started_at"))
+    assert [r.kind for r in runs] == [RunKind.FULL, RunKind.INCREMENTAL]
+    assert "4 candidate pairs" in lines[0]
+    # the last loyalty record came later: the incremental run decrypted it and its partners
+    later = runs[1]
+    assert (later.profiles_changed, later.proposed) == (1, 1)
+    assert later.profiles_decrypted < later.profiles_considered
+    assert f"decrypted {later.profiles_decrypted} of {later.profiles_considered}" in lines[1]
     assert again == []
