@@ -8,7 +8,7 @@ finds a queued request whose task was lost."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -53,6 +53,24 @@ def settled(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     monkeypatch.setattr(erasure, "erasure_settled", recording)
     return calls
+
+
+@pytest.fixture
+def lost(
+    workspace: Any, owner: Any, django_capture_on_commit_callbacks: Any
+) -> Callable[[str], DataSubjectRequest]:
+    """Queue a request of a type, fulfilled by the steward, whose task never runs (lost, or
+    still in the broker)."""
+
+    def queue(request_type: str) -> DataSubjectRequest:
+        dsr = in_progress(workspace, actor=owner, request_type=request_type)
+        with django_capture_on_commit_callbacks():
+            services.request_fulfil(request=dsr, actor=owner)
+        dsr.refresh_from_db()
+        assert dsr.fulfil_after is not None
+        return dsr
+
+    return queue
 
 
 def test_an_erasure_is_queued_and_the_worker_erases(
@@ -174,15 +192,11 @@ def test_an_opt_out_is_still_carried_out_at_once(
 
 
 def test_the_hourly_sweep_finds_a_queued_request_whose_task_was_lost(
-    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+    workspace: Any, owner: Any, lost: Any, person: Profile
 ) -> None:
     # given: queued; the task never ran
-    dsr = in_progress(workspace, actor=owner, request_type="access")
-    with django_capture_on_commit_callbacks():
-        services.request_fulfil(request=dsr, actor=owner)
+    dsr = lost("access")
     untouched = in_progress(workspace, actor=owner, request_type="access")
-    dsr.refresh_from_db()
-    assert dsr.fulfil_after is not None
     # when: within the grace its task may still be waiting in the broker; after, it was lost
     with frozen(dsr.fulfil_after + services.QUEUED_GRACE - timedelta(seconds=1)):
         early = tasks.dsr_fulfilments_due.delay().get()
@@ -317,15 +331,12 @@ def test_a_hold_calls_off_a_queued_erasure_and_the_steward_decides_again(
 
 
 def test_a_refusal_in_the_worker_is_recorded_and_the_request_is_no_longer_queued(
-    workspace: Any, owner: Any, person: Profile, monkeypatch: pytest.MonkeyPatch,
-    django_capture_on_commit_callbacks: Any,
-) -> None:  # fmt: skip
+    owner: Any, lost: Any, person: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from governance import erasure, fulfilment
 
     # given: queued; the erasure then refuses (a certificate exists already, say)
-    dsr = in_progress(workspace, actor=owner, request_type="erasure")
-    with django_capture_on_commit_callbacks():
-        services.request_fulfil(request=dsr, actor=owner)
+    dsr = lost("erasure")
 
     def refused(**kwargs: Any) -> Any:
         raise erasure.ErasureCertified()
@@ -342,15 +353,12 @@ def test_a_refusal_in_the_worker_is_recorded_and_the_request_is_no_longer_queued
 
 
 def test_a_failure_in_the_worker_leaves_the_request_in_error_and_not_queued(
-    workspace: Any, owner: Any, person: Profile, monkeypatch: pytest.MonkeyPatch,
-    django_capture_on_commit_callbacks: Any,
-) -> None:  # fmt: skip
+    owner: Any, lost: Any, person: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from governance import fulfilment
 
     # given
-    dsr = in_progress(workspace, actor=owner, request_type="access")
-    with django_capture_on_commit_callbacks():
-        services.request_fulfil(request=dsr, actor=owner)
+    dsr = lost("access")
 
     def broken(**kwargs: Any) -> Any:
         raise RuntimeError("disk full")
@@ -422,14 +430,10 @@ def test_a_fulfil_once_the_window_has_closed_queues_the_scheduled_erasure_at_onc
 
 
 def test_a_fulfil_past_the_grace_queues_a_request_whose_task_was_lost(
-    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+    workspace: Any, owner: Any, lost: Any, person: Profile, django_capture_on_commit_callbacks: Any
 ) -> None:
     # given
-    dsr = in_progress(workspace, actor=owner, request_type="access")
-    with django_capture_on_commit_callbacks():
-        services.request_fulfil(request=dsr, actor=owner)
-    dsr.refresh_from_db()
-    assert dsr.fulfil_after is not None
+    dsr = lost("access")
     # when: within the grace, then past it
     with django_capture_on_commit_callbacks() as within:
         services.request_fulfil(request=dsr, actor=owner)
@@ -443,12 +447,10 @@ def test_a_fulfil_past_the_grace_queues_a_request_whose_task_was_lost(
 
 
 def test_a_legal_hold_does_not_stop_the_sweep_from_carrying_out_an_export(
-    workspace: Any, owner: Any, person: Profile, django_capture_on_commit_callbacks: Any
+    workspace: Any, owner: Any, lost: Any, person: Profile
 ) -> None:
     # given: an access request queued (its task lost), then held (holds block erasures only)
-    dsr = in_progress(workspace, actor=owner, request_type="access")
-    with django_capture_on_commit_callbacks():
-        services.request_fulfil(request=dsr, actor=owner)
+    dsr = lost("access")
     services.request_hold(request=dsr, actor=owner, reason="Litigation.")
     dsr.refresh_from_db()
     assert dsr.fulfil_after is not None
@@ -462,16 +464,11 @@ def test_a_legal_hold_does_not_stop_the_sweep_from_carrying_out_an_export(
 
 
 def test_the_sweep_queues_afresh_and_waits_the_grace_again(
-    workspace: Any, owner: Any, person: Profile, monkeypatch: pytest.MonkeyPatch,
-    django_capture_on_commit_callbacks: Any,
-) -> None:  # fmt: skip
+    owner: Any, lost: Any, person: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # given: queued; the broker holds every task (none runs)
-    dsr = in_progress(workspace, actor=owner, request_type="access")
-    with django_capture_on_commit_callbacks():
-        services.request_fulfil(request=dsr, actor=owner)
+    dsr = lost("access")
     monkeypatch.setattr(tasks.dsr_fulfil, "delay", lambda *a, **k: None)
-    dsr.refresh_from_db()
-    assert dsr.fulfil_after is not None
     late = dsr.fulfil_after + services.QUEUED_GRACE
     # when: the sweep runs, and again an hour later, then past another grace
     with frozen(late):
