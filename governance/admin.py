@@ -18,6 +18,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from guardian.shortcuts import get_users_with_perms
 
@@ -203,6 +204,7 @@ class DataSubjectRequestAdmin(WorkspaceScopedAdmin):
         "deadline",
         "contact_masked",
         "assigned_to",
+        "fulfilment",
         "legal_hold",
         "paused",
         "workspace",
@@ -267,6 +269,15 @@ class DataSubjectRequestAdmin(WorkspaceScopedAdmin):
     @admin.display(description="contact")
     def contact_masked(self, obj: DataSubjectRequest) -> str:
         return f"{obj.contact_type} •••• (sealed)"
+
+    @admin.display(description="fulfilment")
+    def fulfilment(self, obj: DataSubjectRequest) -> str:
+        """Whether a worker will carry the request out without another "fulfil"."""
+        if obj.fulfil_after is None or obj.state not in services.FULFILMENT_STATES:
+            return ""
+        if obj.fulfil_after == obj.cancel_until and obj.fulfil_after > timezone.now():
+            return f"scheduled for {obj.fulfil_after:%Y-%m-%d %H:%M} UTC"
+        return f"queued for a worker since {obj.fulfil_after:%Y-%m-%d %H:%M} UTC"
 
     @admin.display(description="days left")
     def days_left(self, obj: DataSubjectRequest) -> Any:

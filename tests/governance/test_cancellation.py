@@ -321,3 +321,19 @@ def test_a_steward_sets_the_window_of_their_workspace_only(
     assert accepted.status_code == 302
     assert services.erasure_cancellation_hours(workspace=workspace) == 48
     assert services.erasure_cancellation_hours(workspace=other_workspace) == 0
+
+
+@WINDOW
+def test_the_queue_shows_when_a_scheduled_erasure_is_carried_out(
+    client: Client, workspace: Any, owner: Any, person: Profile
+) -> None:
+    # given
+    dsr = _erasure(workspace, owner)
+    services.request_fulfil(request=dsr, actor=owner)
+    dsr.refresh_from_db()
+    assert dsr.cancel_until is not None
+    client.force_login(owner)
+    # when
+    page = client.get(reverse("admin:governance_datasubjectrequest_changelist"))
+    # then
+    assert f"scheduled for {dsr.cancel_until:%Y-%m-%d %H:%M} UTC" in page.content.decode()

@@ -479,3 +479,27 @@ def test_the_sweep_queues_afresh_and_waits_the_grace_again(
         third = tasks.dsr_fulfilments_due()
     # then
     assert (first, second, third) == ({"enqueued": 1}, {"enqueued": 0}, {"enqueued": 1})
+
+
+def test_the_queue_shows_which_requests_a_worker_will_carry_out(
+    client: Client, owner: Any, lost: Any, person: Profile
+) -> None:
+    # given: one queued, one not asked for
+    queued = lost("access")
+    waiting = in_progress(queued.workspace, actor=owner, request_type="access")
+    client.force_login(owner)
+    # when
+    page = client.get(reverse("admin:governance_datasubjectrequest_changelist"))
+    # then
+    rows = {
+        str(dsr.pk)[-12:]: row
+        for dsr in (queued, waiting)
+        for row in page.content.decode().split("<tr")
+        if str(dsr.pk)[-12:] in row
+    }
+    assert queued.fulfil_after is not None
+    assert (
+        f"queued for a worker since {queued.fulfil_after:%Y-%m-%d %H:%M} UTC"
+        in rows[str(queued.pk)[-12:]]
+    )
+    assert "queued for a worker" not in rows[str(waiting.pk)[-12:]]
