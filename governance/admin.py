@@ -18,7 +18,6 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from guardian.shortcuts import get_users_with_perms
 
@@ -168,10 +167,11 @@ def _run(name: str, dsr: DataSubjectRequest, actor: Any, data: dict[str, Any]) -
 def _pending_message(dsr: DataSubjectRequest) -> str:
     """What a steward is told when "fulfil" left the request open: scheduled for the end of
     its cancellation window, or queued for a worker."""
-    if dsr.cancel_until is not None and dsr.fulfil_after == dsr.cancel_until:
+    pending = selectors.request_pending_fulfilment(dsr)
+    if pending is not None and pending[0] == "scheduled":
         return (
             f"Request {dsr.pk}: the cancellation window is open until "
-            f"{dsr.cancel_until:%Y-%m-%d %H:%M} UTC; the erasure is scheduled for then."
+            f"{pending[1]:%Y-%m-%d %H:%M} UTC; the erasure is scheduled for then."
         )
     return (
         f"Request {dsr.pk}: queued; a worker carries it out and the request closes when it is "
@@ -273,11 +273,13 @@ class DataSubjectRequestAdmin(WorkspaceScopedAdmin):
     @admin.display(description="fulfilment")
     def fulfilment(self, obj: DataSubjectRequest) -> str:
         """Whether a worker will carry the request out without another "fulfil"."""
-        if obj.fulfil_after is None or obj.state not in services.FULFILMENT_STATES:
+        pending = selectors.request_pending_fulfilment(obj)
+        if pending is None:
             return ""
-        if obj.fulfil_after == obj.cancel_until and obj.fulfil_after > timezone.now():
-            return f"scheduled for {obj.fulfil_after:%Y-%m-%d %H:%M} UTC"
-        return f"queued for a worker since {obj.fulfil_after:%Y-%m-%d %H:%M} UTC"
+        kind, at = pending
+        if kind == "scheduled":
+            return f"scheduled for {at:%Y-%m-%d %H:%M} UTC"
+        return f"queued for a worker since {at:%Y-%m-%d %H:%M} UTC"
 
     @admin.display(description="days left")
     def days_left(self, obj: DataSubjectRequest) -> Any:

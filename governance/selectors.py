@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from cdp.core.exceptions import NotFound
+from governance.enums import FINAL_STATES
 from governance.models import DataSubjectRequest, ExportArchive
 from profiles import selectors as profile_selectors
 
@@ -91,3 +92,17 @@ def survivor_of(profile: Any) -> Any:
     if profile is None:
         return None
     return profile_selectors.profile_get(workspace=profile.workspace, profile_id=profile.pk)
+
+
+def request_pending_fulfilment(
+    request: DataSubjectRequest, *, now: datetime | None = None
+) -> tuple[str, datetime] | None:
+    """How a worker will carry the open request out without another "fulfil": ("scheduled",
+    the end of its cancellation window) or ("queued", since when); None when it will not."""
+    if request.fulfil_after is None or request.state in FINAL_STATES:
+        return None
+    if request.fulfil_after == request.cancel_until and request.fulfil_after > (
+        now or timezone.now()
+    ):
+        return "scheduled", request.fulfil_after
+    return "queued", request.fulfil_after

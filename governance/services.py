@@ -833,6 +833,21 @@ def request_unqueue(*, request: DataSubjectRequest) -> None:
 
 
 @transaction.atomic
+def request_fulfil_failed(*, request: DataSubjectRequest, error: str) -> None:
+    """A worker's fulfilment raised unexpectedly: the request moves to the error state for a
+    steward (`error`: the exception's class, never its message) and is no longer queued."""
+    _lock(request)
+    request_transition(
+        request=request,
+        to_state=RequestState.ERROR,
+        actor=None,
+        note=f"Fulfilment failed ({error}); see the worker's log.",
+        action="failed",
+    )
+    request_unqueue(request=request)
+
+
+@transaction.atomic
 def request_fulfil_refused(*, request: DataSubjectRequest, code: str, message: str) -> None:
     """A worker could not carry the request out (a hold placed since, ...): recorded on the
     request, which is no longer queued. Nothing is recorded when it was closed meanwhile (a

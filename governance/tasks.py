@@ -2,11 +2,9 @@ import logging
 
 from auditlog.context import set_actor
 from celery import shared_task
-from django.db import transaction
 
 from cdp.core.exceptions import ApplicationError
 from governance import services
-from governance.enums import RequestState
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +51,7 @@ def dsr_fulfil(request_id: str, actor_id: int | None = None) -> dict[str, object
         services.request_fulfil_refused(request=request, code=exc.code, message=exc.message)
         return {"request": request_id, "ok": False, "code": exc.code}
     except Exception as exc:
-        with transaction.atomic():
-            request.refresh_from_db()
-            services.request_transition(
-                request=request,
-                to_state=RequestState.ERROR,
-                actor=None,
-                note=f"Fulfilment failed ({type(exc).__name__}); see the worker's log.",
-                action="failed",
-            )
-            services.request_unqueue(request=request)
+        services.request_fulfil_failed(request=request, error=type(exc).__name__)
         raise
     return {"request": request_id, "ok": True, "state": done.state}
 
