@@ -376,8 +376,10 @@ def intake_discard(
         raise InvalidInput("A reason is required to discard data.", code="reason_required")
     discarded = 0
     with transaction.atomic():
-        chosen = IntakeBatch.objects.select_for_update().filter(
-            pk__in=batch_ids, workspace_id__in=list(workspace_ids), dead=True
+        chosen = (
+            IntakeBatch.objects.select_for_update()
+            .filter(pk__in=batch_ids, workspace_id__in=list(workspace_ids), dead=True)
+            .defer("payload")
         )
         for batch in chosen:
             audit.record_discard(
