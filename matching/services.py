@@ -43,7 +43,7 @@ from matching.exceptions import (
 from matching.models import MatchCandidate, MatchKeys, MatchRun, MatchSettings
 from profiles import selectors as profile_selectors
 from profiles import services as profile_services
-from profiles.enums import Survivorship
+from profiles.enums import DEFAULT_SOURCE_PRIORITY, Survivorship
 from profiles.exceptions import MergeRefused
 
 log = logging.getLogger(__name__)
@@ -310,7 +310,6 @@ def _load(
 # --- incremental runs: decrypt the changed profiles and their block partners only -----------
 
 KEYS_VERSION = 2  # bump when normalization, blocking transforms or the hashing change a key
-DEFAULT_SOURCE_PRIORITY = 100  # profiles.models.Source.priority's default
 KEY_COLUMNS = ("profile_id", "workspace_id", "fingerprint", "keys", "computed_at")
 
 
@@ -323,11 +322,10 @@ class _Keys:
         self.workspace = workspace
         self.workspace_id = workspace.pk
         # What decides a profile's keys besides its rows: the fields and rules, and which of a
-        # trait's values survives (the traits' survivorship policies, the sources' priorities),
-        # which a steward may change without touching any profile.
-        # Only what differs from the defaults counts (a trait's first schema row, a new
-        # source at the default priority change nothing): the latest value survives unless
-        # a policy says otherwise; priorities matter only under a source-priority policy.
+        # trait's values survives (survivorship policies, source priorities), which a steward
+        # may change without touching any profile. Only what differs from the defaults counts
+        # (a trait's first schema row, a new source, change nothing); priorities only under a
+        # source-priority policy.
         traits = sorted({f.trait_key for f in config.fields if f.source == "trait"})
         policies = sorted(
             profile_selectors.trait_schema_list(workspace=workspace)

@@ -40,6 +40,10 @@ class TraitClass(models.TextChoices):
     UNCLASSIFIED = "unclassified", "Not yet classified (treated as personal data)"
 
 
+# A source's priority unless a steward sets one (lower wins under SOURCE_PRIORITY).
+DEFAULT_SOURCE_PRIORITY = 100
+
+
 class Survivorship(models.TextChoices):
     LATEST = "latest", "Latest value wins"
     EARLIEST = "earliest", "Earliest value wins"

@@ -11,6 +11,7 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from cdp.core.crypto import BlindIndexField, EncryptedJSONField, EncryptedTextField
 from cdp.core.ids import uuid7
 from profiles.enums import (
+    DEFAULT_SOURCE_PRIORITY,
     DataKeyPurpose,
     EventType,
     ProfileStatus,
@@ -154,7 +155,8 @@ class Source(models.Model):
     enabled = models.BooleanField(default=True)
     rate_limit_per_minute = models.PositiveIntegerField(default=6000)
     priority = models.PositiveSmallIntegerField(
-        default=100, help_text="Lower wins when a trait's survivorship is by source priority."
+        default=DEFAULT_SOURCE_PRIORITY,
+        help_text="Lower wins when a trait's survivorship is by source priority.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -14,7 +14,13 @@ from guardian.shortcuts import get_objects_for_user
 
 from cdp.core.crypto import blind_index
 from cdp.core.ids import integer_id
-from profiles.enums import IdentifierType, ProfileStatus, Survivorship, WorkspaceRole
+from profiles.enums import (
+    DEFAULT_SOURCE_PRIORITY,
+    IdentifierType,
+    ProfileStatus,
+    Survivorship,
+    WorkspaceRole,
+)
 from profiles.exceptions import ProfileNotFound, WorkspaceNotFound
 from profiles.identifiers import (
     FALLBACK_PRIORITY,
@@ -710,7 +716,10 @@ def profiles_match_fields(
             else:
                 chosen = pick_surviving_value(
                     policies.get(key, Survivorship.LATEST),
-                    [(r, *times[r[0]], priorities.get(r[6], 100)) for r in rows],
+                    [
+                        (r, *times[r[0]], priorities.get(r[6], DEFAULT_SOURCE_PRIORITY))
+                        for r in rows
+                    ],
                 )
             if not chosen[3]:
                 value = chosen[4]
