@@ -17,7 +17,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from cdp.core import registry
+from cdp.core import audit, registry
 from cdp.core.exceptions import Conflict
 from cdp.core.ids import uuid7
 from cdp.core.registry import ErasureReport, ErasureStatus
@@ -108,9 +108,12 @@ def erasure_settled(*, request: DataSubjectRequest) -> Iterator[None]:
         yield
         return
     began = timezone.now()
-    for handler in registry.handlers():
-        if handler.settle is not None:
-            handler.settle(request.workspace_id, began)
+    # Settling stores other people's pending messages (the intake buffer): their audit
+    # entries are nobody's doing, not the steward's whose request this may run in.
+    with audit.unattributed():
+        for handler in registry.handlers():
+            if handler.settle is not None:
+                handler.settle(request.workspace_id, began)
     with registry.erasure_settled_at(began):
         yield
 

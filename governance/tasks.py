@@ -80,6 +80,14 @@ def dsr_fulfilments_due() -> dict[str, object]:
     return {"enqueued": len(due)}
 
 
+@shared_task(name="governance.tasks.dsr_erasures_due", acks_late=True)
+def dsr_erasures_due() -> dict[str, object]:
+    """The name `dsr_fulfilments_due` had until it also picked up lost exports: a message a
+    worker or beat of an earlier release queued under it still runs the sweep instead of
+    being rejected as unregistered."""
+    return dsr_fulfilments_due()
+
+
 @shared_task(name="governance.tasks.retention_apply", acks_late=True)
 def retention_apply() -> dict[str, object]:
     """Scheduled daily (CELERY_BEAT_SCHEDULE): run every workspace's retention policies and

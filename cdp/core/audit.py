@@ -8,6 +8,7 @@
   purpose from a store not audited on every change.
 - `log_changes([(old, new), ...])`: the entries of rows a service wrote set-wise (no signals),
   appended at once, or at the end of a `deferred_entries()` block.
+- `unattributed()`: a block whose entries name no actor, even within a steward's request.
 The hash chain over entries is kept by the log-entry model itself (governance.AuditLogEntry)."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from auditlog import get_logentry_model
 from auditlog.cid import get_cid
-from auditlog.context import auditlog_disabled
+from auditlog.context import auditlog_disabled, auditlog_value
 from auditlog.diff import get_field_value, model_instance_diff, track_field
 from auditlog.registry import auditlog
 from django.conf import settings
@@ -194,6 +195,20 @@ def _diff(old: models.Model | None, new: models.Model | None, use_json: bool) ->
         if before != after:
             diff[field.name] = (smart_str(before), smart_str(after))
     return diff or None
+
+
+@contextmanager
+def unattributed() -> Iterator[None]:
+    """Within the block, audit entries name no actor and no address, also inside a request
+    whose actor auditlog's middleware (or `set_actor`) set: for work a steward's action sets off
+    but that is not theirs, such as storing other people's pending messages before an erasure.
+    auditlog fills the actor in a pre_save receiver that acts only while its own context is
+    the current one; a context of no actor, current here, makes every such receiver pass."""
+    token = auditlog_value.set({"signal_duid": ("cdp.core.audit.unattributed", id(object()))})
+    try:
+        yield
+    finally:
+        auditlog_value.reset(token)
 
 
 # Entries of log_changes kept for the end of a `deferred_entries()` block (see there).

@@ -7,6 +7,7 @@ import pytest
 from auditlog import get_logentry_model
 from auditlog.context import set_actor
 from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
 from django.db import DatabaseError, connection, transaction
 
 from governance import services as governance
@@ -42,3 +43,23 @@ def test_the_actor_column_may_only_be_nulled() -> None:
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("UPDATE governance_auditlogentry SET actor_id = %s", [user.pk])
     assert not get_logentry_model().objects.filter(actor=user).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_entries_in_an_unattributed_block_name_no_actor_even_under_one() -> None:
+    from cdp.core import audit
+
+    # given: a steward's request (the middleware sets the actor)
+    user = get_user_model().objects.create(username="steward-z", email="steward-z@example.com")
+    with set_actor(user):
+        # when: work within it that is not the steward's, then the steward's own again
+        with audit.unattributed():
+            nobodys = services.workspace_create(slug="nobodys", name="Nobody's")
+        stewards = services.workspace_create(slug="stewards", name="Steward's")
+    # then
+    entries = get_logentry_model().objects
+    workspace_type = ContentType.objects.get_for_model(stewards)
+    created = entries.filter(content_type=workspace_type, action=entries.model.Action.CREATE)
+    assert created.get(object_pk=str(nobodys.pk)).actor_id is None
+    assert created.get(object_pk=str(stewards.pk)).actor_id == user.pk
+    assert governance.audit_chain_verify().ok

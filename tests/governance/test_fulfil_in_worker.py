@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from celery import current_app
 from django.test import Client, override_settings
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -503,3 +504,57 @@ def test_the_queue_shows_which_requests_a_worker_will_carry_out(
         in rows[str(queued.pk)[-12:]]
     )
     assert "queued for a worker" not in rows[str(waiting.pk)[-12:]]
+
+
+def test_the_sweep_still_runs_under_its_former_name(
+    workspace: Any, owner: Any, lost: Any, person: Profile
+) -> None:
+    # given: a queued request whose task was lost, and a sweep queued by an earlier release
+    dsr = lost("access")
+    # when: the message names the task as it was called before
+    with frozen(dsr.fulfil_after + services.QUEUED_GRACE):
+        outcome = current_app.tasks["governance.tasks.dsr_erasures_due"].delay().get()
+    # then: it is registered, and sweeps
+    dsr.refresh_from_db()
+    assert outcome == {"enqueued": 1}
+    assert dsr.state == RequestState.FULFILLED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_fulfilled_in_the_request_settles_unattributed_too(
+    workspace: Any, owner: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auditlog import get_logentry_model
+    from auditlog.context import set_actor
+
+    from cdp.core import registry
+
+    # given: no worker, so the steward's own request settles the intake buffer (as with a
+    # forced asynchronous intake and no broker); the entries settling writes are other
+    # people's
+    settings.GOVERNANCE_FULFIL_IN_WORKER = False
+    subject_profile(workspace)
+    dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    entries = get_logentry_model().objects
+    written: list[Any] = []
+
+    def settle(*args: Any) -> None:
+        entry = entries.log_create(
+            workspace, force_log=True, action=entries.model.Action.ACCESS, changes={}
+        )
+        written.append(entry.pk)
+
+    handler = registry._handlers["collect.intake"]
+    monkeypatch.setitem(
+        registry._handlers,
+        "collect.intake",
+        type(handler)(**{**handler.__dict__, "settle": settle}),
+    )
+    # when: within the steward's request (the admin's middleware sets the actor)
+    with set_actor(owner):
+        done = services.request_fulfil(request=dsr, actor=owner)
+    # then: settled with no actor; the erasure itself is the steward's
+    assert done.state == RequestState.FULFILLED
+    assert len(written) == 1
+    assert entries.get(pk=written[0]).actor_id is None
+    assert RequestEvent.objects.get(request=dsr, action="fulfilled").actor == owner
