@@ -12,7 +12,9 @@ Accepts the union of what real clients send (see docs in the shared reference, s
 Error codes (one per message): `invalid_message`, `event_too_large`, `invalid_type`,
 `invalid_field`, `missing_identity`, `missing_event`, `missing_previous_id`,
 `missing_group_id`, `invalid_message_id`, `invalid_timestamp`. Messages name the field, never
-its value, so they can be logged and returned without carrying personal data.
+its value, so they can be logged and returned without carrying personal data. A message is
+also refused, on its own, when it cannot be stored as sent: a NUL character anywhere, or
+nesting deeper than 255 levels.
 """
 
 from __future__ import annotations
@@ -98,8 +100,13 @@ def _validate(raw: object, *, index: int, meta: RequestMeta) -> InboundMessage:
     if not isinstance(raw, dict):
         raise _Invalid("invalid_message", "A message must be a JSON object.")
     limit = max_event_bytes()
-    if len(orjson.dumps(raw)) > limit:
+    encoded = _encoded(raw)
+    if len(encoded) > limit:
         raise _Invalid("event_too_large", f"The message is larger than {limit} bytes.")
+    if b"\\u0000" in encoded and _holds_nul(raw):
+        raise _Invalid(
+            "invalid_field", "The message holds a NUL character (\\u0000), which cannot be stored."
+        )
 
     message_type = _message_type(raw.get("type"), meta.message_type)
     user_id = _identifier(raw.get("userId"), "userId")
@@ -180,6 +187,46 @@ def _validate(raw: object, *, index: int, meta: RequestMeta) -> InboundMessage:
         gpc=meta.gpc,
         index=index,
     )
+
+
+def _encoded(raw: dict[str, Any], what: str = "The message") -> bytes:
+    """The message as the intake buffer and the event store write it (orjson): what orjson
+    cannot write is refused here, one message, rather than failing its whole batch later."""
+    try:
+        return orjson.dumps(raw)
+    except orjson.JSONEncodeError as exc:
+        if "recursion" in str(exc).lower():
+            raise _Invalid(
+                "invalid_message", f"{what} is nested more than {_MAX_NESTING} levels deep."
+            ) from None
+        raise _Invalid("invalid_message", f"{what} cannot be written as JSON.") from None
+
+
+def unstorable(value: dict[str, Any], what: str) -> str | None:
+    """Why `value` (a batch's shared context, say) cannot be stored as sent, or None: the
+    checks every message gets besides its size."""
+    try:
+        encoded = _encoded(value, what)
+    except _Invalid as exc:
+        return exc.message
+    if b"\\u0000" in encoded and _holds_nul(value):
+        return f"{what} holds a NUL character (\\u0000), which cannot be stored."
+    return None
+
+
+_MAX_NESTING = 255  # orjson writes no deeper
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a NUL character is in any key or string: PostgreSQL stores none, in text or
+    JSON. (The encoded message's `\\u0000` can also be an escaped backslash before "u0000".)"""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 # `EventType.values` builds its list anew on every read (once per message, it showed in the

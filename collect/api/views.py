@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cdp.core.api.errors import error_body, exception_handler
-from collect import services
+from collect import services, validation
 from collect.api.authentication import SourceMayCollect, WriteKeyAuthentication
 from collect.api.parsers import AnyJSONParser, SegmentJSONParser, TextPlainJSONParser
 from collect.exceptions import (
@@ -160,6 +160,11 @@ class CollectBatchApi(_CollectApi):
             raise InvalidPayload("context must be an object.")
         if integrations is not None and not isinstance(integrations, dict):
             raise InvalidPayload("integrations must be an object.")
+        # Merged into every message: what could not be stored would fail them all.
+        for name, shared in (("context", context), ("integrations", integrations)):
+            problem = shared and validation.unstorable(shared, f"The batch's {name}")
+            if problem:
+                raise InvalidPayload(problem)
         meta = self._meta(
             request,
             sent_at=body.get("sentAt") or request.headers.get("SentAt"),

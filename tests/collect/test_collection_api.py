@@ -466,6 +466,77 @@ def test_messages_without_identity_are_rejected_and_valid_siblings_stored(
     assert events(source) == [("identify", ""), ("track", "Kept")]
 
 
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"next": value}
+    return value
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async-intake"])
+def test_messages_that_cannot_be_stored_are_rejected_and_valid_siblings_kept(
+    sdk: APIClient, source: Any, asynchronous: bool
+) -> None:
+    # given: JSON that PostgreSQL or the stores' encoder cannot take as sent (the body as
+    # text: a NUL character is valid JSON)
+    batch = [
+        '{"type": "track", "event": "Kept", "userId": "u-1"}',
+        '{"type": "track", "event": "a\\u0000b", "userId": "u-1"}',
+        '{"type": "track", "event": "Key", "userId": "u-1", "properties": {"k\\u0000": 1}}',
+        json.dumps({"type": "track", "event": "Deep", "userId": "u-1", "properties": _nested(300)}),
+        '{"type": "track", "event": "Backslash", "userId": "u-1", '
+        '"properties": {"p": "C:\\\\u0000"}}',
+    ]
+    body = '{"batch": [' + ", ".join(batch) + "]}"
+    # when
+    with override_settings(COLLECT_ASYNC_INTAKE=asynchronous):
+        response = sdk.post("/v1/batch", body, content_type="application/json")
+        if asynchronous:
+            from collect import intake
+
+            intake.intake_drain()
+    # then: each refused on its own, saying why; the others stored (a backslash before
+    # "u0000" is no NUL)
+    assert response.status_code == 200
+    nul = "The message holds a NUL character (\\u0000), which cannot be stored."
+    assert response.json()["rejected"] == [
+        {"index": 1, "code": "invalid_field", "message": nul},
+        {"index": 2, "code": "invalid_field", "message": nul},
+        {
+            "index": 3,
+            "code": "invalid_message",
+            "message": "The message is nested more than 255 levels deep.",
+        },
+    ]
+    assert sorted(name for _, name in events(source)) == ["Backslash", "Kept"]
+    assert Event.objects.get(name="Backslash").properties == {"p": "C:\\u0000"}
+
+
+def test_a_batch_context_that_cannot_be_stored_is_400_and_stores_nothing(
+    sdk: APIClient, source: Any
+) -> None:
+    # given: the batch's context goes into every message
+    body = (
+        '{"batch": [{"type": "track", "event": "E", "userId": "u-1"}], "context": {"x": "\\u0000"}}'
+    )
+    # when
+    response = sdk.post("/v1/batch", body, content_type="application/json")
+    # then
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "invalid_payload",
+        "message": "The batch's context holds a NUL character (\\u0000), which cannot be stored.",
+    }
+    assert Event.objects.count() == 0
+
+
+def test_json_nested_beyond_any_reader_is_400_malformed(sdk: APIClient, source: Any) -> None:
+    body = '{"batch": [' + "[" * 5000 + "]" * 5000 + "]}"
+    response = sdk.post("/v1/batch", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "malformed_json"
+
+
 def test_single_message_without_identity_is_400(sdk: APIClient, source: Any) -> None:
     response = post_json(sdk, "/v1/t", {"event": "Nobody", "userId": None})
     assert response.status_code == 400
