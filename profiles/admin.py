@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -22,6 +24,7 @@ from guardian.admin import GuardedModelAdmin
 from cdp.core.admin import ReadOnlyAdminMixin, WorkspaceScopedAdmin, workspaces_for
 from cdp.core.exceptions import ApplicationError, InvalidInput
 from profiles import selectors, services
+from profiles import tasks as profile_tasks
 from profiles.enums import TraitClass, WorkspaceRole
 from profiles.models import (
     ApiToken,
@@ -429,14 +432,15 @@ class TraitSchemaAdmin(StewardEditableAdmin):
 
     def _classify(
         self, request: HttpRequest, queryset: QuerySet[TraitSchema], classification: str
-    ) -> int:
-        changed = 0
+    ) -> dict[int, list[str]]:
+        """Workspace id -> the keys whose classification changed."""
+        changed: dict[int, list[str]] = {}
         # Row by row, not queryset.update(): each change then has its own audit entry.
         for schema in queryset.exclude(classification=classification):
             if self.has_change_permission(request, schema):
                 schema.classification = classification
                 schema.save(update_fields=["classification"])
-                changed += 1
+                changed.setdefault(schema.workspace_id, []).append(schema.key)
         return changed
 
     @admin.action(
@@ -444,9 +448,10 @@ class TraitSchemaAdmin(StewardEditableAdmin):
     )
     def classify_as_attribute(self, request: HttpRequest, queryset: QuerySet[TraitSchema]) -> None:
         changed = self._classify(request, queryset, TraitClass.ATTRIBUTE)
+        count = sum(len(keys) for keys in changed.values())
         self.message_user(
             request,
-            f"{changed} trait key(s) classified as attributes. Values collected from now on are "
+            f"{count} trait key(s) classified as attributes. Values collected from now on are "
             "stored in plain; values already stored keep their form until they are next sent.",
             messages.WARNING,
         )
@@ -454,12 +459,18 @@ class TraitSchemaAdmin(StewardEditableAdmin):
     @admin.action(description="Classify as personal data (encrypted)", permissions=["change"])
     def classify_as_pii(self, request: HttpRequest, queryset: QuerySet[TraitSchema]) -> None:
         changed = self._classify(request, queryset, TraitClass.PII)
+        for workspace_id, keys in changed.items():
+            # Ids and key names only; in a worker (inline without a broker), after commit.
+            transaction.on_commit(
+                partial(profile_tasks.personal_data_reseal.delay, workspace_id, sorted(keys))
+            )
+        count = sum(len(keys) for keys in changed.values())
         self.message_user(
             request,
-            f"{changed} trait key(s) classified as personal data. Values collected from now on "
-            "are encrypted; values already stored in plain keep their form until they are next "
-            "sent.",
-            messages.WARNING,
+            f"{count} trait key(s) classified as personal data. Values collected from now on "
+            "are encrypted; the trait values and event properties already stored in plain under "
+            "them are being encrypted in the background.",
+            messages.SUCCESS,
         )
 
 

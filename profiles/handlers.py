@@ -17,7 +17,7 @@ from cdp.core.crypto import envelope
 from cdp.core.crypto.fields import EncryptedField
 from cdp.core.crypto.keyring import WrappedKey
 from cdp.core.registry import ErasureReport, ErasureStatus, PersonalDataHandler
-from profiles import services
+from profiles import sealing, services
 from profiles.models import (
     DataKey,
     Event,
@@ -103,18 +103,9 @@ def erase_traits(profile: Profile) -> ErasureReport:
 
 
 def _merged(plain: dict[str, Any], sealed: dict[str, Any] | None) -> dict[str, Any]:
-    """The plain values with the sealed ones put back, one level deep: ingestion seals part
-    of a nested object (the URL of `context.page` when it holds an email, the path and title
-    staying plain), so a sealed object is merged into the plain one key by key rather than
-    replacing it."""
-    merged = dict(plain)
-    if sealed:
-        for key, value in sealed.items():
-            current = merged.get(key)
-            if isinstance(current, dict) and isinstance(value, dict):
-                merged[key] = {**current, **value}
-            else:
-                merged[key] = value
+    """The plain values with the sealed parts put back where ingestion took them from, at any
+    depth (profiles.sealing)."""
+    merged: dict[str, Any] = sealing.merge_sealed(plain, sealed)
     return merged
 
 

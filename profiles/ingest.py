@@ -42,7 +42,7 @@ from cdp.core.crypto.fields import EncryptedField
 from cdp.core.crypto.keyring import WrappedKey
 from cdp.core.hooks import run_ingest_hooks, run_merge_hooks
 from cdp.core.ids import uuid7
-from profiles import bulk
+from profiles import bulk, sealing
 from profiles.contracts import InboundMessage, IngestOutcome
 from profiles.enums import (
     DataKeyPurpose,
@@ -78,31 +78,6 @@ from profiles.models import (
     TraitSchema,
     Workspace,
 )
-
-# Event property keys sealed whatever the trait schema says; plus any string that looks like
-# an email address.
-PII_PROPERTY_KEYS = frozenset(
-    {
-        "email",
-        "phone",
-        "name",
-        "first_name",
-        "firstname",
-        "firstName",
-        "last_name",
-        "lastname",
-        "lastName",
-        "address",
-        "street",
-        "birthday",
-        "ip",
-        "username",
-    }
-)
-_EMAIL_IN_TEXT = re.compile(r"[^@\s/?&=]+@[^@\s/?&=]+\.[A-Za-z]{2,}")
-_CONTEXT_DROP = ("traits", "externalIds", "ip")
-_CONTEXT_URL_KEYS = ("url", "referrer", "search", "path")
-
 
 # --- rules ---------------------------------------------------------------------------------
 
@@ -698,43 +673,6 @@ def _truncate_ip(raw: str) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
-def _split_properties(
-    properties: dict[str, Any], pii_keys: frozenset[str]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    plain: dict[str, Any] = {}
-    sealed: dict[str, Any] = {}
-    for key, value in properties.items():
-        if (
-            key in PII_PROPERTY_KEYS
-            or key in pii_keys
-            or (isinstance(value, str) and "@" in value and _EMAIL_IN_TEXT.search(value))
-        ):
-            sealed[key] = value
-        else:
-            plain[key] = value
-    return plain, sealed
-
-
-def _split_context(context: dict[str, Any], ip: str | None) -> tuple[dict[str, Any], dict]:
-    plain = {k: v for k, v in context.items() if k not in _CONTEXT_DROP}
-    sealed: dict[str, Any] = {}
-    if ip:
-        sealed["ip"] = ip
-        truncated = truncate_ip(ip)
-        if truncated:
-            plain["ip_truncated"] = truncated
-    page = plain.get("page")
-    if isinstance(page, dict):
-        page = dict(page)
-        for key in _CONTEXT_URL_KEYS:
-            value = page.get(key)
-            if isinstance(value, str) and "@" in value and _EMAIL_IN_TEXT.search(value):
-                sealed.setdefault("page", {})[key] = value
-                page[key] = _EMAIL_IN_TEXT.sub("[email]", value)
-        plain["page"] = page
-    return plain, sealed
-
-
 # --- the entry point -------------------------------------------------------------------------
 
 
@@ -1283,8 +1221,10 @@ def _write_events(
     rows = []
     for msg in messages:
         origin, key_id = plan.message_origin[msg.message_id]
-        properties, sealed_props = _split_properties(msg.properties or {}, pii_keys)
-        context, sealed_context = _split_context(msg.context or {}, msg.ip)
+        properties, sealed_props = sealing.split_properties(msg.properties or {}, pii_keys)
+        context, sealed_context = sealing.split_context(
+            msg.context or {}, msg.ip, truncate_ip(msg.ip) if msg.ip else None
+        )
         sealed: dict[str, Any] = {}
         if sealed_props:
             sealed["properties"] = sealed_props
@@ -1312,8 +1252,8 @@ def _write_events(
     )  # fmt: skip
 
 
-def _pii_property_keys(workspace: Workspace) -> frozenset[str]:
-    return frozenset(key for key, is_pii in _trait_classes(workspace).items() if is_pii)
+def _pii_property_keys(workspace: Workspace) -> sealing.SealedKeys:
+    return sealing.SealedKeys(key for key, is_pii in _trait_classes(workspace).items() if is_pii)
 
 
 def _refresh_profiles(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -42,6 +43,7 @@ from profiles.models import (
     TraitSchema,
     Workspace,
 )
+from profiles.sealing import SealedKeys
 from profiles.views_model import MASK, IdentityView, TraitView
 
 ROLE_PERMS = [f"profiles.{role}" for role in WorkspaceRole.values]
@@ -364,6 +366,28 @@ def events_sealed_received(
     return qs
 
 
+def events_with_property_keys(*, workspace: Workspace, keys: _Iterable[str]) -> QuerySet[Event]:
+    """Events of `workspace` whose plain properties may hold one of `keys` as a key at any
+    depth, however spelt (profiles.sealing folds case, spaces, dashes and underscores away): a
+    regular expression over the JSON text narrows them down, the caller decides on each."""
+    from django.db.models import TextField
+    from django.db.models.functions import Cast
+
+    between = '[^a-z0-9"]*'
+    patterns = [
+        '"' + between.join(re.escape(c) for c in folded) + '"\\s*:'
+        for folded in sorted({"".join(c for c in k.lower() if c.isalnum()) for k in keys})
+        if folded
+    ]
+    if not patterns:
+        return Event.objects.none()
+    return (
+        Event.objects.filter(workspace=workspace)
+        .annotate(properties_text=Cast("properties", TextField()))
+        .filter(properties_text__iregex="|".join(patterns))
+    )
+
+
 def traits_expired(
     *,
     workspace: Workspace,
@@ -471,16 +495,16 @@ def trait_keys_attribute(*, workspace: Workspace) -> frozenset[str]:
     )
 
 
-def event_property_keys_sealed(*, workspace: Workspace) -> frozenset[str]:
-    """Event property keys ingestion seals in `workspace`: the built-in personal-data keys and
-    every trait key not classified as a plain attribute."""
+def event_property_keys_sealed(*, workspace: Workspace) -> SealedKeys:
+    """Event property keys ingestion seals in `workspace` (`key in` the result): the built-in
+    personal-data keys and every trait key not classified as a plain attribute, compared as
+    profiles.sealing folds them."""
     from profiles.enums import TraitClass
-    from profiles.ingest import PII_PROPERTY_KEYS
 
     personal = TraitSchema.objects.filter(workspace=workspace).exclude(
         classification=TraitClass.ATTRIBUTE
     )
-    return PII_PROPERTY_KEYS | frozenset(personal.values_list("key", flat=True))
+    return SealedKeys(personal.values_list("key", flat=True))
 
 
 def event_message_ids_stored(*, workspace: Workspace, message_ids: list[str]) -> set[str]:

@@ -736,3 +736,108 @@ def traits_purge(
                     )
         if len(rows) < batch_size:
             return deleted
+
+
+@dataclass(frozen=True)
+class Resealed:
+    traits: int  # values moved from plain to sealed
+    profiles: int  # profiles whose plain attributes lost those keys
+    events: int  # events whose plain properties gave something up
+    unreadable: int  # events whose sealed part could not be opened (key shredded): skipped
+
+
+def personal_data_reseal(
+    *, workspace: Workspace, keys: Iterable[str], batch_size: int = RETENTION_BATCH
+) -> Resealed:
+    """Seal what was stored in plain under trait keys a steward has since classified as
+    personal data: the trait values (and the profiles' plain attributes built from them), and
+    event properties under those keys at any depth (profiles.sealing: compared as folded keys).
+    Without it, values collected before the classification stayed readable in plain.
+
+    Set-wise, in batches of rows, one transaction each; no audit entry per row (an entry would
+    copy the plain value it replaces into the trail), the caller audits the classification.
+    Safe to run again: what is sealed already is left as it is."""
+    from profiles import bulk, sealing, selectors
+    from profiles.models import Event, Trait
+
+    keys = sorted(set(keys))
+    if not keys:
+        return Resealed(traits=0, profiles=0, events=0, unreadable=0)
+    now = timezone.now()
+    seal_trait = ingest._sealer(Trait, "value_pii")
+    traits = profiles = events = unreadable = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                Trait.objects.filter(workspace=workspace, key__in=keys, is_pii=False)
+                .select_for_update()
+                .order_by("pk")
+                .values_list("pk", "profile_id", "data_key_id", "value_attribute")[:batch_size]
+            )
+            ingest._preload_keys({key_id for _, _, key_id, _ in rows})
+            bulk.update_from_values(
+                Trait,
+                key="id",
+                names=["is_pii", "value_attribute", "value_pii"],
+                rows=[
+                    (pk, True, None, seal_trait(key_id=key_id, row_id=pk, value=value))
+                    for pk, _, key_id, value in rows
+                ],
+                assignments=[
+                    "is_pii = v.column2",
+                    "value_attribute = v.column3",
+                    "value_pii = v.column4",
+                ],
+            )
+            touched = {pid for _, pid, _, _ in rows}
+            if touched:
+                attributes = ingest.profile_attributes(touched)
+                bulk.update_from_values(
+                    Profile,
+                    key="id",
+                    names=["attributes", "updated_at"],
+                    rows=[(pid, attributes.get(pid, {}), now) for pid in sorted(touched)],
+                    assignments=["attributes = v.column2", "updated_at = v.column3"],
+                )
+            traits += len(rows)
+            profiles += len(touched)
+        if len(rows) < batch_size:
+            break
+
+    wanted = sealing.SealedKeys(keys)
+    seal_event = ingest._sealer(Event, "sealed")
+    candidates = selectors.events_with_property_keys(workspace=workspace, keys=keys)
+    last: Any = None
+    while True:
+        with transaction.atomic():
+            batch = candidates if last is None else candidates.filter(pk__gt=last)
+            found = list(
+                batch.select_for_update()
+                .order_by("pk")
+                .only("id", "data_key_id", "properties", "sealed")[:batch_size]
+            )
+            ingest._preload_keys({event.data_key_id for event in found})
+            updates = []
+            for event in found:
+                plain, taken = sealing.split_properties(event.properties or {}, wanted)
+                if not taken:
+                    continue
+                try:
+                    opened = event.sealed or {}
+                except CryptoError:
+                    unreadable += 1
+                    continue
+                opened["properties"] = sealing.merge_sealed(opened.get("properties") or {}, taken)
+                value = seal_event(key_id=event.data_key_id, row_id=event.pk, value=opened)
+                updates.append((event.pk, plain, value))
+            bulk.update_from_values(
+                Event,
+                key="id",
+                names=["properties", "sealed"],
+                rows=updates,
+                assignments=["properties = v.column2", "sealed = v.column3"],
+            )
+            events += len(updates)
+        if len(found) < batch_size:
+            return Resealed(traits=traits, profiles=profiles, events=events, unreadable=unreadable)
+        last = found[-1].pk

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.apps import apps
@@ -13,7 +14,7 @@ from django.db import connection, models
 from django.test import override_settings
 
 from profiles import services
-from profiles.models import Identity, Trait
+from profiles.models import Event, Identity, Trait
 
 SENTINELS = {
     "email": "Sentinel.Person+cdp@Example.com",
@@ -25,7 +26,15 @@ SENTINELS = {
     "user_id": "sentinel-user-7731",
     "anonymous_id": "sentinel-anon-5512",
     "ip": "203.0.113.199",
+    "device_id": "sentinel-device-4410",
+    "advertising_id": "5e471ae1-0d5e-4c1a-9a7e-5e71a1e1ad1d",
+    "latitude": "52.517131",
+    "nested_phone": "+44 20 7946 0311",
+    "product_name": "Sentinelwood Reading Lamp",
+    "query_name": "Quirinussentinel",
 }
+# The email as a browser puts it in a form's URL (%40 for "@"), looked for on its own too.
+SENTINELS["email_in_url"] = quote(SENTINELS["email"])
 TEXTUAL = (models.CharField, models.TextField, models.JSONField, models.BinaryField)
 
 
@@ -91,8 +100,27 @@ def test_no_table_holds_sentinel_pii_in_plaintext(
             "type": "track",
             "anonymousId": SENTINELS["anonymous_id"],
             "event": "Order Completed",
-            "properties": {"address": SENTINELS["property"], "note": SENTINELS["email"]},
-            "context": {"ip": SENTINELS["ip"], "page": {"url": "https://shop.example.com/"}},
+            "properties": {
+                "address": SENTINELS["property"],
+                "note": SENTINELS["email"],
+                # nested, under a key spelt another way, and in a list
+                "shipping": {"recipient": {"Phone Number": SENTINELS["nested_phone"]}},
+                "products": [{"sku": "sku-9", "name": SENTINELS["product_name"], "price": 9}],
+            },
+            "context": {
+                "ip": SENTINELS["ip"],
+                "page": {
+                    "url": "https://shop.example.com/thanks?email="
+                    f"{SENTINELS['email_in_url']}&first={SENTINELS['query_name']}",
+                    "search": f"?email={SENTINELS['email_in_url']}",
+                },
+                "device": {
+                    "id": SENTINELS["device_id"],
+                    "advertisingId": SENTINELS["advertising_id"],
+                    "model": "Pixel 9",
+                },
+                "location": {"latitude": float(SENTINELS["latitude"]), "longitude": 13.38},
+            },
         },
     ]
     # when
@@ -107,5 +135,14 @@ def test_no_table_holds_sentinel_pii_in_plaintext(
     assert Identity.objects.get(identifier_type="email").value == SENTINELS["email_normalized"]
     assert Identity.objects.get(identifier_type="phone").value == SENTINELS["phone_normalized"]
     assert Trait.objects.get(key="first_name").value_pii == SENTINELS["first_name"]
+    device = Identity.objects.get(identifier_type="device_id")
+    assert device.value == SENTINELS["device_id"]
+    order = Event.objects.get(name="Order Completed")
+    assert order.context["device"] == {"model": "Pixel 9"}
+    assert order.context["page"]["url"] == "https://shop.example.com/thanks"
+    assert order.properties["products"] == [{"sku": "sku-9", "price": 9}]
+    sealed = order.sealed
+    assert sealed is not None
+    assert sealed["context"]["device"]["advertisingId"] == SENTINELS["advertising_id"]
     # ...and no column holds any of it in plaintext
     assert scan_all_tables() == []

@@ -15,7 +15,7 @@ computed traits, stages and audiences must exist, and references must not loop."
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -174,7 +174,7 @@ class Compiler:
     conditions: int = 0
     negations: int = 0  # how many NOTs enclose the condition being compiled
     _attribute_keys: frozenset[str] | None = None
-    _sealed_keys: frozenset[str] | None = None
+    _sealed_keys: Container[str] | None = None
     _computed: dict[str, ComputedTrait | None] = field(default_factory=dict)
 
     # --- lookups --------------------------------------------------------------------------
@@ -184,7 +184,7 @@ class Compiler:
             self._attribute_keys = profile_selectors.trait_keys_attribute(workspace=self.workspace)
         return self._attribute_keys
 
-    def sealed_keys(self) -> frozenset[str]:
+    def sealed_keys(self) -> Container[str]:
         if self._sealed_keys is None:
             self._sealed_keys = profile_selectors.event_property_keys_sealed(
                 workspace=self.workspace

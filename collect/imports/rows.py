@@ -17,6 +17,7 @@ about the row (a plain hash of an email could be looked up in a dictionary of em
 from __future__ import annotations
 
 import math
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -200,7 +201,7 @@ class RowBuilder:
         received_at: datetime,
         checker: Any,
         attribute_traits: frozenset[str],
-        sealed_properties: frozenset[str],
+        sealed_properties: Container[str],
     ) -> None:
         self.mapping = mapping
         self.workspace_id = workspace_id
@@ -215,7 +216,7 @@ class RowBuilder:
         self.plain_columns = self._plain_columns(attribute_traits, sealed_properties)
 
     def _plain_columns(
-        self, attribute_traits: frozenset[str], sealed_properties: frozenset[str]
+        self, attribute_traits: frozenset[str], sealed_properties: Container[str]
     ) -> frozenset[str]:
         """Columns whose values the error file may show: the event name and timestamp,
         traits classified as plain attributes and properties ingestion would not seal.

@@ -51,8 +51,24 @@ def _batch() -> list[dict[str, Any]]:
             "messageId": "e2e-1",
             "anonymousId": SENTINELS["anonymous_id"],
             "event": "Order Completed",
-            "properties": {"address": SENTINELS["property"], "total": 42},
-            "context": {"ip": SENTINELS["ip"], "page": {"url": f"{SHOP}/checkout"}},
+            "properties": {
+                "address": SENTINELS["property"],
+                "total": 42,
+                "shipping": {"recipient": {"Phone Number": SENTINELS["nested_phone"]}},
+                "products": [{"sku": "sku-9", "name": SENTINELS["product_name"]}],
+            },
+            "context": {
+                "ip": SENTINELS["ip"],
+                "page": {
+                    "url": f"{SHOP}/checkout?email={SENTINELS['email_in_url']}"
+                    f"&first={SENTINELS['query_name']}"
+                },
+                "device": {
+                    "id": SENTINELS["device_id"],
+                    "advertisingId": SENTINELS["advertising_id"],
+                },
+                "location": {"latitude": float(SENTINELS["latitude"])},
+            },
         },
         {
             "type": "identify",
@@ -162,7 +178,8 @@ def test_access_then_erasure_of_a_subject_end_to_end(
     assert Profile.objects.filter(merged_into=subject).count() == 1
     keys = set(DataKey.objects.filter(profile=subject).values_list("pk", flat=True))
     assert len(keys) == 2
-    assert Identity.objects.filter(profile=subject).count() == 5  # user, 2 anon, email, phone
+    # user, 2 anon, email, phone, device, advertising
+    assert Identity.objects.filter(profile=subject).count() == 7
 
     # when: an access request
     access = _request(workspace, "access", django_capture_on_commit_callbacks)
@@ -220,7 +237,9 @@ def test_access_then_erasure_of_a_subject_end_to_end(
     assert {s["status"] for s in body["stores"]} <= {"erased", "nothing_found", "retained"}
     assert sorted(body["data_keys_destroyed"]) == sorted(str(k) for k in keys)
     assert body["suppressed_identifiers"] == {
+        "advertising_id": 1,
         "anonymous_id": 2,
+        "device_id": 1,
         "email": 1,
         "phone": 1,
         "user_id": 1,

@@ -70,7 +70,7 @@ def test_export_keeps_page_path_and_title_next_to_the_sealed_url(source: Any) ->
     assert event["properties"] == {"path": "/account", "title": "Your account"}
 
 
-def test_merged_goes_one_level_deep() -> None:
+def test_merged_puts_the_sealed_parts_back_where_they_were() -> None:
     plain = {"page": {"path": "/a", "url": "[email]"}, "locale": "en", "list": [1]}
     sealed = {"page": {"url": "https://x/?e=a@b.c"}, "ip": "198.51.100.1", "list": [2]}
     # when

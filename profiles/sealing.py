@@ -1,0 +1,190 @@
+"""Which parts of an event are personal data, sealed under the person's key at ingestion, and
+how the sealed parts go back into the plain ones when a steward or the person reads them.
+
+An event is stored as plain `properties` and `context` (what audiences, computed traits and
+timelines use) plus one sealed document `{"properties": ..., "context": ...}` holding what was
+taken out of them, in the same shape: a sealed object holds only the keys taken out of the
+plain object at the same place, and a sealed list runs parallel to the plain one (`None` where
+an element gave nothing up). `merge_sealed` puts them back together, at any depth.
+
+What is taken out:
+- **properties**, at any depth: the value of a personal-data key (the built-in ones below, and
+  the workspace's trait keys not classified as plain attributes), compared without case,
+  spaces, dashes or underscores (`Phone Number`, `phone_number` and `phoneNumber` alike); any
+  string holding an email address, percent-encoded ones included; and the query string and
+  fragment of URL values (`url`, `referrer`: the plain value keeps the address without them,
+  `search` goes whole), where forms and links put names, emails and tokens;
+- **context**: the full IP address (the plain context keeps its /24 or /48), the device and
+  advertising ids and push token (they are identifiers: their blind-indexed identities are the
+  lookup), precise coordinates, any string holding an email, and the query strings of the
+  page's and referrer's URLs. Context keys are not matched against the personal-data keys:
+  there `name` is a library's, an app's or an operating system's.
+- Traits and external ids in the context are dropped: they are stored as traits and
+  identities."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote_plus
+
+# Event property keys sealed whatever the trait schema says (compared as `_folded` keys).
+PII_PROPERTY_KEYS = frozenset(
+    {
+        "email", "emailaddress", "phone", "phonenumber", "mobile", "mobilenumber",
+        "mobilephone", "telephone", "name", "firstname", "lastname", "fullname", "givenname",
+        "familyname", "surname", "middlename", "address", "streetaddress", "street",
+        "address1", "address2", "addressline1", "addressline2", "postalcode", "postcode",
+        "zip", "zipcode", "birthday", "birthdate", "dateofbirth", "dob", "ip", "ipaddress",
+        "username", "ssn", "socialsecuritynumber", "nationalid", "passportnumber", "taxid",
+        "iban", "cardnumber", "creditcardnumber", "password",
+    }
+)  # fmt: skip
+# An email address, also percent-encoded (`jane%40example.com`, as browsers put form fields
+# in URLs).
+EMAIL_IN_TEXT = re.compile(r"[^@\s/?&=#]+(?:@|%40)[^@\s/?&=#]+\.[A-Za-z]{2,}", re.IGNORECASE)
+EMAIL_MASK = "[email]"
+_URL_KEYS = frozenset({"url", "referrer", "link"})
+_QUERY_KEYS = frozenset({"search"})
+_CONTEXT_DROP = frozenset({"traits", "externalIds", "ip"})
+# Context values that are identifiers or a precise location, by object and key.
+_CONTEXT_SEALED = {
+    "device": frozenset({"id", "advertisingId", "token"}),
+    "location": frozenset({"latitude", "longitude"}),
+}
+# Deeper than this an object is sealed whole rather than walked (a 32 KB event can nest some
+# thousands of levels; no SDK sends more than a few).
+MAX_DEPTH = 16
+_NOTHING: Any = object()  # "no part": distinct from a JSON null
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded(key: str) -> str:
+    return "".join(c for c in key.lower() if c.isalnum())
+
+
+class SealedKeys:
+    """The property keys sealed in a workspace: `key in keys` compares folded keys."""
+
+    __slots__ = ("_folded",)
+
+    def __init__(self, workspace_keys: Iterable[str] = ()) -> None:
+        self._folded = PII_PROPERTY_KEYS | frozenset(_folded(k) for k in workspace_keys)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and _folded(key) in self._folded
+
+    def __repr__(self) -> str:
+        return f"SealedKeys({sorted(self._folded)!r})"
+
+
+def holds_email(text: str) -> bool:
+    if "@" not in text and "%40" not in text:
+        return False
+    return EMAIL_IN_TEXT.search(text) is not None or (
+        "%" in text and EMAIL_IN_TEXT.search(unquote_plus(text)) is not None
+    )
+
+
+def _plain_url(url: str) -> str:
+    """The address without its query string and fragment, emails in it masked."""
+    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
+    return EMAIL_IN_TEXT.sub(EMAIL_MASK, url[:cut])
+
+
+def _split_url(value: str) -> tuple[Any, Any]:
+    plain = _plain_url(value)
+    return (plain, value) if plain != value else (value, _NOTHING)
+
+
+def _split(value: Any, keys: SealedKeys | None, depth: int) -> tuple[Any, Any]:
+    """(plain part or _NOTHING, sealed part or _NOTHING) of a JSON value."""
+    if isinstance(value, str):
+        return (_NOTHING, value) if holds_email(value) else (value, _NOTHING)
+    if isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            return _NOTHING, value
+        return _split_object(value, keys, depth)
+    if isinstance(value, list):
+        if depth >= MAX_DEPTH:
+            return _NOTHING, value
+        parts = [_split(item, keys, depth + 1) for item in value]
+        if all(sealed is _NOTHING for _, sealed in parts):
+            return value, _NOTHING
+        if any(plain is _NOTHING for plain, _ in parts):
+            return _NOTHING, value  # an element goes whole: so does the list (order kept)
+        return [p for p, _ in parts], [None if s is _NOTHING else s for _, s in parts]
+    return value, _NOTHING
+
+
+def _split_object(
+    value: dict[str, Any], keys: SealedKeys | None, depth: int, extra: frozenset[str] = frozenset()
+) -> tuple[Any, Any]:
+    plain: dict[str, Any] = {}
+    sealed: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in extra or (keys is not None and key in keys):
+            sealed[key] = item
+            continue
+        if isinstance(item, str):  # most values: one look for an email, no call
+            if key in _URL_KEYS:
+                part = _split_url(item)
+            elif key in _QUERY_KEYS:
+                part = (_NOTHING, item) if item.strip("?") else (item, _NOTHING)
+            elif ("@" in item or "%40" in item) and holds_email(item):
+                part = (_NOTHING, item)
+            else:
+                plain[key] = item
+                continue
+        elif isinstance(item, dict) and keys is None and depth == 0 and key in _CONTEXT_SEALED:
+            part = _split_object(item, keys, depth + 1, _CONTEXT_SEALED[key])
+        elif isinstance(item, dict | list):
+            part = _split(item, keys, depth + 1)
+        else:
+            plain[key] = item
+            continue
+        if part[0] is not _NOTHING:
+            plain[key] = part[0]
+        if part[1] is not _NOTHING:
+            sealed[key] = part[1]
+    return plain, (sealed or _NOTHING)
+
+
+def split_properties(
+    properties: dict[str, Any], keys: SealedKeys
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(plain, sealed) event properties; `sealed` is empty when nothing is personal."""
+    plain, sealed = _split_object(properties, keys, 0)
+    return plain, ({} if sealed is _NOTHING else sealed)
+
+
+def split_context(
+    context: dict[str, Any], ip: str | None, truncated_ip: str | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(plain, sealed) event context; the full `ip` is sealed, its truncation kept plain."""
+    kept = {k: v for k, v in context.items() if k not in _CONTEXT_DROP}
+    plain, sealed = _split_object(kept, None, 0)
+    sealed = {} if sealed is _NOTHING else sealed
+    if ip:
+        sealed["ip"] = ip
+        if truncated_ip:
+            plain["ip_truncated"] = truncated_ip
+    return plain, sealed
+
+
+def merge_sealed(plain: Any, sealed: Any) -> Any:
+    """The plain value with the sealed parts put back where they were taken from (see the
+    module docstring); neither argument is changed. Events stored before sealing went deeper
+    than one level hold sealed objects one level deep: they merge the same way."""
+    if sealed is None:
+        return plain
+    if isinstance(plain, dict) and isinstance(sealed, dict):
+        merged = dict(plain)
+        for key, part in sealed.items():
+            merged[key] = merge_sealed(merged[key], part) if key in merged else part
+        return merged
+    if isinstance(plain, list) and isinstance(sealed, list) and len(plain) == len(sealed):
+        return [p if s is None else merge_sealed(p, s) for p, s in zip(plain, sealed, strict=True)]
+    return sealed
