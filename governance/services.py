@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -27,7 +27,12 @@ from consent.enums import Method as ConsentMethod
 from governance import chain, erasure, selectors
 from governance.deadlines import deadlines_for, end_of_day
 from governance.enums import FINAL_STATES, Regime, RequestState, RequestType
-from governance.models import DataSubjectRequest, GovernanceSettings, RequestEvent
+from governance.models import (
+    MAX_CANCELLATION_HOURS,
+    DataSubjectRequest,
+    GovernanceSettings,
+    RequestEvent,
+)
 from governance.states import can_transition
 from profiles import selectors as profile_selectors
 from profiles import services as profile_services
@@ -212,9 +217,12 @@ def request_submit(
     contact_type: str,
     contact: str,
     details: dict[str, Any] | None = None,
+    received_at: datetime | None = None,
 ) -> SubmittedRequest:
     """Open a request: seal the contact under a new request data key, set the deadlines, and
-    send a verification code (CCPA opt-outs need none and are verified at once)."""
+    send a verification code (CCPA opt-outs need none and are verified at once).
+    `received_at`: when a request that came by letter or phone reached the controller, if a
+    steward enters it later; its deadlines run from then (default: now)."""
     if request_type not in RequestType.values:
         raise InvalidInput("Unknown request type.", code="unknown_type")
     if regime not in Regime.values:
@@ -226,7 +234,10 @@ def request_submit(
         raise InvalidInput(f"This is not a usable {contact_type}.", code="invalid_contact")
     details = _check_details(workspace=workspace, request_type=request_type, details=details)
     now = timezone.now()
-    deadlines = deadlines_for(regime=regime, request_type=request_type, received=now.date())
+    received = received_at or now
+    if received > now:
+        raise InvalidInput("A request cannot be received in the future.", code="received_later")
+    deadlines = deadlines_for(regime=regime, request_type=request_type, received=received.date())
     status_token = secrets.token_urlsafe(32)
     request = DataSubjectRequest(
         workspace=workspace,
@@ -238,7 +249,7 @@ def request_submit(
         data_key_id=profile_services.data_key_create_unowned(
             workspace_id=workspace.pk, purpose=DataKeyPurpose.REQUEST
         ),
-        received_at=now,
+        received_at=received,
         acknowledge_by=end_of_day(deadlines.acknowledge_by) if deadlines.acknowledge_by else None,
         due_at=end_of_day(deadlines.respond_by),
         status_token_hash=hash_status_token(status_token),
@@ -299,6 +310,25 @@ def _verified(request: DataSubjectRequest, *, actor: Any = None, note: str = "")
 CANCELLABLE_STATES = frozenset(
     {RequestState.RECEIVED, RequestState.AWAITING_VERIFICATION, RequestState.VERIFIED}
 )
+
+
+@transaction.atomic
+def erasure_cancellation_hours_set(*, workspace: Any, hours: int | None) -> GovernanceSettings:
+    """Set the workspace's own cancellation window (None: the installation's default). It
+    applies to erasures verified from now on; those verified already keep theirs."""
+    from governance import retention
+
+    if hours is not None and not 0 <= hours <= MAX_CANCELLATION_HOURS:
+        raise InvalidInput(
+            f"The window is between 0 and {MAX_CANCELLATION_HOURS} hours.",
+            code="window_out_of_range",
+        )
+    row = retention.governance_settings_get(workspace=workspace)
+    row = GovernanceSettings.objects.select_for_update().get(pk=row.pk)
+    if row.erasure_cancellation_hours != hours:
+        row.erasure_cancellation_hours = hours
+        row.save(update_fields=["erasure_cancellation_hours"])
+    return row
 
 
 def erasure_cancellation_hours(*, workspace: Any) -> int:

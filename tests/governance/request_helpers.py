@@ -52,6 +52,7 @@ def submitted(
     contact_type: str = "email",
     contact: str = SUBJECT_EMAIL,
     details: dict[str, Any] | None = None,
+    received_at: datetime | None = None,
 ) -> services.SubmittedRequest:
     return services.request_submit(
         workspace=workspace,
@@ -60,6 +61,7 @@ def submitted(
         contact_type=contact_type,
         contact=contact,
         details=details,
+        received_at=received_at,
     )
 
 

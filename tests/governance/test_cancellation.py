@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from cdp.core.exceptions import InvalidInput
 from governance import services, tasks
 from governance.enums import RequestState
 from governance.models import DataSubjectRequest, ErasureCertificate, GovernanceSettings
@@ -299,6 +300,36 @@ def test_the_queue_says_a_fulfil_during_the_window_was_scheduled(
     assert "the erasure is scheduled for then" in response.content.decode()
     dsr.refresh_from_db()
     assert dsr.state == RequestState.IN_PROGRESS and dsr.fulfil_after == dsr.cancel_until
+
+
+@WINDOW
+def test_the_service_sets_the_workspace_window_for_erasures_verified_after(
+    workspace: Any, other_workspace: Any
+) -> None:
+    # given
+    before = verified(workspace, request_type="erasure")
+    # when
+    services.erasure_cancellation_hours_set(workspace=workspace, hours=48)
+    after = verified(workspace, request_type="erasure")
+    # then
+    assert before.cancel_until == before.verified_at + timedelta(hours=24)
+    assert after.cancel_until == after.verified_at + timedelta(hours=48)
+    assert services.erasure_cancellation_hours(workspace=other_workspace) == 24
+    # and None gives the installation's default back
+    services.erasure_cancellation_hours_set(workspace=workspace, hours=None)
+    assert services.erasure_cancellation_hours(workspace=workspace) == 24
+
+
+@pytest.mark.parametrize("hours", [-1, 721])
+def test_the_service_refuses_a_window_out_of_range_and_changes_nothing(
+    workspace: Any, hours: int
+) -> None:
+    # when
+    with pytest.raises(InvalidInput) as refused:
+        services.erasure_cancellation_hours_set(workspace=workspace, hours=hours)
+    # then
+    assert refused.value.code == "window_out_of_range"
+    assert not GovernanceSettings.objects.filter(workspace=workspace).exists()
 
 
 def test_a_steward_sets_the_window_of_their_workspace_only(

@@ -104,6 +104,29 @@ def test_deadlines_per_regime(
     assert dsr.due_at == due
 
 
+def test_a_request_entered_later_keeps_its_receipt_date_for_the_deadlines(
+    workspace: Any,
+) -> None:
+    # given: a letter received on Friday 30 January, entered on 3 February
+    entered = RECEIVED + timedelta(days=4)
+    # when
+    with frozen(entered):
+        dsr = submitted(workspace, received_at=RECEIVED).request
+    # then
+    assert dsr.received_at == RECEIVED
+    assert dsr.due_at == datetime(2026, 2, 28, 23, 59, 59, tzinfo=UTC)
+    assert dsr.verification_expires_at == entered + timedelta(minutes=30)
+
+
+def test_a_request_cannot_be_received_in_the_future(workspace: Any) -> None:
+    # when
+    with frozen(RECEIVED), pytest.raises(InvalidInput) as refused:
+        submitted(workspace, received_at=RECEIVED + timedelta(hours=1))
+    # then
+    assert refused.value.code == "received_later"
+    assert DataSubjectRequest.objects.count() == 0
+
+
 def test_a_ccpa_opt_out_needs_no_verification(workspace: Any) -> None:
     # given
     profile = subject_profile(workspace)
