@@ -42,9 +42,12 @@ class Command(BaseCommand):
         self._token(workspace)
         self._retention(workspace)
         self._traffic(web, options["people"], options["events"])
+        self._customers(web)
         self._crm_import(workspace)
         self._audiences(workspace)
+        self._removals(workspace)
         self._matching(workspace)
+        self._requests(workspace, web)
         self.stdout.write(
             self.style.SUCCESS("Demo ready: http://127.0.0.1:8000/admin/ (user: admin")
             + (f", password: {password})" if password else ", password unchanged)")
@@ -154,6 +157,14 @@ class Command(BaseCommand):
             stored += result.accepted
         self.stdout.write(f"Loaded {stored} events of {people} shoppers into {source.name!r}")
 
+    def _customers(self, web: Any) -> None:
+        """Named customers after the crowd: a household sharing a phone (a merge conflict) and
+        the people of the removal and request stories below."""
+        from collect.demo import demo_customers_seed
+
+        for line in demo_customers_seed(source=web):
+            self.stdout.write(line)
+
     def _crm_import(self, workspace: Any) -> None:
         """A CRM export uploaded as a steward would: its job, with two rows in the error file,
         is on the admin's Import jobs page."""
@@ -173,6 +184,22 @@ class Command(BaseCommand):
         from matching.demo import demo_seed
 
         for line in demo_seed(workspace=workspace):
+            self.stdout.write(line)
+
+    def _removals(self, workspace: Any) -> None:
+        """A customer the newsletter received withdraws that consent: a removal is owed to it."""
+        from activation.demo_removals import demo_removals_seed
+
+        for line in demo_removals_seed(workspace=workspace):
+            self.stdout.write(line)
+
+    def _requests(self, workspace: Any, web: Any) -> None:
+        """Data-subject requests in several states, last: an erasure takes its customer back
+        from the destinations the syncs above sent them to."""
+        from governance.demo import demo_seed
+
+        steward = get_user_model().objects.get(username="steward")
+        for line in demo_seed(workspace=workspace, steward=steward, web=web):
             self.stdout.write(line)
 
     def _audiences(self, workspace: Any) -> None:
