@@ -20,10 +20,10 @@ from profiles.enums import SourceKind
 PAIRS: list[tuple[dict[str, str], dict[str, str]]] = [
     (
         {"first_name": "Katherine", "last_name": "Brennan", "birthday": "1984-06-12",
-         "email": "katherine.brennan@example.com", "phone": "+1 415-555-0134",
+         "email": "katherine.brennan@example.com", "phone": "+1 628-555-0134",
          "address": "18 Alder Street", "city": "Oakland", "postcode": "94607"},
         {"first_name": "Kate", "last_name": "Brenan", "birthday": "1984-06-12",
-         "email": "kate.b@example.com", "phone": "(415) 555-0134",
+         "email": "kate.b@example.com", "phone": "(628) 555-0134",
          "address": "18 Alder St", "city": "Oakland", "postcode": "94607"},
     ),
     (

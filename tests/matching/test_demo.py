@@ -36,3 +36,23 @@ def test_the_demo_fills_the_review_queue_with_its_near_duplicates_once(workspace
     assert later.profiles_decrypted < later.profiles_considered
     assert f"decrypted {later.profiles_decrypted} of {later.profiles_considered}" in lines[1]
     assert again == []
+
+
+def test_the_near_duplicates_share_no_phone_with_the_demo_shoppers() -> None:
+    import phonenumbers
+
+    from matching.demo import SINGLES
+
+    # given: the synthetic shoppers' numbers (+1 415-555-0000 to -9999), loaded before them
+    # by seed_demo: a shared number would merge a near-duplicate into a shopper outright
+    rows = [row for pair in PAIRS for row in pair] + SINGLES
+    numbers = [
+        phonenumbers.format_number(
+            phonenumbers.parse(row["phone"], "US"), phonenumbers.PhoneNumberFormat.E164
+        )
+        for row in rows
+        if "phone" in row
+    ]
+    # then
+    assert numbers
+    assert not [n for n in numbers if n.startswith("+1415555")]
