@@ -95,14 +95,27 @@ class ImportMapping:
         return list(dict.fromkeys(names))
 
     def check_header(self, header: list[str]) -> None:
-        """Every column the mapping names must be in the file's header, once."""
+        """Every column the mapping names must be in the file's header, once. The error names
+        the mapping's columns and counts the header's, and never quotes a header cell: when
+        the file has no header row, its first row is a person's email, phone or name, and the
+        message is kept on the job and in the audit trail."""
+        referenced = self.referenced_columns()
         present = set(header)
-        missing = [name for name in self.referenced_columns() if name not in present]
+        missing = [name for name in referenced if name not in present]
         if missing:
-            shown = ", ".join(repr(h) for h in header[:50])
+            width = f"{len(header)} column{'' if len(header) == 1 else 's'}"
+            if len(missing) == len(referenced):
+                hint = (
+                    "None of the mapped columns is there: does the file start with a header row "
+                    "naming its columns? A CSV import needs one."
+                )
+            else:
+                hint = "Check their spelling and case against the file's first row."
+            if len(header) == 1 and len(referenced) > 1:
+                hint += f" Is the delimiter right (--delimiter, now {self.delimiter!r})?"
             raise ImportMappingError(
                 f"Column(s) {', '.join(repr(m) for m in missing)} are not in the file's "
-                f"header. The header has: {shown}.",
+                f"header ({width}). {hint}",
                 code="unknown_column",
             )
         repeated = sorted({name for name in self.referenced_columns() if header.count(name) > 1})

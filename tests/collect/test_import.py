@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from auditlog import get_logentry_model
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.models import Count
@@ -33,6 +34,8 @@ from profiles.models import DataKey, Event, Identity, Merge, Profile, SeenMessag
 from tests.collect.import_helpers import destroyed, run_import, write_csv, write_jsonl
 from tests.profiles.factories import WorkspaceFactory
 from tests.test_no_plaintext_pii import SENTINELS, scan_all_tables
+
+LogEntry = get_logentry_model()
 
 CRM_HEADER = "customer_no,email,phone,first_name,age,tier,signup"
 CRM_ROWS = [
@@ -616,9 +619,71 @@ def test_a_mapped_column_missing_from_the_header_fails_the_job_before_any_row(
     # then
     assert job.status == ImportStatus.FAILED
     assert job.failure_code == "unknown_column"
-    assert job.failure_message.startswith("Column(s) 'emial' are not in the file's header.")
-    assert "'email'" in job.failure_message
+    assert job.failure_message == (
+        "Column(s) 'emial' are not in the file's header (7 columns). Check their spelling and "
+        "case against the file's first row."
+    )
     assert (job.rows_total, Event.objects.count()) == (0, 0)
+
+
+def test_a_header_of_one_column_suggests_checking_the_delimiter(
+    workspace: Any, source: Any, tmp_path: Path
+) -> None:
+    # given: a file separated by semicolons, mapped as if by commas
+    path = write_csv(tmp_path / "crm.csv", [CRM_HEADER.replace(",", ";"), CRM_ROWS[0]])
+    # when
+    job = run_import(
+        workspace=workspace, source=source, path=path, maps=["email=identifier:email"],
+        id_column="customer_no", id_type="crm_id",
+    )  # fmt: skip
+    # then
+    assert job.failure_code == "unknown_column"
+    assert job.failure_message == (
+        "Column(s) 'customer_no', 'email' are not in the file's header (1 column). None of the "
+        "mapped columns is there: does the file start with a header row naming its columns? A "
+        "CSV import needs one. Is the delimiter right (--delimiter, now ',')?"
+    )
+
+
+def test_a_file_without_a_header_row_leaves_its_first_row_nowhere(
+    workspace: Any, source: Any, tmp_path: Path
+) -> None:
+    """Read as a header, a headerless file's first row is a person's data: the job's failure
+    message, which the audit trail keeps for good, must not quote it."""
+    # given: a CRM export saved without its header row
+    first_row = (
+        f"{SENTINELS['user_id']},{SENTINELS['email']},{SENTINELS['phone']},"
+        f"{SENTINELS['first_name']}"
+    )
+    path = write_csv(tmp_path / "people.csv", [first_row, "C-002,ben.berg@example.com,,Ben"])
+    # when
+    job = run_import(
+        workspace=workspace, source=source, path=path,
+        maps=["email=identifier:email", "phone=identifier:phone", "first_name=trait:first_name"],
+        id_column="customer_no", id_type="crm_id",
+    )  # fmt: skip
+    # then: the job failed before any row...
+    assert (job.status, job.failure_code, job.rows_total) == (
+        ImportStatus.FAILED,
+        "unknown_column",
+        0,
+    )
+    # ...and no table holds the first row's values, the audit trail's entries of the job
+    # (which record its outcome) included...
+    assert scan_all_tables() == []
+    entries = LogEntry.objects.filter(content_type__model="importjob", object_pk=str(job.pk))
+    outcome = entries.order_by("pk").last()
+    assert outcome is not None
+    assert outcome.changes["failure_message"][1] == job.failure_message
+    for entry in entries:
+        recorded = f"{entry.changes!r} {entry.changes_text} {entry.object_repr}".lower()
+        assert all(value.lower() not in recorded for value in SENTINELS.values())
+    # ...while the message still says what is likely wrong
+    assert job.failure_message == (
+        "Column(s) 'customer_no', 'email', 'phone', 'first_name' are not in the file's header "
+        "(4 columns). None of the mapped columns is there: does the file start with a header "
+        "row naming its columns? A CSV import needs one."
+    )
 
 
 # --- the commands -----------------------------------------------------------------------------
