@@ -118,6 +118,9 @@ def _environment(database_url: str, keys_file: Path) -> dict[str, str]:
         CDP_INDEX_KEY=index,
         DJANGO_SECRET_KEY=secret,
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        # Nothing here sends mail; the shell's EMAIL_BACKEND (the console one, say) could
+        # only make the production settings refuse to load.
+        EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend",
         CELERY_BROKER_URL=BROKER_URL,
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",

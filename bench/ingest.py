@@ -134,6 +134,9 @@ def _bench_env(database_url: str, processing_workers: int) -> dict[str, str]:
         CDP_INDEX_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        # Nothing here sends mail; the shell's EMAIL_BACKEND (the console one, say) could
+        # only make the production settings refuse to load.
+        EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend",
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
     )
