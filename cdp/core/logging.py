@@ -1,19 +1,46 @@
 """A logging filter that redacts email addresses and phone numbers from every record: the
 message, its arguments, the formatted exception and the stack. Installed on every handler in
-settings (LOGGING); it is the last line of defence, not a licence to log personal data."""
+settings (LOGGING) and on gunicorn's (cdp.core.gunicorn_logging); it is the last line of
+defence, not a licence to log personal data.
+
+Request lines (runserver's and gunicorn's access logs, referers) carry identifiers in their
+query strings, percent-encoded (`?email=jane%40example.com`, `?phone=%2B1415...`) or not
+looking like an email or a phone at all (`?userId=cust-123`): the values of identifier and
+credential parameters are masked whatever they hold, and the others are looked at decoded."""
 
 from __future__ import annotations
 
 import logging
 import re
 import traceback
+from urllib.parse import unquote_plus
 
-EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
-# A phone number: an optional "+", then 8 to 15 digits with spaces, dots, dashes or brackets
-# between them. ISO dates and times (2026-11-28, 14:36:42) are left alone.
+# "@" itself, or percent-encoded once or twice (%40, %2540) as in a URL.
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+(?:@|%(?:25)?40)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+# A phone number: an optional "+" (or "%2B", its URL encoding), then 8 to 15 digits with spaces,
+# dots, dashes or brackets between them. ISO dates and times (2026-11-28, 14:36:42) are left
+# alone.
 PHONE_RE = re.compile(
-    r"(?<![\w.:-])(?!\d{4}-\d{2}-\d{2})\+?\(?\d(?:[\s().\-]{0,2}\d){7,14}(?![\w:])"
+    r"(?<![\w.:-])(?!\d{4}-\d{2}-\d{2})(?:\+|%2[Bb])?\(?\d(?:[\s().\-]{0,2}\d){7,14}(?![\w:])"
 )
+# A URL's query string: from "?" to the end of the URL (white space, a quote, a fragment).
+QUERY_RE = re.compile(r"\?([^\s\"'<>#]+)")
+# Query parameters whose values are masked whatever they hold, compared without case, "_" or
+# "-" (user_id, userId and user-id alike): the built-in identifier types (profiles.enums
+# .IdentifierType, which a test keeps in step), and the credentials a URL may carry (an access
+# export's download token, a source's write key).
+MASKED_PARAMS = frozenset(
+    {"userid", "anonymousid", "email", "phone", "deviceid", "advertisingid", "token", "writekey"}
+)
+# ...and any parameter named like an id (crm_id, customerId, id; not "paid" or "valid"): a
+# workspace's own identifier types are looked up by their names (?crm_id=C-001).
+ID_PARAM_RE = re.compile(r"(?:^|[_-])[iI][dD]$|[a-z0-9]I[dD]$")
+# The profile lookup (/api/v1/profiles/?TYPE=VALUE) takes any identifier type by name: there,
+# every parameter but the paging ones is masked.
+PROFILE_LOOKUP_PATHS = ("/profiles/", "/profiles")
+PAGING_PARAMS = frozenset({"cursor", "pagesize"})
+PARAM_MASK = "[redacted]"
+MAX_URL_DEPTH = 2
 # UUIDs and ISO dates/times are digit runs too: they are set aside before phone numbers are
 # looked for, so that neither a UUID whose first group is all digits ("12345678-1234-...") nor a
 # number written before a date ("batch 7 2026-11-28") is taken for a phone number.
@@ -38,11 +65,50 @@ def _redact_phones(text: str) -> str:
     return "".join(parts)
 
 
-def redact(text: str) -> str:
-    """Replace emails and phone numbers in `text`."""
-    if "@" in text:
+def _redact_query(match: re.Match[str], depth: int) -> str:
+    lookup = match.string.endswith(PROFILE_LOOKUP_PATHS, 0, match.start())
+    parts = match.group(1).split("&")
+    for index, part in enumerate(parts):
+        name, sep, value = part.partition("=")
+        if not value:
+            continue
+        key = unquote_plus(name)
+        normalized = key.lower().replace("_", "").replace("-", "")
+        if (
+            normalized in MASKED_PARAMS
+            or ID_PARAM_RE.search(key)
+            or (lookup and normalized not in PAGING_PARAMS)
+        ):
+            parts[index] = f"{name}{sep}{PARAM_MASK}"
+        elif "%" in value or "+" in value:
+            # Decoded, a value may be an email, a phone, or a URL with a query string of its
+            # own (?next=...), looked into a few levels deep, no more: this runs on every record.
+            decoded = unquote_plus(value)
+            if depth < MAX_URL_DEPTH:
+                cleaned = _redact(decoded, depth + 1)
+            else:
+                cleaned = _redact_text(decoded)
+            if cleaned != decoded:
+                parts[index] = f"{name}{sep}{cleaned}"
+    return "?" + "&".join(parts)
+
+
+def _redact_text(text: str) -> str:
+    if "@" in text or "%40" in text or "%2540" in text:
         text = EMAIL_RE.sub(EMAIL_MASK, text)
     return _redact_phones(text)
+
+
+def _redact(text: str, depth: int) -> str:
+    if "?" in text and "=" in text:
+        text = QUERY_RE.sub(lambda match: _redact_query(match, depth), text)
+    return _redact_text(text)
+
+
+def redact(text: str) -> str:
+    """Replace emails and phone numbers in `text`, and the values of identifier parameters in
+    its URLs' query strings."""
+    return _redact(text, 0)
 
 
 class PiiRedactingFilter(logging.Filter):

@@ -7,18 +7,26 @@ from __future__ import annotations
 
 import io
 import logging
+import runpy
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from celery.app.log import Logging
 from django.conf import settings
+from django.utils.module_loading import import_string
+from gunicorn.config import Config
 
 from cdp.celery import app as celery_app
+from cdp.core.gunicorn_logging import RedactingLogger
 from cdp.core.ids import uuid7
-from cdp.core.logging import EMAIL_MASK, PHONE_MASK, PiiRedactingFilter, redact
+from cdp.core.logging import EMAIL_MASK, PARAM_MASK, PHONE_MASK, PiiRedactingFilter, redact
+from profiles.enums import IdentifierType
 
 EMAIL = "sentinel.person@example.com"
 PHONE_UK = "+44 20 7946 0958"
@@ -308,3 +316,164 @@ def test_redact(text: str, expected: str) -> None:
 
     # then
     assert result == expected
+
+
+# --- request lines: query strings -----------------------------------------------------------
+
+EMAIL_QUOTED = "sentinel.person%40example.com"
+PHONE_QUOTED = "%2B16505551212"
+USER_ID = "cust-sentinel-4417"
+ANONYMOUS_ID = "anon-sentinel-9021"
+QUERY_SENTINELS = (*SENTINELS, EMAIL_QUOTED, PHONE_QUOTED, USER_ID, ANONYMOUS_ID, "6505551212")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"GET /api/v1/profiles/?email={EMAIL_QUOTED} HTTP/1.1",
+         f"GET /api/v1/profiles/?email={PARAM_MASK} HTTP/1.1"),
+        (f"GET /api/v1/profiles/?phone={PHONE_QUOTED} HTTP/1.1",
+         f"GET /api/v1/profiles/?phone={PARAM_MASK} HTTP/1.1"),
+        (f"GET /api/v1/profiles/?user_id={USER_ID} HTTP/1.1",
+         f"GET /api/v1/profiles/?user_id={PARAM_MASK} HTTP/1.1"),
+        # a workspace's own identifier type, with the paging parameters left as they are
+        (f"/api/v1/profiles/?loyalty_number={USER_ID}&cursor=cD0y&page_size=50",
+         f"/api/v1/profiles/?loyalty_number={PARAM_MASK}&cursor=cD0y&page_size=50"),
+        (f"/v1/personalize?userId={USER_ID}&jurisdiction=EU",
+         f"/v1/personalize?userId={PARAM_MASK}&jurisdiction=EU"),
+        (f"/v1/consent?userId={USER_ID}&anonymousId={ANONYMOUS_ID}&writeKey=wk_live_1",
+         f"/v1/consent?userId={PARAM_MASK}&anonymousId={PARAM_MASK}&writeKey={PARAM_MASK}"),
+        (f"/exports/?crm_id={USER_ID}&customerID={USER_ID}",
+         f"/exports/?crm_id={PARAM_MASK}&customerID={PARAM_MASK}"),
+        ("/governance/requests/0190f4a2-7c3e-7abc-8def-0123456789ab/download/?token=Zm9vYmFy",
+         f"/governance/requests/0190f4a2-7c3e-7abc-8def-0123456789ab/download/?token={PARAM_MASK}"),
+        # any other parameter is read decoded: an email or a phone in it is redacted...
+        (f"/admin/profiles/profile/?q={EMAIL_QUOTED}&o=-1",
+         f"/admin/profiles/profile/?q={EMAIL_MASK}&o=-1"),
+        ("/admin/?q=%2B44+20+7946+0958", f"/admin/?q={PHONE_MASK}"),
+        (f"/login/?next=/v1/consent%3FuserId%3D{USER_ID}",
+         f"/login/?next=/v1/consent?userId={PARAM_MASK}"),
+        # ...and left as it was when there is none
+        ("/admin/collect/importjob/?status__exact=failed&paid=1&valid=yes&next=%2Fadmin%2F",
+         "/admin/collect/importjob/?status__exact=failed&paid=1&valid=yes&next=%2Fadmin%2F"),
+        ("/health/?format=json", "/health/?format=json"),
+        ("Is it up? status=ok", "Is it up? status=ok"),
+        # percent-encoded outside a query string too
+        (f"/unsubscribe/{EMAIL_QUOTED}/", f"/unsubscribe/{EMAIL_MASK}/"),
+        ("sentinel.person%2540example.com", EMAIL_MASK),
+        (f"called {PHONE_QUOTED}", f"called {PHONE_MASK}"),
+    ],
+)  # fmt: skip
+def test_redact_request_lines(text: str, expected: str) -> None:
+    # when
+    result = redact(text)
+
+    # then
+    assert result == expected
+
+
+@pytest.mark.parametrize("kind", IdentifierType.values)
+def test_every_built_in_identifier_type_is_masked_as_a_query_parameter(kind: str) -> None:
+    """The consent and personalization APIs spell them in camelCase, the profile lookup in
+    snake_case; a new identifier type must be masked in both without a second thought."""
+    # given
+    first, *rest = kind.split("_")
+    camel = first + "".join(word.title() for word in rest)
+
+    # when
+    result = redact(f"/v1/x?{kind}=sentinel&{camel}=sentinel")
+
+    # then
+    assert result == f"/v1/x?{kind}={PARAM_MASK}&{camel}={PARAM_MASK}"
+
+
+def test_a_deeply_nested_query_string_is_redacted_without_recursing_without_end() -> None:
+    # given: a URL whose value holds itself, 5,000 times over
+    text = "/a?next=" + "x%25?next=" * 5000 + EMAIL_QUOTED
+
+    # when
+    result = redact(text)
+
+    # then
+    assert result.endswith(EMAIL_MASK)
+    assert EMAIL_QUOTED not in result
+
+
+def test_runserver_request_lines_are_redacted() -> None:
+    # given: how runserver (django.core.servers.basehttp) logs a request
+    logger = logging.getLogger("django.server")
+    line = f"GET /api/v1/profiles/?email={EMAIL_QUOTED} HTTP/1.1"
+
+    # when
+    with _captured_output() as out:
+        logger.info('"%s" %s %s', line, "200", "84")
+        logger.warning('"%s" %s %s', f"GET /v1/consent?anonymousId={ANONYMOUS_ID} HTTP/1.1", 400, 9)
+
+    # then
+    text = out.getvalue()
+    for sentinel in QUERY_SENTINELS:
+        assert sentinel not in text
+    first, second = text.splitlines()
+    assert first.endswith(
+        f' django.server "GET /api/v1/profiles/?email={PARAM_MASK} HTTP/1.1" 200 84'
+    )
+    assert second.endswith(f'"GET /v1/consent?anonymousId={PARAM_MASK} HTTP/1.1" 400 9')
+
+
+@pytest.fixture
+def gunicorn_loggers() -> Iterator[None]:
+    """Gunicorn's loggers are module-global: put them back as they were after the test."""
+    saved = {
+        name: logging.getLogger(name).handlers[:] for name in ("gunicorn.error", "gunicorn.access")
+    }
+    yield
+    for name, handlers in saved.items():
+        logging.getLogger(name).handlers = handlers
+
+
+def test_gunicorn_access_log_is_redacted(gunicorn_loggers: None) -> None:
+    # given: gunicorn with an access log (`--access-logfile -`) and this project's logger
+    config = Config()
+    config.set("accesslog", "-")
+    logger = RedactingLogger(config)
+    out = io.StringIO()
+    for handler in logger.access_log.handlers:
+        handler.setStream(out)
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": f"/v1/consent?userId={USER_ID}&anonymousId={ANONYMOUS_ID}",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_REFERER": f"https://shop.example.com/account?email={EMAIL_QUOTED}",
+        "HTTP_USER_AGENT": "curl/8.5.0",
+    }
+    response = SimpleNamespace(status="200 OK", headers=[], sent=117)
+
+    # when
+    logger.access(response, [], environ, timedelta(milliseconds=3))
+
+    # then
+    text = out.getvalue()
+    for sentinel in QUERY_SENTINELS:
+        assert sentinel not in text
+    assert (
+        f'"GET /v1/consent?userId={PARAM_MASK}&anonymousId={PARAM_MASK} HTTP/1.1" 200 117' in text
+    )
+    assert f'"https://shop.example.com/account?email={PARAM_MASK}" "curl/8.5.0"' in text
+    assert all(
+        any(isinstance(f, PiiRedactingFilter) for f in handler.filters)
+        for handler in (*logger.error_log.handlers, *logger.access_log.handlers)
+    )
+
+
+def test_gunicorn_reads_the_redacting_logger_from_its_config_file() -> None:
+    """gunicorn reads ./gunicorn.conf.py by default; without it, its own handlers (which do
+    not propagate to ours) would write request lines as they came."""
+    # given
+    config_file = Path(settings.BASE_DIR) / "gunicorn.conf.py"
+
+    # when
+    logger_class = runpy.run_path(str(config_file))["logger_class"]
+
+    # then
+    assert import_string(logger_class) is RedactingLogger
