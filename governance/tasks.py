@@ -82,9 +82,9 @@ def dsr_fulfilments_due() -> dict[str, object]:
 
 @shared_task(name="governance.tasks.dsr_erasures_due", acks_late=True)
 def dsr_erasures_due() -> dict[str, object]:
-    """The name `dsr_fulfilments_due` had until it also picked up lost exports: a message a
-    worker or beat of an earlier release queued under it still runs the sweep instead of
-    being rejected as unregistered."""
+    """The hourly sweep's name before it was renamed `dsr_fulfilments_due` (when it began to
+    pick up lost exports too): a message queued under the old name by a beat or worker of an
+    earlier release still runs the sweep instead of being rejected as unregistered."""
     return dsr_fulfilments_due()
 
 

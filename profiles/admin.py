@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-from functools import partial
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -24,7 +22,6 @@ from guardian.admin import GuardedModelAdmin
 from cdp.core.admin import ReadOnlyAdminMixin, WorkspaceScopedAdmin, workspaces_for
 from cdp.core.exceptions import ApplicationError, InvalidInput
 from profiles import selectors, services
-from profiles import tasks as profile_tasks
 from profiles.enums import TraitClass, WorkspaceRole
 from profiles.models import (
     ApiToken,
@@ -419,6 +416,12 @@ class IdentityPolicyAdmin(StewardEditableAdmin):
         return len(obj.trait_identifiers or {})
 
 
+_RESEALING = (
+    "Trait values and event properties stored in plain while a key was an attribute are "
+    "being encrypted in the background."
+)
+
+
 @admin.register(TraitSchema)
 class TraitSchemaAdmin(StewardEditableAdmin):
     identity_fields = ("workspace", "key")
@@ -432,26 +435,38 @@ class TraitSchemaAdmin(StewardEditableAdmin):
 
     def _classify(
         self, request: HttpRequest, queryset: QuerySet[TraitSchema], classification: str
-    ) -> dict[int, list[str]]:
-        """Workspace id -> the keys whose classification changed."""
-        changed: dict[int, list[str]] = {}
+    ) -> int:
+        """Classify the rows the steward may change; returns how many changed. Values stored
+        in plain under a key that is no longer an attribute are sealed in the background."""
+        changed = 0
+        unsealed: dict[int, list[str]] = {}
         # Row by row, not queryset.update(): each change then has its own audit entry.
         for schema in queryset.exclude(classification=classification):
             if self.has_change_permission(request, schema):
+                if schema.classification == TraitClass.ATTRIBUTE:
+                    unsealed.setdefault(schema.workspace_id, []).append(schema.key)
                 schema.classification = classification
                 schema.save(update_fields=["classification"])
-                changed.setdefault(schema.workspace_id, []).append(schema.key)
+                changed += 1
+        for workspace_id, keys in unsealed.items():
+            services.personal_data_reseal_queue(workspace_id=workspace_id, keys=keys)
         return changed
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        was = form.initial.get("classification") if change else None
+        super().save_model(request, obj, form, change)
+        if was == TraitClass.ATTRIBUTE and obj.classification != TraitClass.ATTRIBUTE:
+            services.personal_data_reseal_queue(workspace_id=obj.workspace_id, keys=[obj.key])
+            self.message_user(request, _RESEALING, messages.INFO)
 
     @admin.action(
         description="Classify as attribute (plain, usable in audiences)", permissions=["change"]
     )
     def classify_as_attribute(self, request: HttpRequest, queryset: QuerySet[TraitSchema]) -> None:
         changed = self._classify(request, queryset, TraitClass.ATTRIBUTE)
-        count = sum(len(keys) for keys in changed.values())
         self.message_user(
             request,
-            f"{count} trait key(s) classified as attributes. Values collected from now on are "
+            f"{changed} trait key(s) classified as attributes. Values collected from now on are "
             "stored in plain; values already stored keep their form until they are next sent.",
             messages.WARNING,
         )
@@ -459,17 +474,10 @@ class TraitSchemaAdmin(StewardEditableAdmin):
     @admin.action(description="Classify as personal data (encrypted)", permissions=["change"])
     def classify_as_pii(self, request: HttpRequest, queryset: QuerySet[TraitSchema]) -> None:
         changed = self._classify(request, queryset, TraitClass.PII)
-        for workspace_id, keys in changed.items():
-            # Ids and key names only; in a worker (inline without a broker), after commit.
-            transaction.on_commit(
-                partial(profile_tasks.personal_data_reseal.delay, workspace_id, sorted(keys))
-            )
-        count = sum(len(keys) for keys in changed.values())
         self.message_user(
             request,
-            f"{count} trait key(s) classified as personal data. Values collected from now on "
-            "are encrypted; the trait values and event properties already stored in plain under "
-            "them are being encrypted in the background.",
+            f"{changed} trait key(s) classified as personal data. Values collected from now on "
+            f"are encrypted. {_RESEALING}",
             messages.SUCCESS,
         )
 

@@ -11,9 +11,10 @@ What is taken out:
 - **properties**, at any depth: the value of a personal-data key (the built-in ones below, and
   the workspace's trait keys not classified as plain attributes), compared without case,
   spaces, dashes or underscores (`Phone Number`, `phone_number` and `phoneNumber` alike); any
-  string holding an email address, percent-encoded ones included; and the query string and
-  fragment of URL values (`url`, `referrer`: the plain value keeps the address without them,
-  `search` goes whole), where forms and links put names, emails and tokens;
+  string (value or key) holding an email address, percent-encoded ones included; and the
+  query string and fragment of URL values (keys such as `url`, `page_url`, `referrer`,
+  `href`: the plain value keeps the address without them; `search` goes whole), where forms
+  and links put names, emails and tokens;
 - **context**: the full IP address (the plain context keeps its /24 or /48), the device and
   advertising ids and push token (they are identifiers: their blind-indexed identities are the
   lookup), precise coordinates, any string holding an email, and the query strings of the
@@ -44,9 +45,12 @@ PII_PROPERTY_KEYS = frozenset(
 )  # fmt: skip
 # An email address, also percent-encoded (`jane%40example.com`, as browsers put form fields
 # in URLs).
-EMAIL_IN_TEXT = re.compile(r"[^@\s/?&=#]+(?:@|%40)[^@\s/?&=#]+\.[A-Za-z]{2,}", re.IGNORECASE)
+# Bounded like the parts of an address (64 before the "@", 253 after): unbounded, a long
+# string with an "@" near its end took seconds to search.
+EMAIL_IN_TEXT = re.compile(
+    r"[^@\s/?&=#]{1,64}(?:@|%40)[^@\s/?&=#]{1,253}\.[A-Za-z]{2,63}", re.IGNORECASE
+)
 EMAIL_MASK = "[email]"
-_URL_KEYS = frozenset({"url", "referrer", "link"})
 _QUERY_KEYS = frozenset({"search"})
 _CONTEXT_DROP = frozenset({"traits", "externalIds", "ip"})
 # Context values that are identifiers or a precise location, by object and key.
@@ -78,6 +82,13 @@ class SealedKeys:
 
     def __repr__(self) -> str:
         return f"SealedKeys({sorted(self._folded)!r})"
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_url_key(key: str) -> bool:
+    """`url`, `URL`, `page_url`, `canonicalUrl`, `referrer`, `initial_referrer`, `href`, `link`."""
+    folded = _folded(key)
+    return folded.endswith(("url", "referrer")) or folded in ("href", "link")
 
 
 def holds_email(text: str) -> bool:
@@ -125,11 +136,15 @@ def _split_object(
     plain: dict[str, Any] = {}
     sealed: dict[str, Any] = {}
     for key, item in value.items():
-        if key in extra or (keys is not None and key in keys):
+        if (
+            key in extra
+            or (keys is not None and key in keys)
+            or (("@" in key or "%40" in key) and holds_email(key))  # an address as a key
+        ):
             sealed[key] = item
             continue
         if isinstance(item, str):  # most values: one look for an email, no call
-            if key in _URL_KEYS:
+            if _is_url_key(key):
                 part = _split_url(item)
             elif key in _QUERY_KEYS:
                 part = (_NOTHING, item) if item.strip("?") else (item, _NOTHING)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -364,28 +363,6 @@ def events_sealed_received(
     if since is not None:
         qs = qs.filter(received_at__gte=since)
     return qs
-
-
-def events_with_property_keys(*, workspace: Workspace, keys: _Iterable[str]) -> QuerySet[Event]:
-    """Events of `workspace` whose plain properties may hold one of `keys` as a key at any
-    depth, however spelt (profiles.sealing folds case, spaces, dashes and underscores away): a
-    regular expression over the JSON text narrows them down, the caller decides on each."""
-    from django.db.models import TextField
-    from django.db.models.functions import Cast
-
-    between = '[^a-z0-9"]*'
-    patterns = [
-        '"' + between.join(re.escape(c) for c in folded) + '"\\s*:'
-        for folded in sorted({"".join(c for c in k.lower() if c.isalnum()) for k in keys})
-        if folded
-    ]
-    if not patterns:
-        return Event.objects.none()
-    return (
-        Event.objects.filter(workspace=workspace)
-        .annotate(properties_text=Cast("properties", TextField()))
-        .filter(properties_text__iregex="|".join(patterns))
-    )
 
 
 def traits_expired(

@@ -743,7 +743,28 @@ class Resealed:
     traits: int  # values moved from plain to sealed
     profiles: int  # profiles whose plain attributes lost those keys
     events: int  # events whose plain properties gave something up
-    unreadable: int  # events whose sealed part could not be opened (key shredded): skipped
+    unreadable: int  # rows whose data key is shredded (the person erased meanwhile): skipped
+
+
+def personal_data_reseal_queue(*, workspace_id: int, keys: Iterable[str]) -> None:
+    """After the current transaction commits, seal what was stored in plain under `keys`
+    (trait keys no longer classified as plain attributes): at once, and once more when every
+    process's cached classifications have expired (CDP_WORKSPACE_CONFIG_SECONDS), for what
+    ingestion wrote in plain meanwhile. Ids and key names go to the task, nothing else."""
+    from django.conf import settings
+
+    from profiles import tasks
+
+    keys = sorted(set(keys))
+    if not keys:
+        return
+    later = float(getattr(settings, "CDP_WORKSPACE_CONFIG_SECONDS", 10)) + 5
+
+    def enqueue() -> None:
+        tasks.personal_data_reseal.delay(workspace_id, keys)
+        tasks.personal_data_reseal.apply_async((workspace_id, keys), countdown=later)
+
+    transaction.on_commit(enqueue)
 
 
 def personal_data_reseal(
@@ -751,93 +772,124 @@ def personal_data_reseal(
 ) -> Resealed:
     """Seal what was stored in plain under trait keys a steward has since classified as
     personal data: the trait values (and the profiles' plain attributes built from them), and
-    event properties under those keys at any depth (profiles.sealing: compared as folded keys).
-    Without it, values collected before the classification stayed readable in plain.
+    event properties under those keys at any depth, however spelt (profiles.sealing). Without
+    it, values collected before the classification stayed readable in plain.
 
-    Set-wise, in batches of rows, one transaction each; no audit entry per row (an entry would
-    copy the plain value it replaces into the trail), the caller audits the classification.
-    Safe to run again: what is sealed already is left as it is."""
+    Traits are found by key; events by reading every event's plain properties once, in pages
+    of primary keys (a key can hide at any depth, spelt any way: no index finds it), and only
+    those that hold one are locked, opened, put back together and split again as ingestion
+    now would. One transaction per page; no audit entry per row (an entry would copy the
+    plain value it replaces into the trail): the classification itself is audited. Safe to
+    run again: what is sealed already is left as it is."""
     from profiles import bulk, sealing, selectors
     from profiles.models import Event, Trait
 
-    keys = sorted(set(keys))
+    every = selectors.event_property_keys_sealed(workspace=workspace)
+    # A key made an attribute again since (before a delayed run) is left as it is.
+    keys = sorted({key for key in keys if key in every})
     if not keys:
         return Resealed(traits=0, profiles=0, events=0, unreadable=0)
     now = timezone.now()
     seal_trait = ingest._sealer(Trait, "value_pii")
     traits = profiles = events = unreadable = 0
+    last: Any = None
     while True:
         with transaction.atomic():
+            pending = Trait.objects.filter(workspace=workspace, key__in=keys, is_pii=False)
+            if last is not None:
+                pending = pending.filter(pk__gt=last)
             rows = list(
-                Trait.objects.filter(workspace=workspace, key__in=keys, is_pii=False)
-                .select_for_update()
+                pending.select_for_update()
                 .order_by("pk")
                 .values_list("pk", "profile_id", "data_key_id", "value_attribute")[:batch_size]
             )
             ingest._preload_keys({key_id for _, _, key_id, _ in rows})
+            updates = []
+            touched = set()
+            for pk, profile_id, key_id, value in rows:
+                try:
+                    sealed = seal_trait(key_id=key_id, row_id=pk, value=value)
+                except CryptoError:
+                    unreadable += 1
+                    continue
+                updates.append((pk, True, None, sealed))
+                touched.add(profile_id)
             bulk.update_from_values(
                 Trait,
                 key="id",
                 names=["is_pii", "value_attribute", "value_pii"],
-                rows=[
-                    (pk, True, None, seal_trait(key_id=key_id, row_id=pk, value=value))
-                    for pk, _, key_id, value in rows
-                ],
+                rows=updates,
                 assignments=[
                     "is_pii = v.column2",
                     "value_attribute = v.column3",
                     "value_pii = v.column4",
                 ],
             )
-            touched = {pid for _, pid, _, _ in rows}
             if touched:
-                attributes = ingest.profile_attributes(touched)
+                locked = list(
+                    Profile.objects.filter(pk__in=touched)
+                    .select_for_update()
+                    .order_by("pk")
+                    .values_list("pk", flat=True)
+                )
+                attributes = ingest.profile_attributes(locked)
                 bulk.update_from_values(
                     Profile,
                     key="id",
                     names=["attributes", "updated_at"],
-                    rows=[(pid, attributes.get(pid, {}), now) for pid in sorted(touched)],
+                    rows=[(pid, attributes.get(pid, {}), now) for pid in locked],
                     assignments=["attributes = v.column2", "updated_at = v.column3"],
                 )
-            traits += len(rows)
+            traits += len(updates)
             profiles += len(touched)
         if len(rows) < batch_size:
             break
+        last = rows[-1][0]
 
     wanted = sealing.SealedKeys(keys)
     seal_event = ingest._sealer(Event, "sealed")
-    candidates = selectors.events_with_property_keys(workspace=workspace, keys=keys)
-    last: Any = None
+    last = None
     while True:
-        with transaction.atomic():
-            batch = candidates if last is None else candidates.filter(pk__gt=last)
-            found = list(
-                batch.select_for_update()
-                .order_by("pk")
-                .only("id", "data_key_id", "properties", "sealed")[:batch_size]
-            )
-            ingest._preload_keys({event.data_key_id for event in found})
-            updates = []
-            for event in found:
-                plain, taken = sealing.split_properties(event.properties or {}, wanted)
-                if not taken:
-                    continue
-                try:
-                    opened = event.sealed or {}
-                except CryptoError:
-                    unreadable += 1
-                    continue
-                opened["properties"] = sealing.merge_sealed(opened.get("properties") or {}, taken)
-                value = seal_event(key_id=event.data_key_id, row_id=event.pk, value=opened)
-                updates.append((event.pk, plain, value))
-            bulk.update_from_values(
-                Event,
-                key="id",
-                names=["properties", "sealed"],
-                rows=updates,
-                assignments=["properties = v.column2", "sealed = v.column3"],
-            )
-            events += len(updates)
-        if len(found) < batch_size:
+        page_query = Event.objects.filter(workspace=workspace).order_by("pk")
+        if last is not None:
+            page_query = page_query.filter(pk__gt=last)
+        page = list(page_query.values_list("pk", "properties")[:batch_size])
+        holding = [pk for pk, plain in page if sealing.split_properties(plain or {}, wanted)[1]]
+        if holding:
+            with transaction.atomic():
+                found = list(
+                    Event.objects.filter(pk__in=holding)
+                    .select_for_update()
+                    .order_by("pk")
+                    .only("id", "data_key_id", "properties", "sealed")
+                )
+                ingest._preload_keys({event.data_key_id for event in found})
+                changed: list[tuple[Any, dict[str, Any], Any]] = []
+                for event in found:
+                    try:
+                        opened = dict(event.sealed or {})
+                        # As sent, then split as ingestion now would (a URL's query, sealed
+                        # before, stays whole: splitting only the plain part would lose it).
+                        sent = sealing.merge_sealed(
+                            event.properties or {}, opened.get("properties")
+                        )
+                        plain, taken = sealing.split_properties(sent, every)
+                        if plain == event.properties:
+                            continue
+                        opened["properties"] = taken
+                        value = seal_event(key_id=event.data_key_id, row_id=event.pk, value=opened)
+                    except CryptoError:
+                        unreadable += 1
+                        continue
+                    changed.append((event.pk, plain, value))
+                bulk.update_from_values(
+                    Event,
+                    key="id",
+                    names=["properties", "sealed"],
+                    rows=changed,
+                    assignments=["properties = v.column2", "sealed = v.column3"],
+                )
+                events += len(changed)
+        if len(page) < batch_size:
             return Resealed(traits=traits, profiles=profiles, events=events, unreadable=unreadable)
-        last = found[-1].pk
+        last = page[-1][0]

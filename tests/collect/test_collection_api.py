@@ -484,6 +484,8 @@ def test_messages_that_cannot_be_stored_are_rejected_and_valid_siblings_kept(
         '{"type": "track", "event": "a\\u0000b", "userId": "u-1"}',
         '{"type": "track", "event": "Key", "userId": "u-1", "properties": {"k\\u0000": 1}}',
         json.dumps({"type": "track", "event": "Deep", "userId": "u-1", "properties": _nested(300)}),
+        # deep enough that only the stores' own nesting would have gone past what they write
+        json.dumps({"type": "track", "event": "Deep", "userId": "u-1", "context": _nested(253)}),
         '{"type": "track", "event": "Backslash", "userId": "u-1", '
         '"properties": {"p": "C:\\\\u0000"}}',
     ]
@@ -505,7 +507,12 @@ def test_messages_that_cannot_be_stored_are_rejected_and_valid_siblings_kept(
         {
             "index": 3,
             "code": "invalid_message",
-            "message": "The message is nested more than 255 levels deep.",
+            "message": "The message is nested more than 200 levels deep.",
+        },
+        {
+            "index": 4,
+            "code": "invalid_message",
+            "message": "The message is nested more than 200 levels deep.",
         },
     ]
     assert sorted(name for _, name in events(source)) == ["Backslash", "Kept"]
@@ -526,6 +533,17 @@ def test_a_batch_context_that_cannot_be_stored_is_400_and_stores_nothing(
     assert response.json() == {
         "code": "invalid_payload",
         "message": "The batch's context holds a NUL character (\\u0000), which cannot be stored.",
+    }
+    assert Event.objects.count() == 0
+
+
+def test_a_batch_context_nested_too_deep_to_store_is_400(sdk: APIClient, source: Any) -> None:
+    body = {"batch": [{"type": "track", "event": "E", "userId": "u-1"}], "context": _nested(254)}
+    response = post_json(sdk, "/v1/batch", body)
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "invalid_payload",
+        "message": "The batch's context is nested more than 200 levels deep.",
     }
     assert Event.objects.count() == 0
 

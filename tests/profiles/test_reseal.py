@@ -126,8 +126,40 @@ def test_sealing_again_changes_nothing(source: Source) -> None:
     assert bought.sealed == sealed_before == {"properties": {"loyalty_tier": SENTINEL}}
 
 
-def test_a_steward_of_another_workspace_seals_nothing_here(
-    source: Source, outsider: Any, django_capture_on_commit_callbacks: Any
+def test_only_the_workspace_s_own_values_are_sealed_and_only_personal_keys(
+    source: Source, other_workspace: Any
+) -> None:
+    # given: the same key, an attribute in both workspaces, values in both
+    TraitSchema.objects.update_or_create(
+        workspace=other_workspace,
+        key="loyalty_tier",
+        defaults={"classification": TraitClass.ATTRIBUTE},
+    )
+    elsewhere = services.source_create(workspace=other_workspace, name="Other shop")
+    for where in (source, elsewhere):
+        services.ingest_messages(
+            source=where,
+            messages=[
+                msg("identify", user_id="u-1", traits={"loyalty_tier": SENTINEL}),
+                msg("track", user_id="u-1", name="Bought", properties={"loyalty_tier": SENTINEL}),
+            ],
+        )
+    TraitSchema.objects.filter(workspace=source.workspace, key="loyalty_tier").update(
+        classification=TraitClass.PII
+    )
+    # when: a run for each workspace, but the key is personal data in the first only
+    services.personal_data_reseal(workspace=source.workspace, keys=["loyalty_tier"])
+    services.personal_data_reseal(workspace=other_workspace, keys=["loyalty_tier"])
+    # then
+    assert Trait.objects.get(workspace=source.workspace).is_pii
+    assert Trait.objects.get(workspace=other_workspace).value_attribute == SENTINEL
+    assert Event.objects.get(workspace=other_workspace, name="Bought").properties == {
+        "loyalty_tier": SENTINEL
+    }
+
+
+def test_the_change_form_seals_too(
+    source: Source, owner: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     # given
     services.ingest_messages(
@@ -135,9 +167,44 @@ def test_a_steward_of_another_workspace_seals_nothing_here(
         messages=[msg("identify", user_id="u-1", traits={"loyalty_tier": SENTINEL})],
     )
     schema = TraitSchema.objects.get(workspace=source.workspace, key="loyalty_tier")
-    # when
-    classify_as_pii(outsider, schema, django_capture_on_commit_callbacks)
+    client = Client()
+    client.force_login(owner)
+    # when: a steward changes the classification on the key's own page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("admin:profiles_traitschema_change", args=[schema.pk]),
+            {
+                "classification": TraitClass.PII,
+                "survivorship": schema.survivorship,
+                "description": "",
+            },
+            follow=True,
+        )
     # then
-    schema.refresh_from_db()
-    assert schema.classification == TraitClass.ATTRIBUTE
-    assert Trait.objects.get(key="loyalty_tier").value_attribute == SENTINEL
+    assert response.status_code == 200
+    assert "being encrypted in the background" in response.content.decode()
+    assert plaintext_hits() == []
+    assert Trait.objects.get(key="loyalty_tier").value_pii == SENTINEL
+
+
+def test_sealed_parts_of_the_value_are_kept_and_any_spelling_is_found(source: Source) -> None:
+    # given: a URL under the key had its query sealed already; the key spelt other ways
+    sent = {
+        "loyalty_tier": {"url": f"https://shop.example.com/p?code={SENTINEL}", "level": 3},
+        "_Loyalty Tier:": SENTINEL,
+        "LOYALTY-tier ": SENTINEL,
+        "tier": "not this one",
+    }
+    services.ingest_messages(
+        source=source,
+        messages=[msg("track", user_id="u-1", name="Bought", properties=sent)],
+    )
+    TraitSchema.objects.filter(key="loyalty_tier").update(classification=TraitClass.PII)
+    # when
+    done = services.personal_data_reseal(workspace=source.workspace, keys=["loyalty_tier"])
+    # then: nothing is lost; all of it is sealed but the other key
+    event = Event.objects.get(name="Bought")
+    assert done.events == 1
+    assert event.properties == {"tier": "not this one"}
+    (exported,) = handlers.export_events(event.profile)["events"]
+    assert exported["properties"] == sent

@@ -62,6 +62,24 @@ def test_emails_are_found_in_any_string_also_percent_encoded() -> None:
     assert not holds_email("50% off, 40 items") and not holds_email("@handle")
 
 
+def test_an_address_used_as_a_key_is_sealed_with_its_value() -> None:
+    plain, sealed = split_properties({"sent": {"jane@example.com": "ok", "count": 1}}, KEYS)
+    assert (plain, sealed) == ({"sent": {"count": 1}}, {"sent": {"jane@example.com": "ok"}})
+
+
+def test_url_keys_are_known_however_spelt() -> None:
+    # given
+    properties = dict.fromkeys(
+        ("URL", "page_url", "canonicalUrl", "initial_referrer", "href", "link"),
+        "https://shop.example.com/a?first=Jane",
+    )
+    # when
+    plain, sealed = split_properties(properties, KEYS)
+    # then
+    assert set(plain.values()) == {"https://shop.example.com/a"}
+    assert sealed == properties
+
+
 def test_urls_keep_their_address_plain_and_their_query_sealed() -> None:
     # given: what analytics.js sends with a page call
     properties = {
