@@ -22,7 +22,18 @@ demo: install
 	@echo "Serving on http://127.0.0.1:8000  (admin: /admin/, API docs: /api/docs/)"
 	$(PY) manage.py runserver 127.0.0.1:8000
 
-test: install
+# The browser tests' SDK bundles (tests/browser/harness.py), installed when missing or older
+# than the lock file. Without npm, or offline, this says so and goes on: those tests then skip,
+# naming what is missing (or fail, when CI is set; .ci/run installs them itself).
+BROWSER_NPM := tests/browser/node_modules/.package-lock.json
+$(BROWSER_NPM): tests/browser/package-lock.json
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "npm not found: the browser tests will skip (or fail, if CI is set); apt-get install npm"; \
+	elif ! npm ci --prefix tests/browser --no-audit --no-fund; then \
+		echo "npm ci failed: the browser tests will skip (or fail, if CI is set)"; \
+	fi
+
+test: install $(BROWSER_NPM)
 	@echo "database: $${DATABASE_URL:-sqlite (in memory)}"
 	DJANGO_SETTINGS_MODULE=cdp.settings.test $(PY) -m pytest $(PYTEST_ARGS)
 

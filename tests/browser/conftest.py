@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import cache
 from pytest_django.live_server_helper import LiveServer
 
-from tests.browser.harness import ANALYTICS_NEXT_UMD, StaticServer, require
+from tests.browser.harness import ANALYTICS_NEXT_UMD, NPM_REMEDY, StaticServer, require
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +33,7 @@ def _fresh_cache() -> Iterator[None]:
 @pytest.fixture
 def static_site() -> Iterator[StaticServer]:
     """The website: test pages and analytics-next's bundle, on its own 127.0.0.1 port."""
-    require(ANALYTICS_NEXT_UMD, "run `npm ci --prefix tests/browser` (see .ci/run)")
+    require(ANALYTICS_NEXT_UMD, NPM_REMEDY)
     server = StaticServer()
     thread = threading.Thread(target=server.serve_forever, name="static-site", daemon=True)
     thread.start()

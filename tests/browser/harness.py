@@ -1,6 +1,10 @@
 """Real browser SDKs against the collection API, in Debian's Chromium driven by Playwright.
 
-The SDK bundle is read from `tests/browser/node_modules` (`npm ci --prefix tests/browser`).
+The SDK bundle is read from `tests/browser/node_modules` (`npm ci --prefix tests/browser`, which
+`make test` runs when npm is installed). A missing prerequisite skips a test, saying what is
+missing and how to install it, except under CI (`CI` set), where it fails: CI installs them all
+and must never pass by skipping these tests.
+
 No `page.route()` anywhere: while any route is active, Playwright answers CORS preflights
 itself, permissively, and the API's own CORS answers would go untested.
 """
@@ -8,6 +12,7 @@ itself, permissively, and the API's own CORS answers would go untested.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +33,14 @@ ANALYTICS_NEXT_UMD = ANALYTICS_NEXT / "dist" / "umd"
 BUNDLES_PATH = "/analytics-next/bundles/"
 
 CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_REMEDY = (
+    "install Debian's chromium (`apt-get install chromium`, listed in .ci/apt-packages); "
+    "never `playwright install`"
+)
+NPM_REMEDY = (
+    "run `npm ci --prefix tests/browser` (`make test` runs it when npm is installed; "
+    "npm itself: `apt-get install npm`)"
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",  # we run as root
@@ -45,10 +58,25 @@ BROWSER_WAIT_SECONDS = 20.0
 DB_WAIT_SECONDS = 15.0
 
 
+def in_ci() -> bool:
+    """Whether this runs in CI: `CI` set to anything but empty, 0, false or no (CI services
+    set it to true, and so does .ci/run)."""
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
+
+
 def require(path: Path, remedy: str) -> None:
-    """Fail (never skip) when a browser-test prerequisite is missing: CI installs them all."""
-    if not path.exists():
-        pytest.fail(f"{path} not found: {remedy}", pytrace=False)
+    """Skip the test when a browser-test prerequisite is missing, naming it and its remedy; fail
+    instead under CI, which installs them all."""
+    if path.exists():
+        return
+    reason = f"{path} not found: {remedy}"
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set, so this fails rather than skips)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_chromium() -> None:
+    require(CHROMIUM, CHROMIUM_REMEDY)
 
 
 def analytics_next_version() -> str:
@@ -176,11 +204,7 @@ def visit(url: str, *, api_url: str, api_paths: list[str]) -> NetworkLog:
     Django's ORM refuses to run while Playwright's event loop is up in this thread."""
     from playwright.sync_api import sync_playwright
 
-    require(
-        CHROMIUM,
-        "install Debian's chromium (`apt-get install chromium`, listed in .ci/apt-packages); "
-        "never `playwright install`",
-    )
+    require_chromium()
     log = NetworkLog()
     api_origin = api_url.rstrip("/")
     request_urls: dict[str, str] = {}

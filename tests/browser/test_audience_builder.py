@@ -20,7 +20,7 @@ from tests.browser.harness import (
     CHROMIUM_ARGS,
     LAUNCH_TIMEOUT_MS,
     PAGE_TIMEOUT_MS,
-    require,
+    require_chromium,
 )
 
 pytestmark = [
@@ -46,7 +46,7 @@ def test_typing_rules_shows_the_size_and_a_masked_sample(
     # when
     from playwright.sync_api import sync_playwright
 
-    require(CHROMIUM, "install Debian's chromium (`apt-get install chromium`)")
+    require_chromium()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=LAUNCH_TIMEOUT_MS

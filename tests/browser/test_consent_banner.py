@@ -27,9 +27,11 @@ from tests.browser.harness import (
     CHROMIUM_ARGS,
     HERE,
     LAUNCH_TIMEOUT_MS,
+    NPM_REMEDY,
     PAGE_TIMEOUT_MS,
     StaticServer,
     require,
+    require_chromium,
     wait_for,
 )
 
@@ -85,11 +87,7 @@ def chromium(
     (cookies and localStorage) carries a visitor over from an earlier browser."""
     from playwright.sync_api import sync_playwright
 
-    require(
-        CHROMIUM,
-        "install Debian's chromium (`apt-get install chromium`, listed in .ci/apt-packages); "
-        "never `playwright install`",
-    )
+    require_chromium()
     traffic = Traffic()
     with sync_playwright() as playwright:
         try:
@@ -533,7 +531,7 @@ CookieConsent.run({
 
 
 def cookieconsent_page(*, api_url: str, write_key: str) -> str:
-    require(COOKIECONSENT / "cookieconsent.umd.js", "run `npm ci --prefix tests/browser`")
+    require(COOKIECONSENT / "cookieconsent.umd.js", NPM_REMEDY)
     bundle = (COOKIECONSENT / "cookieconsent.umd.js").read_text()
     css = (COOKIECONSENT / "cookieconsent.css").read_text()
     # inlined into the page, which only "</script" could end early
