@@ -5,6 +5,7 @@ profiles, merges and events are what the calls mean, and a resent batch stores n
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +17,19 @@ SDKS = {
     "segment": ("segment.analytics", {}),
     "rudder": ("rudderstack.analytics", {"gzip": True}),
 }
+
+
+@pytest.fixture(autouse=True)
+def _sdk_connections_closed() -> Iterator[None]:
+    """Both SDKs send through a module-level `requests` session that keeps its connection to the
+    live server open. The live server answers each connection on a thread of its own, which
+    closes its database connections when the client hangs up; left open, the sockets closed only
+    at interpreter exit, after the live server had stopped sharing the in-memory test database's
+    connection with its threads, and each thread printed a "DatabaseWrapper objects created in a
+    thread" traceback. Closed after each test, while the server still shares it."""
+    yield
+    for module, _options in SDKS.values():
+        importlib.import_module(f"{module}.request")._session.close()
 
 
 @pytest.fixture
