@@ -335,3 +335,19 @@ def test_the_management_command_prints_a_working_link(
     link = out.getvalue().strip()
     assert link.startswith(f"{BASE_URL}/consent/preferences/")
     assert client.get(_path(link)).status_code == 200
+
+
+def test_the_management_command_links_to_cdp_public_url_by_default(
+    workspace: Any, profile_id: Any, settings: Any
+) -> None:
+    # given: the public address from the setting (so CDP_PUBLIC_URL_FILE works too)
+    settings.CDP_PUBLIC_URL = BASE_URL
+    out = StringIO()
+
+    # when
+    call_command(
+        "preference_link", "--workspace", workspace.slug, "--profile", str(profile_id), stdout=out
+    )
+
+    # then
+    assert out.getvalue().strip().startswith(f"{BASE_URL}/consent/preferences/")

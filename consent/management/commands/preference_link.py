@@ -1,13 +1,11 @@
-import os
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cdp.core.exceptions import ApplicationError
 from consent import services
 from profiles import selectors as profile_selectors
-
-DEMO_URL = "http://127.0.0.1:8000"
 
 
 class Command(BaseCommand):
@@ -21,8 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--profile", required=True, help="profile id")
         parser.add_argument(
             "--base-url",
-            default=os.environ.get("CDP_PUBLIC_URL") or DEMO_URL,
-            help="where the CDP is reached (default: $CDP_PUBLIC_URL, else the demo server)",
+            # the setting, not the environment variable itself: CDP_PUBLIC_URL_FILE works too
+            default=settings.CDP_PUBLIC_URL,
+            help="where the CDP is reached (default: the CDP_PUBLIC_URL setting)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
