@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import pytest
 from django.contrib.staticfiles import finders
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.permissions import AllowAny
@@ -189,6 +190,28 @@ def test_drf_errors_map_to_code_message_and_status(
     error: Exception, status: int, body: dict[str, Any]
 ) -> None:
     # when
+    response = _raise(error)
+
+    # then
+    assert response.status_code == status
+    assert json.loads(response.content) == body
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "body"),
+    [
+        (
+            # Django's message quotes the input: the answer does not repeat it
+            DjangoValidationError("“garbage” value has an invalid format."),
+            400,
+            {"code": "invalid", "message": "The input is not valid."},
+        ),
+    ],
+)
+def test_django_errors_map_to_code_message_and_status(
+    error: Exception, status: int, body: dict[str, Any]
+) -> None:
+    # when: Django's own exceptions, which DRF leaves to Django (a 500)
     response = _raise(error)
 
     # then

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -41,6 +42,15 @@ def _first_message(detail: Any) -> str:
     return str(detail)
 
 
+def _django_error(exc: Exception) -> Response | None:
+    """Django's own exceptions that reach a view: answered in the API's shape, not as a 500."""
+    if isinstance(exc, DjangoValidationError):
+        # A safety net: input should be checked before it reaches a model or a query, with a
+        # precise answer. Django's message may quote the input, so it is not repeated.
+        return Response(error_body("invalid", "The input is not valid."), status=400)
+    return None
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response(
@@ -53,7 +63,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf.PermissionDenied()
     if not isinstance(exc, drf.APIException):
-        return None
+        return _django_error(exc)
     code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), "error")
     headers: dict[str, str] = {}
     if isinstance(exc, drf.ValidationError):
