@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import pytest
 from django.contrib.staticfiles import finders
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions as drf
@@ -206,12 +207,25 @@ def test_drf_errors_map_to_code_message_and_status(
             400,
             {"code": "invalid", "message": "The input is not valid."},
         ),
+        (
+            RequestDataTooBig("Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE."),
+            413,
+            {
+                "code": "request_too_large",
+                "message": "The request body is larger than 2621440 bytes.",
+            },
+        ),
+        (
+            TooManyFieldsSent("The number of GET/POST parameters exceeded 1000."),
+            400,
+            {"code": "too_many_parameters", "message": "The request has too many parameters."},
+        ),
     ],
 )
 def test_django_errors_map_to_code_message_and_status(
     error: Exception, status: int, body: dict[str, Any]
 ) -> None:
-    # when: Django's own exceptions, which DRF leaves to Django (a 500)
+    # when: Django's own exceptions, which DRF leaves to Django (a 500, or an HTML 400)
     response = _raise(error)
 
     # then

@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions as drf
@@ -43,7 +45,18 @@ def _first_message(detail: Any) -> str:
 
 
 def _django_error(exc: Exception) -> Response | None:
-    """Django's own exceptions that reach a view: answered in the API's shape, not as a 500."""
+    """Django's own exceptions that reach a view: answered in the API's shape, not as Django's
+    HTML error pages (SuspiciousOperation) or a 500 (ValidationError)."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            error_body("request_too_large", f"The request body is larger than {limit} bytes."),
+            status=413,
+        )
+    if isinstance(exc, TooManyFieldsSent):
+        return Response(
+            error_body("too_many_parameters", "The request has too many parameters."), status=400
+        )
     if isinstance(exc, DjangoValidationError):
         # A safety net: input should be checked before it reaches a model or a query, with a
         # precise answer. Django's message may quote the input, so it is not repeated.
