@@ -196,13 +196,12 @@ def _check_details(*, workspace: Any, request_type: str, details: Any) -> dict[s
                 "An objection names the purposes objected to: details.purposes.",
                 code="purposes_required",
             )
-        unknown = sorted(
-            {
-                p
-                for p in purposes
-                if consent_selectors.purpose_get(workspace=workspace, key=p) is None
-            }
+        # Compared with the workspace's keys, not looked up one by one: the keys come from the
+        # public form as given (one query, and no text the database would refuse, e.g. NUL).
+        known = set(
+            consent_selectors.purpose_list(workspace=workspace).values_list("key", flat=True)
         )
+        unknown = sorted(set(purposes) - known)
         if unknown:
             raise InvalidInput(f"Unknown purpose(s): {', '.join(unknown)}.", code="unknown_purpose")
     return details or None

@@ -195,6 +195,23 @@ def test_an_objection_must_name_known_purposes(workspace: Any) -> None:
     assert DataSubjectRequest.objects.count() == 0
 
 
+@pytest.mark.parametrize("purpose", ["x\x00", "advertising\x00", "", "a" * 65, "Ads; DROP"])
+def test_a_purpose_key_that_cannot_exist_is_an_unknown_purpose(
+    workspace: Any, purpose: str
+) -> None:
+    # given: PostgreSQL refuses a NUL in a query: looking the key up was a 500 there
+    consent_services.purposes_ensure_defaults(workspace=workspace)
+    # when
+    with pytest.raises(InvalidInput) as unknown:
+        submitted(
+            workspace, request_type="objection", details={"purposes": ["advertising", purpose]}
+        )
+    # then
+    assert unknown.value.code == "unknown_purpose"
+    assert unknown.value.message == f"Unknown purpose(s): {purpose}."
+    assert DataSubjectRequest.objects.count() == 0
+
+
 def test_the_right_code_verifies_and_resolves_the_profile(
     workspace: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
