@@ -55,6 +55,11 @@ SCHEMA_PATH = Path(__file__).with_name("schema.json")
 # audiences it refers to): a rule beyond them is a mistake, and would be a huge statement.
 MAX_CONDITIONS = 200
 MAX_DEPTH = 12
+# Bound on the JSON nesting of a rules document, checked before the schema: jsonschema recurses
+# several frames per level, and a few hundred levels (2.5 KB of "not") were a RecursionError.
+# Above anything MAX_DEPTH groups need (their conditions are a few levels deep), so the
+# compiler's own check still names a group too deep.
+MAX_NESTING = 3 * MAX_DEPTH + 12
 
 NUMERIC_KINDS = frozenset(
     {
@@ -108,8 +113,23 @@ def _message(error: ValidationError) -> str:
     return error.message
 
 
+def _check_nesting(rules: Any) -> None:
+    """Raise RuleError at the first part nested deeper than MAX_NESTING (a loop, not
+    recursion: the document may be nested as deep as its parser allowed)."""
+    if not isinstance(rules, dict | list):
+        return
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(rules, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > MAX_NESTING:
+            raise RuleError(pointer(path), f"nested too deeply (at most {MAX_DEPTH} groups)")
+        parts = node.items() if isinstance(node, dict) else enumerate(node)
+        stack.extend((child, (*path, k)) for k, child in parts if isinstance(child, dict | list))
+
+
 def check_schema(rules: Any) -> None:
     """Raise RuleError for the most relevant schema violation, with its JSON pointer."""
+    _check_nesting(rules)
     error = best_match(_validator().iter_errors(rules))
     if error is not None:
         raise RuleError(pointer(error.absolute_path), _message(error))

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from activation import services
 from activation.models import Audience
+from activation.rules.compiler import MAX_DEPTH, MAX_NESTING
 from profiles import services as profile_services
 from profiles.enums import WorkspaceRole
 from tests.activation.api_helpers import (
@@ -289,6 +290,55 @@ def test_preview_of_invalid_rules_answers_the_path(manager: APIClient) -> None:
     # then
     assert response.status_code == 400
     assert (response.json()["code"], response.json()["path"]) == ("invalid_rules", "/all/1/trait")
+
+
+def _nots(depth: int) -> dict[str, Any]:
+    rules: dict[str, Any] = VIP
+    for _ in range(depth):
+        rules = {"not": rules}
+    return rules
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/v1/audiences/preview", {}),
+        ("post", "/api/v1/audiences/", {"key": "deep", "name": "Deep"}),
+        ("patch", "/api/v1/audiences/vip/", {}),
+    ],
+)
+def test_rules_nested_hundreds_deep_are_invalid_rules(
+    workspace: Any,
+    vip: Audience,
+    manager: APIClient,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+) -> None:
+    # given: 250 "not" around a condition, some 2.5 KB: the schema check recursed past
+    # Python's limit before the compiler counted groups
+    manager.raise_request_exception = False
+    rules = _nots(250)
+    # when
+    response = getattr(manager, method)(path, {**body, "rules": rules}, format="json")
+    # then
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "invalid_rules",
+        "message": f"nested too deeply (at most {MAX_DEPTH} groups)",
+        "path": "/" + "/".join(["not"] * (MAX_NESTING + 1)),
+    }
+    assert list(Audience.objects.values_list("key", "rules")) == [("vip", VIP)]
+
+
+def test_groups_nested_past_the_limit_name_the_group(manager: APIClient) -> None:
+    # given: deeper than the compiler takes, not as deep as the nesting bound
+    rules = _nots(3 * MAX_DEPTH + 1)
+    # when
+    response = manager.post("/api/v1/audiences/preview", {"rules": rules}, format="json")
+    # then
+    assert response.status_code == 400
+    assert response.json()["message"] == f"nested deeper than {MAX_DEPTH} groups"
 
 
 def test_a_saved_audience_can_be_previewed(
