@@ -71,7 +71,7 @@ def audience_create(
     description: str = "",
 ) -> Audience:
     """A new audience (rules checked, audited); its membership fills at the next refresh."""
-    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
         raise AudienceInvalid("key", "An audience key is 1-64 letters, digits, '-' or '_'.")
     _check_texts(name=name, description=description)
     if Audience.objects.filter(workspace=workspace, key=key).exists():
@@ -127,6 +127,10 @@ def _check_texts(**texts: Any) -> None:
 
 
 def audience_get(*, workspace: Any, key: str) -> Audience | None:
+    """The workspace's audience with this key; None for a key that cannot be one (it comes from
+    the URL as given: PostgreSQL would refuse a NUL in it rather than find nothing)."""
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+        return None
     return Audience.objects.filter(workspace=workspace, key=key).first()
 
 

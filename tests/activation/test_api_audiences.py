@@ -109,6 +109,26 @@ def test_another_workspace_sees_nothing_and_changes_nothing(
     assert (vip.name, vip.size) == ("VIP", 1)
 
 
+@pytest.mark.parametrize("key", ["a%00b", "%00", "vip%0A", "v" * 65, "vip%20"])
+def test_a_key_that_cannot_exist_is_not_found(vip: Audience, manager: APIClient, key: str) -> None:
+    # given: PostgreSQL refuses a NUL in a query: looking the key up was a 500 there
+    manager.raise_request_exception = False
+    # when
+    responses = [
+        manager.get(f"/api/v1/audiences/{key}/"),
+        manager.patch(f"/api/v1/audiences/{key}/", {"name": "Mine"}, format="json"),
+        manager.get(f"/api/v1/audiences/{key}/preview"),
+        manager.post(f"/api/v1/audiences/{key}/refresh"),
+        manager.get(f"/api/v1/audiences/{key}/members/"),
+    ]
+    # then
+    for response in responses:
+        assert response.status_code == 404
+        assert response.json() == {"code": "audience_not_found", "message": "No such audience."}
+    vip.refresh_from_db()
+    assert vip.name == "VIP"
+
+
 # --- create, list, retrieve, update ------------------------------------------------------------
 
 

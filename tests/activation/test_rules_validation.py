@@ -324,6 +324,7 @@ def test_the_schema_is_published_and_valid() -> None:
     ("fields", "field"),
     [
         ({"key": "no spaces"}, "key"),
+        ({"key": "vip\n"}, "key"),  # `$` matches before a final newline: the whole key counts
         ({"key": None}, "key"),
         ({"key": "ok", "name": "n" * 201}, "name"),
         ({"key": "ok", "description": "d" * 2001}, "description"),
