@@ -15,6 +15,11 @@ class UnknownPermission(InvalidInput):
     code = "unknown_permission"
 
 
+class UnknownIdentifierType(InvalidInput):
+    code = "unknown_identifier_type"
+    default_message = "Unknown identifier type."
+
+
 class ProfileNotFound(NotFound):
     code = "profile_not_found"
     default_message = "No such profile."

@@ -33,6 +33,7 @@ from profiles.models import (
     DataKey,
     Event,
     Identity,
+    IdentityPolicy,
     IdentityRule,
     Merge,
     MergeConflict,
@@ -111,6 +112,30 @@ def profile_find_by_identifier(
         .first()
     )
     return identity.profile if identity else None
+
+
+def identifier_type_known(*, workspace: Workspace, identifier_type: str) -> bool:
+    """Whether the workspace has identifiers of this type, or may have: a built-in type, one
+    its identity rules or trait mappings declare, or one it holds identities of (types sent
+    as `context.externalIds` are declared nowhere). Ask after a lookup found nothing: for an
+    undeclared type the last check reads the workspace's identities until one matches."""
+    kind = normalize_identifier_type(identifier_type)
+    if not kind:
+        return False
+    if kind in IdentifierType.values:
+        return True
+    if IdentityRule.objects.filter(workspace=workspace, identifier_type=kind).exists():
+        return True
+    mappings = (
+        IdentityPolicy.objects.filter(workspace=workspace)
+        .values_list("trait_identifiers", flat=True)
+        .first()
+    )
+    if isinstance(mappings, dict) and kind in {
+        normalize_identifier_type(str(v)) for v in mappings.values()
+    }:
+        return True
+    return Identity.objects.filter(workspace=workspace, identifier_type=kind).exists()
 
 
 LOOKUP_TYPES = tuple(IdentifierType.values)

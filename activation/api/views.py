@@ -42,6 +42,7 @@ from activation.models import DESCRIPTION_MAX_LENGTH, Audience, Delivery, Destin
 from cdp.core.api.contracts import WorkspaceCredential
 from cdp.core.api.pagination import CursorPagination
 from cdp.core.api.permissions import WorkspacePermission
+from cdp.core.api.query import reject_unknown_parameters
 from cdp.core.exceptions import InvalidInput, NotFound, PermissionDenied
 from profiles.enums import WorkspaceRole
 
@@ -132,6 +133,7 @@ class AudienceCollectionApi(APIView):
         responses={200: AudienceSerializer(many=True), **_ERRORS},
     )
     def get(self, request: Request) -> Response:
+        reject_unknown_parameters(request)
         return _paginate(
             self,
             request,
@@ -297,6 +299,7 @@ class AudienceMembersApi(APIView):
         responses={200: MemberSerializer(many=True), **_ERRORS},
     )
     def get(self, request: Request, key: str) -> Response:
+        reject_unknown_parameters(request, self.InputSerializer().fields)
         query = self.InputSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         reason = None
@@ -398,6 +401,7 @@ class DestinationCollectionApi(APIView):
         responses={200: DestinationSerializer(many=True), **_ERRORS},
     )
     def get(self, request: Request) -> Response:
+        reject_unknown_parameters(request)
         return _paginate(
             self,
             request,
@@ -515,6 +519,7 @@ class SyncCollectionApi(APIView):
         responses={200: SyncSerializer(many=True), **_ERRORS},
     )
     def get(self, request: Request) -> Response:
+        reject_unknown_parameters(request)
         return _paginate(
             self,
             request,
@@ -599,6 +604,7 @@ class SyncRunListApi(APIView):
         responses={200: SyncRunSerializer(many=True), **_ERRORS},
     )
     def get(self, request: Request, sync_id: str) -> Response:
+        reject_unknown_parameters(request)
         sync = _sync(request, sync_id)
         return _paginate(
             self,
@@ -656,6 +662,7 @@ class DeliverySearchApi(APIView):
         responses={200: DeliverySerializer(many=True), **_ERRORS},
     )
     def get(self, request: Request) -> Response:
+        reject_unknown_parameters(request, self.InputSerializer().fields)
         query = self.InputSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         data = query.validated_data

@@ -35,6 +35,7 @@ from rest_framework.views import APIView
 from cdp.core.api.contracts import WorkspaceCredential
 from cdp.core.api.pagination import CursorPagination
 from cdp.core.api.permissions import WorkspacePermission
+from cdp.core.api.query import reject_unknown_parameters
 from governance import selectors, services
 from governance.api import serializers as s
 from governance.api.authentication import StatusTokenAuthentication
@@ -156,6 +157,7 @@ class RequestCollectionApi(APIView):
         responses={200: s.ManagedRequestSerializer(many=True), **_MANAGE_ERRORS},
     )
     def get(self, request: Request) -> Response:
+        reject_unknown_parameters(request, s.ListQuerySerializer().fields)
         query = s.ListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         qs = selectors.request_list(

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from cdp.core.api.pagination import CursorPagination
 from cdp.core.api.permissions import WorkspacePermission
+from cdp.core.api.query import common_parameters, reject_unknown_parameters
 from cdp.core.exceptions import InvalidInput, PermissionDenied
 from profiles import selectors, services
 from profiles.api.serializers import (
@@ -33,6 +34,7 @@ from profiles.api.serializers import (
     TraitSerializer,
 )
 from profiles.enums import IdentifierType, ProfileStatus, WorkspaceRole
+from profiles.exceptions import UnknownIdentifierType
 from profiles.models import ApiToken, Profile, Workspace
 from profiles.views_model import IdentityView, TraitView
 
@@ -142,7 +144,9 @@ class WorkspaceDetailApi(APIView):
 
 class ProfileListApi(APIView):
     """Active profiles, newest first; or, given one identifier (`?email=...`), the profile it
-    belongs to, found through the blind index. No match is an empty page, not a 404."""
+    belongs to, found through the blind index. No match is an empty page, not a 404; a
+    parameter that names no identifier type of the workspace (`?emial=`) is 400
+    `unknown_identifier_type`."""
 
     permission_classes = [CanViewProfiles]
     pagination_class = ProfilePagination
@@ -160,7 +164,8 @@ class ProfileListApi(APIView):
                 OpenApiParameter.QUERY,
                 description=(
                     f"Look the profile up by {kind.label.lower()}. At most one identifier "
-                    "parameter; a workspace's own identifier types work the same way."
+                    "parameter; a workspace's own identifier types work the same way, any "
+                    "other parameter is 400 `unknown_identifier_type`."
                 ),
             )
             for kind in IdentifierType
@@ -171,7 +176,7 @@ class ProfileListApi(APIView):
         paginator = self.pagination_class()
         identifier = _identifier_from_query(
             request.query_params,
-            ignore={paginator.cursor_query_param, paginator.page_size_query_param},
+            ignore=common_parameters(),
         )
         workspace = _token(request).workspace
         if identifier is None:
@@ -183,6 +188,11 @@ class ProfileListApi(APIView):
         profile = selectors.profile_find_by_identifier(
             workspace=workspace, identifier_type=identifier_type, value=value
         )
+        if profile is None and not selectors.identifier_type_known(
+            workspace=workspace, identifier_type=identifier_type
+        ):
+            # A misspelt parameter (`?emial=`) is not an identifier nobody has.
+            raise UnknownIdentifierType(f"Unknown identifier type: {identifier_type}.")
         found = [profile] if profile is not None else []
         return Response(
             {
@@ -265,11 +275,12 @@ class ProfileEventsApi(APIView):
         operation_id="profile_events",
         tags=["profiles"],
         parameters=[_PROFILE_ID],
-        responses={200: OutputSerializer(many=True), **_ERRORS},
+        responses={200: OutputSerializer(many=True), 400: ErrorSerializer, **_ERRORS},
     )
     def get(self, request: Request, profile_id: str, *args: Any, **kwargs: Any) -> Response:
         workspace = _token(request).workspace
         profile = selectors.profile_get(workspace=workspace, profile_id=profile_id)
+        reject_unknown_parameters(request)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             selectors.profile_events(workspace=workspace, profile=profile), request, view=self

@@ -252,6 +252,34 @@ def csv_sync(workspace: Any, manager: APIClient, export_dir: Any) -> dict[str, A
     return dict(created.json())
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/audiences/",
+        "/api/v1/audiences/vip/members/",
+        "/api/v1/destinations/",
+        "/api/v1/syncs/",
+        "/api/v1/syncs/{sync}/runs/",
+    ],
+)
+def test_a_list_refuses_a_parameter_it_does_not_know(
+    csv_sync: dict[str, Any], manager: APIClient, path: str
+) -> None:
+    # given: these lists take no filter; ignoring one answered everything
+    url = path.format(sync=csv_sync["id"])
+    # when
+    refused = manager.get(url, {"name": "Nightly CSV", "page_size": "1"})
+    paged = manager.get(url, {"page_size": "1", "format": "json"})
+    # then
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "code": "unknown_parameter",
+        "message": "Unknown query parameter(s): name.",
+        "parameters": ["name"],
+    }
+    assert paged.status_code == 200
+
+
 def test_create_a_sync(csv_sync: dict[str, Any], manager: APIClient) -> None:
     # when
     listed = manager.get("/api/v1/syncs/")

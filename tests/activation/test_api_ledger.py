@@ -138,6 +138,31 @@ def test_bad_searches_are_refused(
     assert response.json()["code"] == code
 
 
+@pytest.mark.parametrize(
+    ("query", "unknown"),
+    [
+        ({"profile_id": "0190a0a0-0000-7000-8000-000000000000"}, ["profile_id"]),
+        (
+            {"audience": "vip", "destination_id": "x", "status": "failed"},
+            ["destination_id", "status"],
+        ),
+    ],
+)
+def test_an_unknown_filter_is_refused_not_ignored(
+    sent: dict[str, Any], manager: APIClient, query: dict[str, str], unknown: list[str]
+) -> None:
+    # given: ignored, a misspelt filter answered the whole ledger
+    # when
+    response = manager.get("/api/v1/deliveries/", {**query, "page_size": "10"})
+    # then
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "unknown_parameter",
+        "message": f"Unknown query parameter(s): {', '.join(unknown)}.",
+        "parameters": unknown,
+    }
+
+
 def test_another_workspace_sees_no_delivery(sent: dict[str, Any], other_workspace: Any) -> None:
     # given
     outsider = token_client(other_workspace, list(WorkspaceRole.values))

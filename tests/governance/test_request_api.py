@@ -247,6 +247,24 @@ def test_the_queue_lists_the_workspaces_requests_by_deadline(
     assert filtered.json()["results"] == []
 
 
+def test_an_unknown_queue_filter_is_refused_not_ignored(
+    workspace: Any, api_client: APIClient
+) -> None:
+    # given: ignored, `status` (for `state`) answered the whole queue
+    verified(workspace)
+    # when
+    response = api_client.get(URL, {"status": "fulfilled"})
+    paged = api_client.get(URL, {"state": "verified", "page_size": "5", "cursor": ""})
+    # then
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "unknown_parameter",
+        "message": "Unknown query parameter(s): status.",
+        "parameters": ["status"],
+    }
+    assert paged.status_code == 200
+
+
 def test_approve_deny_extend_and_fulfil_through_the_api(
     workspace: Any, api_client: APIClient
 ) -> None:

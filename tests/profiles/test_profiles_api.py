@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from profiles import services
 from profiles.enums import ProfileStatus, WorkspaceRole
-from profiles.models import Event, MergeConflict, Profile
+from profiles.models import Event, IdentityPolicy, IdentityRule, MergeConflict, Profile
 from profiles.views_model import MASK
 from tests.profiles.ingest_helpers import msg
 
@@ -283,7 +283,7 @@ def test_lookup_by_a_workspace_own_identifier_type(api_client: APIClient, source
 
 @pytest.mark.parametrize(
     ("parameter", "value"),
-    [("email", "nobody@example.com"), ("email", "not an email"), ("crm_id", "c-1")],
+    [("email", "nobody@example.com"), ("email", "not an email"), ("phone", "+4930123456")],
 )
 def test_lookup_without_a_match_is_an_empty_page(
     api_client: APIClient, profile: Profile, parameter: str, value: str
@@ -293,6 +293,45 @@ def test_lookup_without_a_match_is_an_empty_page(
     # then
     assert response.status_code == 200
     assert response.json() == {"next": None, "previous": None, "results": []}
+
+
+@pytest.mark.parametrize("parameter", ["emial", "reveal", "crm_id", "loy%00alty", "%21"])
+def test_a_parameter_that_names_no_identifier_type_is_refused(
+    api_client: APIClient, profile: Profile, parameter: str
+) -> None:
+    # given: a misspelt parameter answered an empty page, as if nobody had that identifier
+    # when
+    response = api_client.get(f"/api/v1/profiles/?{parameter}=x")
+    # then
+    assert response.status_code == 400
+    assert response.json()["code"] == "unknown_identifier_type"
+
+
+def test_an_unknown_identifier_type_is_named(api_client: APIClient, profile: Profile) -> None:
+    # when
+    response = api_client.get("/api/v1/profiles/", {"emial": EMAIL})
+    # then
+    assert response.json() == {
+        "code": "unknown_identifier_type",
+        "message": "Unknown identifier type: emial.",
+    }
+
+
+def test_a_declared_identifier_type_without_identities_is_an_empty_page(
+    api_client: APIClient, workspace: Any, profile: Profile
+) -> None:
+    # given: declared by an identity rule and by a trait mapping, held by nobody yet
+    IdentityRule.objects.create(workspace=workspace, identifier_type="crm_id")
+    IdentityPolicy.objects.update_or_create(
+        workspace=workspace, defaults={"trait_identifiers": {"loyalty": "Loyalty ID"}}
+    )
+    # when
+    by_rule = api_client.get("/api/v1/profiles/", {"crm_id": "c-1"})
+    by_mapping = api_client.get("/api/v1/profiles/", {"loyalty_id": "L-1"})
+    # then
+    for response in (by_rule, by_mapping):
+        assert response.status_code == 200
+        assert response.json() == {"next": None, "previous": None, "results": []}
 
 
 def test_list_pages_through_active_profiles_newest_first(
@@ -575,6 +614,20 @@ def test_events_page_newest_first_without_sealed_data(api_client: APIClient, sou
         "source": "Web",
         "properties": {"total": 42},
         "context": {"ip_truncated": "203.0.113.0"},
+    }
+
+
+def test_events_refuse_a_parameter_they_do_not_know(
+    api_client: APIClient, profile: Profile
+) -> None:
+    # when
+    response = api_client.get(url(profile.pk, "events/"), {"type": "track", "page_size": "5"})
+    # then
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "unknown_parameter",
+        "message": "Unknown query parameter(s): type.",
+        "parameters": ["type"],
     }
 
 
