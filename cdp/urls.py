@@ -1,9 +1,11 @@
 """The project's routes. Each app contributes its own API urls; nothing here holds logic."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from health_check.views import HealthCheckView
+
+from cdp.core.api import fallback
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -30,4 +32,6 @@ urlpatterns = [
     # /v1/consent... and /.well-known/: before collection's /v1/ catch-all.
     path("", include("consent.api.urls")),
     path("v1/", include("collect.api.urls")),
+    # Last: any other path under api/ answers the API's JSON 404 (see cdp.core.api.fallback).
+    re_path(r"^api/", fallback.api_not_found, name=fallback.URL_NAME),
 ]

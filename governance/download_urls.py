@@ -1,5 +1,6 @@
 """The export download and the export's JSON Schema (included before the other /api/v1/requests/
-routes, with patterns specific enough not to shadow them)."""
+routes, with patterns specific enough not to shadow them). The id is matched as text, as in the
+other API routes, so that a malformed one answers the JSON 404 rather than Django's HTML one."""
 
 from django.urls import path
 
@@ -12,7 +13,7 @@ urlpatterns = [
         name="governance-export-schema",
     ),
     path(
-        "requests/<uuid:request_id>/download",
+        "requests/<str:request_id>/download",
         downloads.export_download,
         name="governance-export-download",
     ),

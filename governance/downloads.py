@@ -3,8 +3,11 @@ Django views: the download is authorized by its token alone (no session, no API 
 
 from __future__ import annotations
 
+import functools
 import hmac
 import io
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -12,7 +15,7 @@ from django.db.models import F
 from django.http import FileResponse, HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 
 from cdp.core.audit import record_access
 from governance import export
@@ -32,16 +35,37 @@ def _not_found() -> JsonResponse:
     return _error(404, "not_found", "No such export, or the link is not valid.")
 
 
-@require_GET
-def export_download(request: HttpRequest, request_id: Any) -> HttpResponseBase:
+def _get_only(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """GET only, any other method answered 405 in the API's shape (Django's require_GET answers
+    an empty HTML page). CSRF-exempt: nothing here acts on a POST, and the 405 must reach the
+    caller rather than Django's HTML CSRF failure."""
+
+    @functools.wraps(view)
+    def get_only(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method != "GET":
+            response = _error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+            response["Allow"] = "GET"
+            return response
+        return view(request, *args, **kwargs)
+
+    return csrf_exempt(get_only)
+
+
+@_get_only
+def export_download(request: HttpRequest, request_id: str) -> HttpResponseBase:
     """GET /api/v1/requests/{id}/download?token=...: the decrypted zip, once per call audited."""
     token = request.GET.get("token", "")
+    try:
+        # Matched as text (as every API route): a malformed id answers the JSON 404 too.
+        pk = uuid.UUID(request_id)
+    except ValueError:
+        return _not_found()
     if not token:
         return _not_found()
     given = export.hash_download_token(token)
     # Every export of the request is compared in constant time; a wrong id and a wrong token
     # answer alike.
-    candidates = list(ExportArchive.objects.select_related("request").filter(request_id=request_id))
+    candidates = list(ExportArchive.objects.select_related("request").filter(request_id=pk))
     archive = None
     for candidate in candidates:
         if hmac.compare_digest(candidate.download_token_hash, given):
@@ -67,7 +91,7 @@ def export_download(request: HttpRequest, request_id: Any) -> HttpResponseBase:
     return response
 
 
-@require_GET
+@_get_only
 def export_schema(request: HttpRequest) -> JsonResponse:
     """GET /api/v1/requests/export-schema.json: the JSON Schema of an export's data.json."""
     response = JsonResponse(

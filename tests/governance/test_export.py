@@ -227,6 +227,46 @@ def test_download_refuses_a_wrong_token_another_request_and_an_unfulfilled_one(
     assert set(ExportArchive.objects.values_list("downloads", flat=True)) == {0}
 
 
+@pytest.mark.parametrize("request_id", ["not-a-uuid", "0190a0a0-0000-7000-8000-00000000000g"])
+def test_a_malformed_request_id_answers_the_json_404(
+    access: DataSubjectRequest, django_capture_on_commit_callbacks: Any, request_id: str
+) -> None:
+    # given
+    _fulfilled(access, django_capture_on_commit_callbacks)
+    # when
+    response = Client().get(f"/api/v1/requests/{request_id}/download?token=x")
+    # then
+    assert response.status_code == 404
+    assert response.json() == {
+        "code": "not_found",
+        "message": "No such export, or the link is not valid.",
+    }
+    assert ExportArchive.objects.get().downloads == 0
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete", "head"])
+def test_the_download_and_the_schema_answer_another_method_with_a_json_405(
+    access: DataSubjectRequest, django_capture_on_commit_callbacks: Any, method: str
+) -> None:
+    # given: a client without a CSRF token, as any API client
+    _done, path = _fulfilled(access, django_capture_on_commit_callbacks)
+    client = Client(enforce_csrf_checks=True)
+    # when
+    download = getattr(client, method)(path)
+    schema = getattr(client, method)("/api/v1/requests/export-schema.json")
+    # then
+    for response in (download, schema):
+        assert response.status_code == 405
+        assert response["Allow"] == "GET"
+        assert response["Content-Type"] == "application/json"
+        if method != "head":
+            assert response.json() == {
+                "code": "method_not_allowed",
+                "message": f'Method "{method.upper()}" not allowed.',
+            }
+    assert ExportArchive.objects.get().downloads == 0
+
+
 def test_an_expired_link_answers_410(
     access: DataSubjectRequest, django_capture_on_commit_callbacks: Any
 ) -> None:
