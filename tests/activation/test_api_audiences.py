@@ -84,6 +84,39 @@ def test_a_token_without_manage_audiences_is_403_and_creates_nothing(
     assert not Audience.objects.filter(workspace=workspace).exists()
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/v1/audiences/preview", {"rules": VIP}),
+        ("get", "/api/v1/audiences/vip/", None),
+        ("patch", "/api/v1/audiences/vip/", {"name": "Mine"}),
+        ("get", "/api/v1/audiences/vip/preview", None),
+        ("post", "/api/v1/audiences/vip/refresh", None),
+        ("get", "/api/v1/audiences/vip/members/", None),
+    ],
+)
+def test_every_audience_route_needs_a_token_with_manage_audiences(
+    workspace: Any,
+    vip: Audience,
+    api_client_readonly: APIClient,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+) -> None:
+    # given
+    shopper(workspace)
+    # when
+    anonymous = getattr(APIClient(), method)(path, body, format="json")
+    readonly = getattr(api_client_readonly, method)(path, body, format="json")
+    # then
+    assert anonymous.status_code == 401
+    assert anonymous.json()["code"] == "unauthenticated"
+    assert readonly.status_code == 403
+    assert readonly.json()["code"] == "forbidden"
+    vip.refresh_from_db()
+    assert (vip.name, vip.size, vip.memberships.count()) == ("VIP", 0, 0)
+
+
 def test_another_workspace_sees_nothing_and_changes_nothing(
     workspace: Any, vip: Audience, outsider: APIClient
 ) -> None:

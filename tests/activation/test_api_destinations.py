@@ -280,6 +280,55 @@ def test_a_list_refuses_a_parameter_it_does_not_know(
     assert paged.status_code == 200
 
 
+RUN_ID = "0190a0a0-0000-7000-8000-000000000000"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("get", "/api/v1/destinations/", None),
+        ("get", "/api/v1/destinations/{destination}/", None),
+        ("patch", "/api/v1/destinations/{destination}/", {"name": "Mine"}),
+        ("get", "/api/v1/syncs/", None),
+        ("post", "/api/v1/syncs/", {"audience": "vip", "destination": "{destination}"}),
+        ("get", "/api/v1/syncs/{sync}/", None),
+        ("post", "/api/v1/syncs/{sync}/start", {}),
+        ("get", "/api/v1/syncs/{sync}/runs/", None),
+        ("get", f"/api/v1/sync-runs/{RUN_ID}/", None),
+    ],
+)
+def test_destinations_syncs_and_runs_need_a_token_with_manage_audiences(
+    csv_sync: dict[str, Any],
+    api_client_readonly: APIClient,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+) -> None:
+    # given
+    ids = {"destination": csv_sync["destination"], "sync": csv_sync["id"]}
+    url = path.format(**ids)
+    data = {k: v.format(**ids) if isinstance(v, str) else v for k, v in (body or {}).items()}
+    before = (
+        list(Destination.objects.values_list("pk", "name", "updated_at")),
+        list(Sync.objects.values_list("pk", flat=True)),
+        SyncRun.objects.count(),
+    )
+    # when
+    anonymous = getattr(APIClient(), method)(url, data, format="json")
+    readonly = getattr(api_client_readonly, method)(url, data, format="json")
+    # then
+    assert anonymous.status_code == 401
+    assert anonymous.json()["code"] == "unauthenticated"
+    assert readonly.status_code == 403
+    assert readonly.json()["code"] == "forbidden"
+    after = (
+        list(Destination.objects.values_list("pk", "name", "updated_at")),
+        list(Sync.objects.values_list("pk", flat=True)),
+        SyncRun.objects.count(),
+    )
+    assert after == before
+
+
 def test_create_a_sync(csv_sync: dict[str, Any], manager: APIClient) -> None:
     # when
     listed = manager.get("/api/v1/syncs/")

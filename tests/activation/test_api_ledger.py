@@ -183,10 +183,15 @@ def test_another_workspace_sees_no_delivery(sent: dict[str, Any], other_workspac
 def test_the_ledger_needs_manage_audiences(
     sent: dict[str, Any], api_client_readonly: APIClient
 ) -> None:
+    # given
+    delivery = Delivery.objects.first()
+    assert delivery is not None
+    paths = ["/api/v1/deliveries/", f"/api/v1/deliveries/{delivery.pk}/explain"]
+
     # when
-    anonymous = APIClient().get("/api/v1/deliveries/")
-    readonly = api_client_readonly.get("/api/v1/deliveries/")
+    anonymous = [APIClient().get(path) for path in paths]
+    readonly = [api_client_readonly.get(path) for path in paths]
 
     # then
-    assert anonymous.status_code == 401
-    assert readonly.status_code == 403
+    assert [r.status_code for r in anonymous] == [401, 401]
+    assert [r.status_code for r in readonly] == [403, 403]

@@ -485,10 +485,15 @@ def test_a_wrong_or_missing_key_is_refused_and_nothing_is_stored(
     # when
     posted = post(client, {"anonymousId": "a-11", "decisions": {"analytics": True}})
     read = client.get("/v1/consent/config")
+    state = client.get("/v1/consent", {"anonymousId": "a-11"})
+    receipt = client.get(
+        "/v1/consent/receipts/0190a0a0-0000-7000-8000-000000000000", {"anonymousId": "a-11"}
+    )
     # then
     assert (posted.status_code, posted.json()["code"]) == (401, code)
     assert posted["WWW-Authenticate"] == 'Basic realm="consent"'
-    assert (read.status_code, read.json()["code"]) == (401, code)
+    for response in (read, state, receipt):
+        assert (response.status_code, response.json()["code"]) == (401, code)
     assert counts() == NOTHING
 
 

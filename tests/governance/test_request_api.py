@@ -337,6 +337,39 @@ def test_no_token_is_401_for_the_management_routes(workspace: Any) -> None:
     assert DataSubjectRequest.objects.get(pk=dsr.pk).state == "verified"
 
 
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [("approve", {}), ("deny", {"reason": "x"}), ("extend", {"reason": "x"}), ("fulfil", {})],
+)
+def test_every_management_action_needs_a_token_with_handle_requests(
+    workspace: Any, api_client_readonly: APIClient, action: str, body: dict[str, Any]
+) -> None:
+    # given: in progress, where each action is a legal step
+    dsr = in_progress(workspace)
+    events = RequestEvent.objects.count()
+    # when
+    anonymous = APIClient().post(f"{URL}{dsr.pk}/{action}", body, format="json")
+    readonly = api_client_readonly.post(f"{URL}{dsr.pk}/{action}", body, format="json")
+    # then
+    assert anonymous.status_code == 401
+    assert anonymous.json()["code"] == "unauthenticated"
+    assert anonymous["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert readonly.status_code == 403
+    assert readonly.json()["code"] == "forbidden"
+    assert DataSubjectRequest.objects.get(pk=dsr.pk).state == "in_progress"
+    assert RequestEvent.objects.count() == events
+
+
+def test_the_queue_without_a_token_is_401(workspace: Any) -> None:
+    # given
+    verified(workspace)
+    # when
+    response = APIClient().get(URL)
+    # then
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthenticated"
+
+
 def test_an_outsider_workspace_token_cannot_see_or_act_on_a_request(
     workspace: Any, outsider_api_client: APIClient
 ) -> None:

@@ -94,6 +94,7 @@ def test_api_unmerge_through_the_absorbed_id_finds_the_survivors_merge(
     assert response.json()["restored_id"] == str(bob)
 
 
+@pytest.mark.parametrize("slash", [True, False])
 @pytest.mark.parametrize(
     ("credentials", "status", "code"),
     [
@@ -103,7 +104,12 @@ def test_api_unmerge_through_the_absorbed_id_finds_the_survivors_merge(
     ],
 )
 def test_api_unmerge_needs_a_token_with_merge_profiles(
-    workspace: Any, merged: tuple[Any, Any, Merge], credentials: Any, status: int, code: Any
+    workspace: Any,
+    merged: tuple[Any, Any, Merge],
+    credentials: Any,
+    status: int,
+    code: Any,
+    slash: bool,
 ) -> None:
     ann, bob, merge = merged
     if isinstance(credentials, list):
@@ -112,27 +118,28 @@ def test_api_unmerge_needs_a_token_with_merge_profiles(
         client = APIClient()
         if credentials:
             client.credentials(HTTP_AUTHORIZATION=credentials)
-    response = client.post(url(ann, merge.pk), format="json")
+    response = client.post(url(ann, merge.pk, slash), format="json")
     assert response.status_code == status
     if code:
         assert response.json()["code"] == code
     assert still_merged(bob, merge)
 
 
+@pytest.mark.parametrize("slash", [True, False])
 def test_api_unmerge_of_another_workspace_is_not_found(
-    merged: tuple[Any, Any, Merge], other_workspace: Any
+    merged: tuple[Any, Any, Merge], other_workspace: Any, slash: bool
 ) -> None:
     # given: a token of another workspace, with every role
     ann, bob, merge = merged
     client = token_client(other_workspace, list(WorkspaceRole.values))
     # when
-    response = client.post(url(ann, merge.pk), format="json")
+    response = client.post(url(ann, merge.pk, slash), format="json")
     # then: exactly like an unknown profile
     assert response.status_code == 404
     assert response.json()["code"] == "profile_not_found"
     # and with a profile of its own workspace, the merge is not found either
     other = person(services.source_create(workspace=other_workspace, name="Web"), "x")
-    response = client.post(url(other, merge.pk), format="json")
+    response = client.post(url(other, merge.pk, slash), format="json")
     assert (response.status_code, response.json()["code"]) == (404, "merge_not_found")
     assert still_merged(bob, merge)
 
