@@ -16,6 +16,7 @@ from django.db.models import Q
 from cdp.core.crypto import envelope
 from cdp.core.crypto.fields import EncryptedField
 from cdp.core.crypto.keyring import WrappedKey
+from cdp.core.jsontext import has_long_digit_run
 from cdp.core.registry import ErasureReport, ErasureStatus, PersonalDataHandler
 from profiles import sealing, services
 from profiles.models import (
@@ -153,14 +154,8 @@ def _isoformat_utc(json_text: str) -> str:
     return f"{json_text[1:20]}{json_text[20:-1].ljust(7, '0')}+00:00"
 
 
-# Byte by byte: every ASCII digit to "0", every other byte to " ". A run of 19 zeros then marks
-# 19 digits in a row, which every integer beyond 64 bits has.
-_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
-_LONG_RUN = b"0" * 19
-
-
 def _has_long_digit_run(text: str) -> bool:
-    return _LONG_RUN in text.encode().translate(_DIGITS)
+    return has_long_digit_run(text.encode())
 
 
 def _json_documents(documents: list[str]) -> list[Any]:

@@ -34,16 +34,12 @@ from rest_framework.exceptions import ParseError
 from rest_framework.utils import json
 
 from cdp.core.exceptions import InvalidInput
+from cdp.core.jsontext import has_long_digit_run
 
 # Far above any document the API takes (audience rules are at most 12 groups, some 50
 # levels), far below what recursive code downstream survives.
 MAX_DEPTH = 256
 
-# Byte by byte: every ASCII digit to "0", every other byte to " ". A run of 19 zeros then marks
-# 19 digits in a row, which every integer beyond 64 bits has (in a string too: such documents
-# merely take the slower way).
-_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
-_LONG_RUN = b"0" * 19
 # What orjson reads and writes exactly, and so what the project's sealed JSON columns, exports
 # and webhook payloads (orjson.dumps) can hold.
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
@@ -97,7 +93,7 @@ def loads(raw: bytes) -> Any:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise _parse_error(str(exc)) from None
-    big = _LONG_RUN in raw.translate(_DIGITS)
+    big = has_long_digit_run(raw)
     if big:
         # orjson read any integer beyond 64 bits as a float: the standard library tells.
         try:
