@@ -104,7 +104,7 @@ def computed_trait_create(
 ) -> ComputedTrait:
     """Define a computed trait (refused over a personal-data property) and, unless
     `compute=False`, compute it for every profile."""
-    if not KEY_PATTERN.match(key or ""):
+    if not KEY_PATTERN.fullmatch(key or ""):
         raise ComputedTraitInvalid("key", "a key is 1-64 letters, digits, '-' or '_'")
     if ComputedTrait.objects.filter(workspace=workspace, key=key).exists():
         raise ComputedTraitKeyTaken()

@@ -115,7 +115,7 @@ def lifecycle_stage_create(
     position: int | None = None,
 ) -> LifecycleStage:
     """A new stage; its rules are checked (and may not refer back to it)."""
-    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
         raise LifecycleStageInvalid("key", "A stage key is 1-64 letters, digits, '-' or '_'.")
     if LifecycleStage.objects.filter(workspace=workspace, key=key).exists():
         raise LifecycleStageKeyTaken()

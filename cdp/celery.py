@@ -7,7 +7,10 @@ from typing import Any
 
 from celery import Celery, signals
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings.local")
+# Production unless told otherwise, like cdp/wsgi.py and cdp/asgi.py: every process imports this
+# module first (cdp/__init__.py), so a default here is the default of every entry point but
+# manage.py (which sets the demo settings before). A process started without keys refuses.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings.production")
 
 app = Celery("cdp")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -15,8 +15,12 @@ import re
 import traceback
 from urllib.parse import unquote_plus
 
-# "@" itself, or percent-encoded once or twice (%40, %2540) as in a URL.
-EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+(?:@|%(?:25)?40)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+# "@" itself, or percent-encoded once or twice (%40, %2540) as in a URL. A match starts only
+# where a run of local-part characters does: tried from every position of a long run (any
+# client can send an 8 KB Referer), the search took time quadratic in the run's length.
+EMAIL_RE = re.compile(
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+(?:@|%(?:25)?40)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"
+)
 # A phone number: an optional "+" (or "%2B", its URL encoding), then 8 to 15 digits with spaces,
 # dots, dashes or brackets between them. ISO dates and times (2026-11-28, 14:36:42) are left
 # alone.

@@ -180,9 +180,10 @@ def test_definition_checks(store: Store) -> None:
     with pytest.raises(ComputedTraitInvalid) as caught:
         create(store, "w", Kind.COUNT, window_days=0)
     assert caught.value.field == "window_days"
-    with pytest.raises(ComputedTraitInvalid) as caught:
-        create(store, "bad key", Kind.COUNT)
-    assert caught.value.field == "key"
+    for bad in ("bad key", "trailing\n"):  # a newline once passed a "$"-anchored pattern
+        with pytest.raises(ComputedTraitInvalid) as caught:
+            create(store, bad, Kind.COUNT)
+        assert caught.value.field == "key"
     create(store, "orders", Kind.COUNT)
     with pytest.raises(ComputedTraitKeyTaken):
         create(store, "orders", Kind.COUNT)

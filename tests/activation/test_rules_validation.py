@@ -346,6 +346,8 @@ def test_a_lifecycle_stage_key_or_unknown_field_is_named(workspace: Any) -> None
     # when
     with pytest.raises(LifecycleStageInvalid) as bad_key:
         services.lifecycle_stage_create(workspace=workspace, key="no spaces", name="N", rules=VIP)
+    with pytest.raises(LifecycleStageInvalid):  # a newline once passed a "$"-anchored pattern
+        services.lifecycle_stage_create(workspace=workspace, key="stage\n", name="N", rules=VIP)
     stage = LifecycleStage.objects.get(workspace=workspace, key="inactive")
     with pytest.raises(LifecycleStageInvalid) as bad_field:
         services.lifecycle_stage_update(stage=stage, key="renamed")

@@ -477,3 +477,13 @@ def test_gunicorn_reads_the_redacting_logger_from_its_config_file() -> None:
 
     # then
     assert import_string(logger_class) is RedactingLogger
+
+
+def test_an_address_after_a_long_run_of_letters_is_masked_whole() -> None:
+    # given: what a crafted Referer can hold (matches start only where a run starts)
+    line = '"GET / HTTP/1.1" 200 1 "http://x/' + "a" * 8000 + '%40example.com" "' + "b" * 8000
+    # when
+    masked = redact(line)
+    # then
+    assert "example.com" not in masked
+    assert masked.endswith('[email redacted]" "' + "b" * 8000)

@@ -146,3 +146,30 @@ def test_production_refuses_both_tls_and_ssl(tmp_path: Path) -> None:
     # then
     assert result.returncode != 0
     assert "Set EMAIL_USE_TLS or EMAIL_USE_SSL, not both." in result.stderr
+
+
+@pytest.mark.parametrize("entry_point", ["cdp.wsgi", "cdp.asgi", "cdp.celery"])
+def test_entry_points_default_to_production_and_refuse_without_keys(
+    tmp_path: Path, entry_point: str
+) -> None:
+    # given: no settings module and no keys in the environment (a bare `gunicorn cdp.wsgi`)
+    environment = {"PATH": "/usr/bin:/bin", "CDP_VAR_DIR": str(tmp_path)}
+    load = (
+        f"import os, {entry_point}; from django.conf import settings; "
+        "print(os.environ['DJANGO_SETTINGS_MODULE']); settings.DEBUG"
+    )
+    # when
+    result = subprocess.run(
+        [sys.executable, "-c", load],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # then: the production settings, which refuse to start without their keys
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "cdp.settings.local" not in result.stdout
+    assert not list(tmp_path.iterdir())  # no demo keys generated
