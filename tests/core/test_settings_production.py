@@ -40,8 +40,12 @@ def load_production(tmp_path: Path, **variables: str) -> subprocess.CompletedPro
         "CDP_VAR_DIR": str(tmp_path),
         **variables,
     }
+    return run_python(LOAD, environment)
+
+
+def run_python(code: str, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", LOAD],
+        [sys.executable, "-c", code],
         cwd=ROOT,
         env=environment,
         capture_output=True,
@@ -159,15 +163,7 @@ def test_entry_points_default_to_production_and_refuse_without_keys(
         "print(os.environ['DJANGO_SETTINGS_MODULE']); settings.DEBUG"
     )
     # when
-    result = subprocess.run(
-        [sys.executable, "-c", load],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_python(load, environment)
     # then: the production settings, which refuse to start without their keys
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr

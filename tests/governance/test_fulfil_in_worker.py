@@ -378,35 +378,16 @@ def test_a_failure_in_the_worker_leaves_the_request_in_error_and_not_queued(
 def test_the_intake_buffer_settles_before_the_worker_acts_for_the_steward(
     workspace: Any, owner: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from auditlog import get_logentry_model
-
-    from cdp.core import registry
-
     # given: settling stores other people's pending messages: an entry written then (as the
     # drain writes them) must not name the steward
     subject_profile(workspace)
     dsr = in_progress(workspace, actor=owner, request_type="erasure")
-    entries = get_logentry_model().objects
-    written: list[Any] = []
-
-    def settle(*args: Any) -> None:
-        entry = entries.log_create(
-            workspace, force_log=True, action=entries.model.Action.ACCESS, changes={}
-        )
-        written.append(entry.pk)
-
-    handler = registry._handlers["collect.intake"]
-    monkeypatch.setitem(
-        registry._handlers,
-        "collect.intake",
-        type(handler)(**{**handler.__dict__, "settle": settle}),
-    )
+    written = settle_writes_an_entry(workspace, monkeypatch)
     # when
     result = tasks.dsr_fulfil(str(dsr.pk), owner.pk)
     # then: settled with no actor; the erasure itself is the steward's
     assert result["ok"] is True
-    assert len(written) == 1
-    assert entries.get(pk=written[0]).actor_id is None
+    assert actors_of(written) == [None]
     assert RequestEvent.objects.get(request=dsr, action="fulfilled").actor == owner
 
 
@@ -524,10 +505,7 @@ def test_the_sweep_still_runs_under_its_former_name(
 def test_an_erasure_fulfilled_in_the_request_settles_unattributed_too(
     workspace: Any, owner: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from auditlog import get_logentry_model
     from auditlog.context import set_actor
-
-    from cdp.core import registry
 
     # given: no worker, so the steward's own request settles the intake buffer (as with a
     # forced asynchronous intake and no broker); the entries settling writes are other
@@ -535,6 +513,23 @@ def test_an_erasure_fulfilled_in_the_request_settles_unattributed_too(
     settings.GOVERNANCE_FULFIL_IN_WORKER = False
     subject_profile(workspace)
     dsr = in_progress(workspace, actor=owner, request_type="erasure")
+    written = settle_writes_an_entry(workspace, monkeypatch)
+    # when: within the steward's request (the admin's middleware sets the actor)
+    with set_actor(owner):
+        done = services.request_fulfil(request=dsr, actor=owner)
+    # then: settled with no actor; the erasure itself is the steward's
+    assert done.state == RequestState.FULFILLED
+    assert actors_of(written) == [None]
+    assert RequestEvent.objects.get(request=dsr, action="fulfilled").actor == owner
+
+
+def settle_writes_an_entry(workspace: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Make the intake buffer's settling write one audit entry, as the drain writes other
+    people's; returns the ids of the entries written."""
+    from auditlog import get_logentry_model
+
+    from cdp.core import registry
+
     entries = get_logentry_model().objects
     written: list[Any] = []
 
@@ -550,11 +545,11 @@ def test_an_erasure_fulfilled_in_the_request_settles_unattributed_too(
         "collect.intake",
         type(handler)(**{**handler.__dict__, "settle": settle}),
     )
-    # when: within the steward's request (the admin's middleware sets the actor)
-    with set_actor(owner):
-        done = services.request_fulfil(request=dsr, actor=owner)
-    # then: settled with no actor; the erasure itself is the steward's
-    assert done.state == RequestState.FULFILLED
-    assert len(written) == 1
-    assert entries.get(pk=written[0]).actor_id is None
-    assert RequestEvent.objects.get(request=dsr, action="fulfilled").actor == owner
+    return written
+
+
+def actors_of(entry_ids: list[Any]) -> list[Any]:
+    from auditlog import get_logentry_model
+
+    entries = get_logentry_model().objects.filter(pk__in=entry_ids).order_by("pk")
+    return list(entries.values_list("actor_id", flat=True))
