@@ -436,27 +436,14 @@ class TraitSchemaAdmin(StewardEditableAdmin):
     def _classify(
         self, request: HttpRequest, queryset: QuerySet[TraitSchema], classification: str
     ) -> int:
-        """Classify the rows the steward may change; returns how many changed. Values stored
-        in plain under a key that is no longer an attribute are sealed in the background."""
-        changed = 0
-        unsealed: dict[int, list[str]] = {}
-        # Row by row, not queryset.update(): each change then has its own audit entry.
-        for schema in queryset.exclude(classification=classification):
-            if self.has_change_permission(request, schema):
-                if schema.classification == TraitClass.ATTRIBUTE:
-                    unsealed.setdefault(schema.workspace_id, []).append(schema.key)
-                schema.classification = classification
-                schema.save(update_fields=["classification"])
-                changed += 1
-        for workspace_id, keys in unsealed.items():
-            services.personal_data_reseal_queue(workspace_id=workspace_id, keys=keys)
-        return changed
+        # Row by row (each change has its own audit entry), only what the steward may change.
+        mine = [s for s in queryset if self.has_change_permission(request, s)]
+        return services.trait_schemas_classify(schemas=mine, classification=classification)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         was = form.initial.get("classification") if change else None
         super().save_model(request, obj, form, change)
-        if was == TraitClass.ATTRIBUTE and obj.classification != TraitClass.ATTRIBUTE:
-            services.personal_data_reseal_queue(workspace_id=obj.workspace_id, keys=[obj.key])
+        if services.trait_schema_reclassified(schema=obj, was=was):
             self.message_user(request, _RESEALING, messages.INFO)
 
     @admin.action(

@@ -746,6 +746,35 @@ class Resealed:
     unreadable: int  # rows whose data key is shredded (the person erased meanwhile): skipped
 
 
+def trait_schemas_classify(*, schemas: Iterable[TraitSchema], classification: str) -> int:
+    """Classify trait keys, one audited save each; returns how many changed. What was stored
+    in plain under a key that is no longer an attribute is sealed after commit, one run per
+    workspace for all its keys (each run reads every event of the workspace once)."""
+    changed = 0
+    unsealed: dict[int, list[str]] = {}
+    for schema in schemas:
+        if schema.classification == classification:
+            continue
+        if schema.classification == TraitClass.ATTRIBUTE:
+            unsealed.setdefault(schema.workspace_id, []).append(schema.key)
+        schema.classification = classification
+        schema.save(update_fields=["classification"])
+        changed += 1
+    for workspace_id, keys in unsealed.items():
+        personal_data_reseal_queue(workspace_id=workspace_id, keys=keys)
+    return changed
+
+
+def trait_schema_reclassified(*, schema: TraitSchema, was: str | None) -> bool:
+    """After a key's classification was changed (saved) from `was` some other way (the admin's
+    change form): seal what was stored in plain while it was an attribute. Returns whether a
+    reseal was queued."""
+    if was != TraitClass.ATTRIBUTE or schema.classification == TraitClass.ATTRIBUTE:
+        return False
+    personal_data_reseal_queue(workspace_id=schema.workspace_id, keys=[schema.key])
+    return True
+
+
 def personal_data_reseal_queue(*, workspace_id: int, keys: Iterable[str]) -> None:
     """After the current transaction commits, seal what was stored in plain under `keys`
     (trait keys no longer classified as plain attributes): at once, and once more when every

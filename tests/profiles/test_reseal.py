@@ -208,3 +208,29 @@ def test_sealed_parts_of_the_value_are_kept_and_any_spelling_is_found(source: So
     assert event.properties == {"tier": "not this one"}
     (exported,) = handlers.export_events(event.profile)["events"]
     assert exported["properties"] == sent
+
+
+def test_keys_classified_together_are_sealed_in_one_run_per_workspace(
+    source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: two attribute keys and one never classified (sealed at ingestion already)
+    TraitSchema.objects.update_or_create(
+        workspace=source.workspace, key="shoe_size", defaults={"classification": "attribute"}
+    )
+    TraitSchema.objects.update_or_create(
+        workspace=source.workspace, key="nickname", defaults={"classification": "unclassified"}
+    )
+    queued: list[tuple[int, list[str]]] = []
+    monkeypatch.setattr(
+        services,
+        "personal_data_reseal_queue",
+        lambda *, workspace_id, keys: queued.append((workspace_id, sorted(keys))),
+    )
+    schemas = TraitSchema.objects.filter(
+        workspace=source.workspace, key__in=["loyalty_tier", "shoe_size", "nickname"]
+    )
+    # when
+    changed = services.trait_schemas_classify(schemas=schemas, classification=TraitClass.PII)
+    # then: each run reads every event once, so one for both keys
+    assert changed == 3
+    assert queued == [(source.workspace.pk, ["loyalty_tier", "shoe_size"])]
