@@ -386,9 +386,7 @@ def request_cancel(*, request: DataSubjectRequest, note: str = "") -> DataSubjec
         note=note or "Cancelled by the subject.",
         action="cancelled",
     )
-    if request.fulfil_after is not None:
-        request.fulfil_after = None
-        request.save(update_fields=["fulfil_after", "updated_at"])
+    request_unqueue(request=request)
     return request
 
 

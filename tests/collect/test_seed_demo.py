@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from activation.enums import DeliveryAction, DeliveryStatus, RemovalReason, RemovalStatus
@@ -116,3 +117,16 @@ def test_the_demo_seeds_requests_a_conflict_and_a_removal_once(
     assert "Removal: " not in again
     assert "Household: " not in again
     assert HOUSEHOLD[1]["first_name"] not in again
+
+
+def test_the_demo_seeds_on_a_database_whose_admin_existed_before(
+    settings: Any, tmp_path: Path
+) -> None:
+    # given: an admin made before the first seed (so the seed makes no steward)
+    settings.CDP_EXPORT_DIR = tmp_path / "exports"
+    get_user_model().objects.create_superuser("admin", "admin@example.com", "x-Pass-1234")
+    # when
+    output = _seed()
+    # then: the superuser handles the demo's requests
+    assert DataSubjectRequest.objects.exists()
+    assert "Requests: skipped" not in output
