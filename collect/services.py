@@ -14,7 +14,7 @@ from cdp.core.ratelimit import rate_limit_consume
 from collect import intake
 from collect.consent_signals import consent_signals_apply
 from collect.exceptions import SourceDisabled
-from collect.validation import MessageError, RequestMeta, validate_message
+from collect.validation import MessageError, RequestMeta, max_event_bytes, validate_message
 from profiles import services as profile_services
 from profiles.contracts import InboundMessage, IngestOutcome
 
@@ -51,8 +51,9 @@ def collect_messages(
         )
     valid: list[InboundMessage] = []
     rejected: list[MessageError] = []
+    limit = max_event_bytes()
     for index, raw in enumerate(payloads):
-        result = validate_message(raw, index=index, meta=request_meta)
+        result = validate_message(raw, index=index, meta=request_meta, max_bytes=limit)
         if isinstance(result, MessageError):
             rejected.append(result)
         else:

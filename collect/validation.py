@@ -87,19 +87,22 @@ def max_event_bytes() -> int:
 
 
 def validate_message(
-    raw: object, *, index: int, meta: RequestMeta
+    raw: object, *, index: int, meta: RequestMeta, max_bytes: int | None = None
 ) -> InboundMessage | MessageError:
-    """Validate and normalize one message; never raises for bad input."""
+    """Validate and normalize one message; never raises for bad input. `max_bytes` is the
+    size limit (`max_event_bytes()` when not given: a batch reads the setting once, not per
+    message)."""
     try:
-        return _validate(raw, index=index, meta=meta)
+        return _validate(
+            raw, index=index, meta=meta, limit=max_event_bytes() if max_bytes is None else max_bytes
+        )
     except _Invalid as exc:
         return MessageError(index=index, code=exc.code, message=exc.message)
 
 
-def _validate(raw: object, *, index: int, meta: RequestMeta) -> InboundMessage:
+def _validate(raw: object, *, index: int, meta: RequestMeta, limit: int) -> InboundMessage:
     if not isinstance(raw, dict):
         raise _Invalid("invalid_message", "A message must be a JSON object.")
-    limit = max_event_bytes()
     encoded = _encoded(raw)
     if len(encoded) > limit:
         raise _Invalid("event_too_large", f"The message is larger than {limit} bytes.")

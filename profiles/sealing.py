@@ -102,7 +102,10 @@ def holds_email(text: str) -> bool:
 def _plain_url(url: str) -> str:
     """The address without its query string and fragment, emails in it masked."""
     cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
-    return EMAIL_IN_TEXT.sub(EMAIL_MASK, url[:cut])
+    address = url[:cut]
+    if "@" not in address and "%40" not in address:  # most addresses: no regex scan
+        return address
+    return EMAIL_IN_TEXT.sub(EMAIL_MASK, address)
 
 
 def _split_url(value: str) -> tuple[Any, Any]:

@@ -100,6 +100,11 @@ def test_urls_keep_their_address_plain_and_their_query_sealed() -> None:
     }
     assert set(sealed) == {"url", "search", "referrer"}
     assert merge_sealed(plain, sealed) == properties
+    # a percent-encoded address in the path is masked too
+    assert split_properties({"link": "https://t.example/u/JANE%40example.com/x"}, KEYS) == (
+        {"link": "https://t.example/u/[email]/x"},
+        {"link": "https://t.example/u/JANE%40example.com/x"},
+    )
     # an address without a query or email is left alone, an empty search too
     assert split_properties({"url": "https://x.example/a", "search": ""}, KEYS) == (
         {"url": "https://x.example/a", "search": ""},
