@@ -383,15 +383,25 @@ def receipt_verify(*, receipt: dict[str, Any], keys: Sequence[dict[str, Any]]) -
     """Verify a receipt as the API hands it out ({"id", "body", "signature", "kid", "alg"})
     against published keys (the /.well-known/cdp-receipt-keys.json entries): the Ed25519
     signature over the canonical JSON of the body, by the key the receipt names."""
-    kid = receipt.get("kid")
-    body = receipt.get("body")
-    signature = receipt.get("signature")
+    return signed_document_verify(document=receipt, keys=keys, id_field="receiptId", what="receipt")
+
+
+def signed_document_verify(
+    *, document: dict[str, Any], keys: Sequence[dict[str, Any]], id_field: str, what: str
+) -> ReceiptCheck:
+    """Verify a document signed with a workspace's receipt key (`services.workspace_sign`: a
+    consent receipt, an erasure certificate), as {"id", "body", "signature", "kid", "alg"}.
+    When the document names an `id`, its body must name the same one in `id_field`; `what`
+    names the document in the reasons."""
+    kid = document.get("kid")
+    body = document.get("body")
+    signature = document.get("signature")
     if not isinstance(kid, str) or not isinstance(body, dict) or not isinstance(signature, str):
-        return ReceiptCheck(False, str(kid or ""), "not a receipt: id, body, signature and kid")
-    if receipt.get("alg", RECEIPT_ALG) != RECEIPT_ALG:
-        return ReceiptCheck(False, kid, f"unsupported algorithm {receipt.get('alg')!r}")
-    if "id" in receipt and body.get("receiptId") != receipt["id"]:
-        return ReceiptCheck(False, kid, "the receipt id does not match its body")
+        return ReceiptCheck(False, str(kid or ""), f"not a {what}: id, body, signature and kid")
+    if document.get("alg", RECEIPT_ALG) != RECEIPT_ALG:
+        return ReceiptCheck(False, kid, f"unsupported algorithm {document.get('alg')!r}")
+    if "id" in document and body.get(id_field) != document["id"]:
+        return ReceiptCheck(False, kid, f"the {what} id does not match its body")
     key = next((k for k in keys if isinstance(k, dict) and k.get("kid") == kid), None)
     if key is None:
         return ReceiptCheck(False, kid, f"unknown key id {kid!r}")

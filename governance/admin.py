@@ -1,9 +1,10 @@
 """Governance in the admin: the audit trail (read-only, for superusers and auditors, with a chain
-check), the stewards' queue of data-subject requests, the workspace's governance settings and
-retention policies, and the compliance reports."""
+check), the stewards' queue of data-subject requests, the signed erasure certificates, the
+workspace's governance settings and retention policies, and the compliance reports."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from auditlog import get_logentry_model
@@ -18,7 +19,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from guardian.shortcuts import get_users_with_perms
 
 from cdp.core.admin import ReadOnlyAdminMixin, WorkspaceScopedAdmin, workspaces_for
@@ -28,6 +29,7 @@ from governance.enums import FINAL_STATES, ReportFormat, ReportKind
 from governance.models import (
     ComplianceReport,
     DataSubjectRequest,
+    ErasureCertificate,
     GovernanceSettings,
     RequestEvent,
     RetentionPolicy,
@@ -234,6 +236,7 @@ class DataSubjectRequestAdmin(WorkspaceScopedAdmin):
         "denial_reason",
         "verification_attempts",
         "closed_at",
+        "certificate",
     )
     readonly_fields = fields
     inlines = (RequestEventInline,)
@@ -269,6 +272,18 @@ class DataSubjectRequestAdmin(WorkspaceScopedAdmin):
     @admin.display(description="contact")
     def contact_masked(self, obj: DataSubjectRequest) -> str:
         return f"{obj.contact_type} •••• (sealed)"
+
+    @admin.display(description="erasure certificate")
+    def certificate(self, obj: DataSubjectRequest) -> str:
+        found = ErasureCertificate.objects.filter(request=obj).only("id", "issued_at").first()
+        if found is None:
+            return "-"
+        meta = ErasureCertificate._meta
+        return format_html(
+            '<a href="{}">issued {:%Y-%m-%d %H:%M} UTC</a>',
+            reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[found.pk]),
+            found.issued_at,
+        )
 
     @admin.display(description="fulfilment")
     def fulfilment(self, obj: DataSubjectRequest) -> str:
@@ -356,6 +371,189 @@ class DataSubjectRequestAdmin(WorkspaceScopedAdmin):
             self.message_user(
                 request, f"{REQUEST_ACTIONS[name][0]}: {done} request(s).", messages.SUCCESS
             )
+
+
+# --- Erasure certificates ----------------------------------------------------------------------
+
+CERTIFICATE_ROLES = (WorkspaceRole.HANDLE_REQUESTS.value, WorkspaceRole.VIEW_AUDIT.value)
+
+
+@admin.register(ErasureCertificate)
+class ErasureCertificateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
+    """What each erasure did, store by store and destination by destination, with the check of
+    its signature against the workspace's published key (a row changed after signing shows
+    "INVALID") and the signed JSON to hand to an auditor or the person. For the privacy team
+    and the workspace's auditors."""
+
+    workspace_path = "request__workspace"
+    workspace_roles = CERTIFICATE_ROLES
+    list_display = (
+        "short_id",
+        "request_link",
+        "regime",
+        "issued_at",
+        "outcome",
+        "destinations_count",
+        "keys_destroyed",
+        "signature_check",
+        "workspace",
+    )
+    list_select_related = ("request__workspace",)
+    ordering = ("-issued_at",)
+    date_hierarchy = "issued_at"
+    fields = (
+        "id",
+        "request_link",
+        "workspace",
+        "regime",
+        "issued_at",
+        "outcome",
+        "signature_check",
+        "kid",
+        "download",
+        "stores",
+        "destinations",
+        "keys_destroyed",
+        "suppressed",
+    )
+    readonly_fields = fields
+
+    def get_urls(self) -> list[Any]:
+        meta = self.model._meta
+        return [
+            path(
+                "<path:object_id>/download/",
+                self.admin_site.admin_view(self.download_view),
+                name=f"{meta.app_label}_{meta.model_name}_download",
+            ),
+            *super().get_urls(),
+        ]
+
+    def download_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The signed certificate as JSON (`manage.py verify_certificate` checks it)."""
+        certificate = self.get_object(request, object_id)
+        if certificate is None or not self.has_view_permission(request, certificate):
+            raise Http404("No such certificate.")
+        document = selectors.certificate_document(certificate)
+        response = HttpResponse(
+            json.dumps(document, indent=2, sort_keys=True), content_type="application/json"
+        )
+        response["Content-Disposition"] = (
+            f'attachment; filename="erasure-certificate-{certificate.pk}.json"'
+        )
+        response["Cache-Control"] = "private, no-store"
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @admin.display(description="certificate")
+    def short_id(self, obj: ErasureCertificate) -> str:
+        return str(obj.pk)[-12:]
+
+    @admin.display(description="request")
+    def request_link(self, obj: ErasureCertificate) -> str:
+        meta = DataSubjectRequest._meta
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.request_id]),
+            str(obj.request_id)[-12:],
+        )
+
+    @admin.display(description="workspace")
+    def workspace(self, obj: ErasureCertificate) -> Any:
+        return obj.request.workspace
+
+    @admin.display(description="regime")
+    def regime(self, obj: ErasureCertificate) -> str:
+        return str(obj.body.get("regime", ""))
+
+    @admin.display(description="outcome")
+    def outcome(self, obj: ErasureCertificate) -> str:
+        stores = obj.body.get("stores", [])
+        failed = [s["store"] for s in stores if s.get("status") == "failed"]
+        if failed:
+            return format_html(
+                '<strong style="color:#ba2121">partial: {} of {} stores failed ({})</strong>',
+                len(failed),
+                len(stores),
+                ", ".join(failed),
+            )
+        return f"complete: {len(stores)} stores"
+
+    @admin.display(description="destinations")
+    def destinations_count(self, obj: ErasureCertificate) -> int:
+        return len(obj.body.get("destinations", []))
+
+    @admin.display(description="data keys destroyed")
+    def keys_destroyed(self, obj: ErasureCertificate) -> int:
+        return len(obj.body.get("data_keys_destroyed", []))
+
+    @admin.display(description="signature")
+    def signature_check(self, obj: ErasureCertificate) -> str:
+        check = selectors.certificate_check(obj)
+        if check.valid:
+            return format_html('<span class="certificate-valid">valid ({})</span>', check.kid)
+        return format_html(
+            '<strong class="certificate-invalid" style="color:#ba2121">INVALID: {}</strong>',
+            check.reason,
+        )
+
+    @admin.display(description="signed JSON")
+    def download(self, obj: ErasureCertificate) -> str:
+        meta = self.model._meta
+        return format_html(
+            '<a href="{}">download</a> (verify with <code>manage.py verify_certificate</code>)',
+            reverse(f"admin:{meta.app_label}_{meta.model_name}_download", args=[obj.pk]),
+        )
+
+    @admin.display(description="stores")
+    def stores(self, obj: ErasureCertificate) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    s.get("store", ""),
+                    s.get("status", ""),
+                    ", ".join(f"{k}: {v}" for k, v in sorted((s.get("counts") or {}).items())),
+                    s.get("detail", ""),
+                )
+                for s in obj.body.get("stores", [])
+            ),
+        )
+        return format_html(
+            "<table><tr><th>store</th><th>status</th><th>counts</th><th>detail</th></tr>{}</table>",
+            rows,
+        )
+
+    @admin.display(description="destinations")
+    def destinations(self, obj: ErasureCertificate) -> str:
+        found = obj.body.get("destinations", [])
+        if not found:
+            return str(obj.body.get("destinations_note", "none"))
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    d.get("destination", ""),
+                    d.get("kind", ""),
+                    d.get("status", ""),
+                    d.get("reference") or "",
+                    d.get("detail") or "",
+                )
+                for d in found
+            ),
+        )
+        return format_html(
+            "<table><tr><th>destination</th><th>kind</th><th>status</th><th>reference</th>"
+            "<th>detail</th></tr>{}</table>",
+            rows,
+        )
+
+    @admin.display(description="identifiers suppressed")
+    def suppressed(self, obj: ErasureCertificate) -> str:
+        found = obj.body.get("suppressed_identifiers") or {}
+        return ", ".join(f"{kind}: {count}" for kind, count in sorted(found.items())) or "-"
 
 
 # --- Governance settings and retention policies ----------------------------------------------

@@ -13,8 +13,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from cdp.core.exceptions import NotFound
+from consent import selectors as consent_selectors
 from governance.enums import FINAL_STATES
-from governance.models import DataSubjectRequest, ExportArchive
+from governance.models import DataSubjectRequest, ErasureCertificate, ExportArchive
 from profiles import selectors as profile_selectors
 
 
@@ -106,3 +107,63 @@ def request_pending_fulfilment(
     ):
         return "scheduled", request.fulfil_after
     return "queued", request.fulfil_after
+
+
+# --- erasure certificates --------------------------------------------------------------------
+
+
+class CertificateNotFound(NotFound):
+    code = "certificate_not_found"
+    default_message = "This request has no erasure certificate."
+
+
+CERTIFICATE_ALG = "EdDSA"
+
+
+def certificate_get(*, request: DataSubjectRequest) -> ErasureCertificate:
+    """The erasure certificate of a request (scoped by the request's own lookup)."""
+    found = ErasureCertificate.objects.filter(request=request).first()
+    if found is None:
+        raise CertificateNotFound()
+    return found
+
+
+def certificate_document(certificate: ErasureCertificate) -> dict[str, Any]:
+    """The certificate as it is handed out and verified: its body, the Ed25519 signature over
+    the body's canonical JSON, and the id of the workspace key that made it (published at
+    /.well-known/cdp-receipt-keys.json, the key that signs consent receipts)."""
+    return {
+        "id": str(certificate.pk),
+        "alg": CERTIFICATE_ALG,
+        "kid": certificate.kid,
+        "signature": certificate.signature,
+        "body": certificate.body,
+    }
+
+
+def certificate_verify(*, document: dict[str, Any], keys: Any) -> consent_selectors.ReceiptCheck:
+    """Verify a certificate document (`certificate_document`) against published keys: the
+    signature, the id its body names, and the key's workspace (a key of another workspace
+    does not vouch for this one's certificates)."""
+    check = consent_selectors.signed_document_verify(
+        document=document, keys=keys, id_field="certificate", what="certificate"
+    )
+    if not check.valid:
+        return check
+    body = document["body"]
+    key = next(k for k in keys if isinstance(k, dict) and k.get("kid") == check.kid)
+    if "workspace" in key and key["workspace"] != body.get("workspace"):
+        return consent_selectors.ReceiptCheck(
+            False, check.kid, f"key {check.kid!r} belongs to another workspace"
+        )
+    return check
+
+
+def certificate_check(certificate: ErasureCertificate) -> consent_selectors.ReceiptCheck:
+    """`certificate_verify` of a stored certificate, against its workspace's keys as published
+    (the admin's and the API's check that its row was not changed since it was signed)."""
+    workspace = certificate.request.workspace
+    return certificate_verify(
+        document=certificate_document(certificate),
+        keys=consent_selectors.receipt_public_keys(workspace=workspace),
+    )

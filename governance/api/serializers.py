@@ -16,6 +16,22 @@ class ErrorSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class CertificateSerializer(serializers.Serializer):
+    """A signed erasure certificate: verify `signature` (Ed25519, base64url) over the canonical
+    JSON of `body` with the key `kid` from /.well-known/cdp-receipt-keys.json, or run
+    `manage.py verify_certificate`."""
+
+    id = serializers.UUIDField()
+    alg = serializers.CharField()
+    kid = serializers.CharField()
+    signature = serializers.CharField()
+    body = serializers.DictField()
+    signature_valid = serializers.BooleanField(
+        help_text="Whether the stored certificate still verifies against the workspace's "
+        "published keys (false: its row was changed after signing)."
+    )
+
+
 class SubmitInputSerializer(serializers.Serializer):
     workspace = serializers.SlugField(max_length=64, help_text="The organisation's workspace slug.")
     type = serializers.ChoiceField(choices=RequestType.choices)

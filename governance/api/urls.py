@@ -14,4 +14,9 @@ urlpatterns = [
     path("<str:request_id>/deny", views.RequestDenyApi.as_view(), name="request-deny"),
     path("<str:request_id>/extend", views.RequestExtendApi.as_view(), name="request-extend"),
     path("<str:request_id>/fulfil", views.RequestFulfilApi.as_view(), name="request-fulfil"),
+    path(
+        "<str:request_id>/certificate",
+        views.RequestCertificateApi.as_view(),
+        name="request-certificate",
+    ),
 ]

@@ -9,7 +9,8 @@ guessing at a token:
   `Authorization: Bearer <token>`. These views use only `StatusTokenAuthentication`; an
   unknown id and a wrong token both answer 404.
 - **Ticketing systems** (a workspace API token holding `handle_requests`):
-  `GET /api/v1/requests/?state=...` and `POST /api/v1/requests/{id}/approve|deny|extend|fulfil`.
+  `GET /api/v1/requests/?state=...`, `POST /api/v1/requests/{id}/approve|deny|extend|fulfil`
+  and `GET /api/v1/requests/{id}/certificate` (the signed erasure certificate).
   These use the management token authentication; a request of another workspace is 404.
 
 `/api/v1/requests/` serves both: POST is the subject's submission, GET the steward's queue, so
@@ -311,3 +312,25 @@ class RequestFulfilApi(_ManageApi):
 
     def act(self, dsr: DataSubjectRequest, actor: Any, data: dict[str, Any]) -> Any:
         return services.request_fulfil(request=dsr, actor=actor, note=data["note"])
+
+
+class RequestCertificateApi(APIView):
+    permission_classes = [CanHandleRequests]
+
+    @extend_schema(
+        operation_id="request_certificate",
+        summary="The signed erasure certificate of a carried-out erasure",
+        description=(
+            "What the erasure did, store by store and destination by destination, signed with "
+            "the workspace's receipt key. 404 `certificate_not_found` while the request has "
+            "none (not an erasure, or not carried out yet)."
+        ),
+        parameters=[_REQUEST_ID],
+        responses={200: s.CertificateSerializer, **_MANAGE_ERRORS},
+    )
+    def get(self, request: Request, request_id: str) -> Response:
+        dsr = selectors.request_get(workspace=_workspace(request), request_id=request_id)
+        certificate = selectors.certificate_get(request=dsr)
+        document = selectors.certificate_document(certificate)
+        document["signature_valid"] = selectors.certificate_check(certificate).valid
+        return Response(s.CertificateSerializer(document).data)

@@ -102,6 +102,8 @@ def test_the_demo_seeds_requests_a_conflict_and_a_removal_once(
     assert certificate.request == requests[("erasure", "fulfilled")]
     # the erased customer had been sent to both destinations: each is asked to delete
     assert len(certificate.body["destinations"]) == 2
+    # ...and its signature holds against the published key (the admin's check)
+    assert selectors.certificate_check(certificate).valid
     scheduled = requests[("erasure", "in_progress")]
     assert scheduled.cancel_until is not None
     assert scheduled.fulfil_after == scheduled.cancel_until

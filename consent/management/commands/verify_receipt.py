@@ -6,22 +6,12 @@ without it, the keys are read from the database."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from cdp.core.jsontext import command_json_file
 from consent import selectors
-
-
-def _load_json(path: str, what: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CommandError(f"Cannot read the {what} file {path}: {exc.strerror}.") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CommandError(f"The {what} file {path} is not JSON.") from None
 
 
 class Command(BaseCommand):
@@ -36,11 +26,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        receipt = _load_json(options["file"], "receipt")
+        receipt = command_json_file(options["file"], "receipt")
         if not isinstance(receipt, dict):
             raise CommandError("The receipt file does not hold a receipt object.")
         if options["keys"]:
-            published = _load_json(options["keys"], "keys")
+            published = command_json_file(options["keys"], "keys")
             keys = published.get("keys") if isinstance(published, dict) else None
             if not isinstance(keys, list):
                 raise CommandError('The keys file holds no "keys" list.')
