@@ -27,7 +27,7 @@ class ActivationConfig(AppConfig):
     @staticmethod
     def _register_audiences(audit: Any, hooks: Any) -> None:
         """Audiences, computed traits and lifecycle stages (activation.realtime)."""
-        from activation import models, realtime
+        from activation import computed, models, realtime
 
         # Definitions stewards change are audited; the bookkeeping of refreshes is not a
         # change by anyone. Values, memberships and membership changes are derived rows,
@@ -41,3 +41,4 @@ class ActivationConfig(AppConfig):
         # After removals' "activation" hook (hooks run in name order): memberships end at once.
         hooks.register_restriction_hook("activation_membership", realtime.on_restricted)
         hooks.register_workspace_created_hook("activation", realtime.on_workspace_created)
+        hooks.register_keys_personal_hook("activation", computed.on_keys_personal)

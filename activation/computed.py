@@ -330,6 +330,30 @@ def computed_traits_update(*, workspace_id: int, profile_ids: Sequence[Any]) -> 
     return TraitsUpdated(traits=len(traits), values=written)
 
 
+def on_keys_personal(workspace_id: int, keys: Sequence[str]) -> None:
+    """Trait keys a steward has just classified as personal data (they were plain attributes;
+    cdp.core.hooks): a computed trait over an event property of that name holds plain copies
+    of, or figures from, what profiles now seals in the events. Each is disabled (an audited
+    change, as a steward's) and its values deleted, in the classification's transaction;
+    enabling it again is refused like defining it."""
+    sealed = profile_selectors.event_property_keys_sealed(
+        workspace=profile_selectors.workspace_get_by_id(workspace_id=workspace_id)
+    )
+    for trait in ComputedTrait.objects.filter(workspace_id=workspace_id, enabled=True).exclude(
+        property=""
+    ):
+        if trait.property not in sealed:
+            continue
+        trait.enabled = False
+        trait.save(update_fields=["enabled", "updated_at"])
+        deleted, _ = ComputedTraitValue.objects.filter(trait=trait).delete()
+        logger.info(
+            "computed trait %s disabled: its property is personal data now (%d values deleted)",
+            trait.pk,
+            deleted,
+        )
+
+
 def computed_values_drop(*, profile_ids: Sequence[Any]) -> int:
     """Forget the computed values of profiles merged away (their events moved to the
     survivor, whose values are recomputed)."""

@@ -418,7 +418,8 @@ class IdentityPolicyAdmin(StewardEditableAdmin):
 
 _RESEALING = (
     "Trait values and event properties stored in plain while a key was an attribute are "
-    "being encrypted in the background."
+    "being encrypted in the background. Any computed trait over such an event property is "
+    "disabled, its values deleted."
 )
 
 

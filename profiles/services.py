@@ -746,6 +746,7 @@ class Resealed:
     unreadable: int  # rows whose data key is shredded (the person erased meanwhile): skipped
 
 
+@transaction.atomic
 def trait_schemas_classify(*, schemas: Iterable[TraitSchema], classification: str) -> int:
     """Classify trait keys, one audited save each; returns how many changed. What was stored
     in plain under a key that is no longer an attribute is sealed after commit, one run per
@@ -761,7 +762,7 @@ def trait_schemas_classify(*, schemas: Iterable[TraitSchema], classification: st
         schema.save(update_fields=["classification"])
         changed += 1
     for workspace_id, keys in unsealed.items():
-        personal_data_reseal_queue(workspace_id=workspace_id, keys=keys)
+        _keys_became_personal(workspace_id, keys)
     return changed
 
 
@@ -771,8 +772,16 @@ def trait_schema_reclassified(*, schema: TraitSchema, was: str | None) -> bool:
     reseal was queued."""
     if was != TraitClass.ATTRIBUTE or schema.classification == TraitClass.ATTRIBUTE:
         return False
-    personal_data_reseal_queue(workspace_id=schema.workspace_id, keys=[schema.key])
+    _keys_became_personal(schema.workspace_id, [schema.key])
     return True
+
+
+def _keys_became_personal(workspace_id: int, keys: list[str]) -> None:
+    """Keys that were plain attributes are personal data now: higher apps drop what they
+    derived in plain from them (in this transaction), and what was stored in plain under
+    them is sealed after commit."""
+    hooks.run_keys_personal_hooks(workspace_id, sorted(set(keys)))
+    personal_data_reseal_queue(workspace_id=workspace_id, keys=keys)
 
 
 def personal_data_reseal_queue(*, workspace_id: int, keys: Iterable[str]) -> None:

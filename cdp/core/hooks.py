@@ -123,3 +123,25 @@ def register_workspace_created_hook(name: str, hook: WorkspaceCreatedHook) -> No
 def run_workspace_created_hooks(workspace: Any) -> None:
     for name in sorted(_workspace_created_hooks):
         _workspace_created_hooks[name](workspace)
+
+
+# --- trait keys classified as personal data (activation drops its plain copies) ---------------
+
+KeysPersonalHook = Callable[[int, Sequence[str]], None]
+
+_keys_personal_hooks: dict[str, KeysPersonalHook] = {}
+
+
+def register_keys_personal_hook(name: str, hook: KeysPersonalHook) -> None:
+    """`hook(workspace_id, keys)`, called by the profiles services inside the transaction that
+    classified trait keys as personal data which were plain attributes until then: what a
+    higher app derived from plain values under those keys (activation: computed traits over an
+    event property of that name) must not stay in plain either."""
+    _keys_personal_hooks[name] = hook
+
+
+def run_keys_personal_hooks(workspace_id: int, keys: Sequence[str]) -> None:
+    if not keys:
+        return
+    for name in sorted(_keys_personal_hooks):
+        _keys_personal_hooks[name](workspace_id, keys)
