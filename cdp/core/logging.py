@@ -1,6 +1,7 @@
-"""A logging filter that redacts email addresses and phone numbers from every record: the
-message, its arguments, the formatted exception and the stack. Installed on every handler in
-settings (LOGGING) and on gunicorn's (cdp.core.gunicorn_logging); it is the last line of
+"""A logging filter that redacts email addresses and phone numbers from every record, and cuts
+IP addresses to the prefix the events keep in plain (IPv4 /24, IPv6 /48; loopback left as it
+is): the message, its arguments, the formatted exception and the stack. Installed on every
+handler in settings (LOGGING) and on gunicorn's (cdp.core.gunicorn_logging); it is the last line of
 defence, not a licence to log personal data.
 
 Request lines (runserver's and gunicorn's access logs, referers) carry identifiers in their
@@ -10,6 +11,7 @@ credential parameters are masked whatever they hold, and the others are looked a
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import traceback
@@ -54,17 +56,55 @@ KEEP_RE = re.compile(
     r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
     r"|\b(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:[.,]\d{1,9})?"
 )
+# IP addresses (a client's, in every access log line) are personal data: cut to the prefix the
+# events keep in plain (profiles.ingest.truncate_ip). Candidates here, checked by `ipaddress`:
+# an IPv4 address (not part of a longer dotted run such as a version 1.2.3.4.5), or hex groups
+# and colons holding "::" or eight groups (a time such as 14:36:42 is neither; the IPv4 part of
+# ::ffff:203.0.113.9 is cut as IPv4).
+IP_RE = re.compile(
+    r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)"
+    r"|(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:.])"
+    r"|(?<![\w:])(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?::"
+    r"(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?(?![\w:.])"
+)
 EMAIL_MASK = "[email redacted]"
 PHONE_MASK = "[phone redacted]"
 
 
+def _truncated_ip(match: re.Match[str]) -> str:
+    found = match.group()
+    try:
+        address = ipaddress.ip_address(found)
+    except ValueError:
+        return found
+    if address.is_loopback or address.is_unspecified:
+        return found
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
 def _redact_phones(text: str) -> str:
+    """Phone numbers masked, IP addresses cut (see IP_RE); UUIDs, ISO dates and times left as
+    they are."""
     parts: list[str] = []
     start = 0
     for kept in KEEP_RE.finditer(text):
-        parts.append(PHONE_RE.sub(PHONE_MASK, text[start : kept.start()]))
+        parts.append(_redact_digits(text[start : kept.start()]))
         parts.append(kept.group())
         start = kept.end()
+    parts.append(_redact_digits(text[start:]))
+    return "".join(parts)
+
+
+def _redact_digits(text: str) -> str:
+    if "." not in text and ":" not in text:
+        return PHONE_RE.sub(PHONE_MASK, text)
+    parts: list[str] = []
+    start = 0
+    for ip in IP_RE.finditer(text):
+        parts.append(PHONE_RE.sub(PHONE_MASK, text[start : ip.start()]))
+        parts.append(_truncated_ip(ip))
+        start = ip.end()
     parts.append(PHONE_RE.sub(PHONE_MASK, text[start:]))
     return "".join(parts)
 

@@ -487,3 +487,51 @@ def test_an_address_after_a_long_run_of_letters_is_masked_whole() -> None:
     # then
     assert "example.com" not in masked
     assert masked.endswith('[email redacted]" "' + "b" * 8000)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("client 203.0.113.95 sent 3", "client 203.0.113.0 sent 3"),
+        ("from 10.2.3.4:8000", "from 10.2.3.0:8000"),  # short ones too, not only phone-like
+        ("ip=192.168.100.200", "ip=192.168.100.0"),
+        ("addr 2001:db8:85a3::8a2e:370:7334 ok", "addr 2001:db8:85a3:: ok"),
+        ("[2001:db8:85a3:1:2:3:4:5]:443", "[2001:db8:85a3::]:443"),
+        ("::ffff:203.0.113.9", "::ffff:203.0.113.0"),
+        # left as they are: loopback, versions, times, dates, what is no address
+        ("127.0.0.1 - - [29/Nov/2026:10:00:00]", "127.0.0.1 - - [29/Nov/2026:10:00:00]"),
+        ("::1 GET /health/", "::1 GET /health/"),
+        ("version 1.2.3.4.5", "version 1.2.3.4.5"),
+        ("took 14:36:42 at 2026-11-28 14:36:42", "took 14:36:42 at 2026-11-28 14:36:42"),
+        ("x 999.1.1.1 y", "x 999.1.1.1 y"),
+        ("ratio 0.12.", "ratio 0.12."),
+        # a phone written with dots is still a phone
+        ("phone 415.555.0100", f"phone {PHONE_MASK}"),
+    ],
+)  # fmt: skip
+def test_ip_addresses_are_cut_to_the_prefix_events_keep(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_gunicorn_access_log_cuts_the_client_address(gunicorn_loggers: None) -> None:
+    # given
+    config = Config()
+    config.set("accesslog", "-")
+    logger = RedactingLogger(config)
+    out = io.StringIO()
+    for handler in logger.access_log.handlers:
+        handler.setStream(out)
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": "/v1/batch",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "198.51.100.77",
+        "HTTP_USER_AGENT": "analytics-node",
+    }
+    response = SimpleNamespace(status="200 OK", headers=[], sent=16)
+    # when
+    logger.access(response, [], environ, timedelta(milliseconds=3))
+    # then
+    text = out.getvalue()
+    assert "198.51.100.77" not in text
+    assert "198.51.100.0 - - [" in text
