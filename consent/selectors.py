@@ -260,10 +260,16 @@ def receipt_get(*, workspace: Any, receipt_id: Any) -> Receipt | None:
         return None
 
 
-def receipt_public_keys(*, workspace: Any | None = None) -> list[dict[str, Any]]:
+def receipt_public_keys(
+    *, workspace: Any | None = None, workspace_ids: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
+    """The published signing keys (/.well-known/cdp-receipt-keys.json), of every workspace or
+    of `workspace` / `workspace_ids` only."""
     keys = SigningKey.objects.all()
     if workspace is not None:
         keys = keys.filter(workspace=workspace)
+    if workspace_ids is not None:
+        keys = keys.filter(workspace_id__in=list(workspace_ids))
 
     return [
         {

@@ -236,7 +236,7 @@ class DataSubjectRequestAdmin(WorkspaceScopedAdmin):
         "denial_reason",
         "verification_attempts",
         "closed_at",
-        "certificate",
+        "certificate_link",
     )
     readonly_fields = fields
     inlines = (RequestEventInline,)
@@ -274,15 +274,15 @@ class DataSubjectRequestAdmin(WorkspaceScopedAdmin):
         return f"{obj.contact_type} •••• (sealed)"
 
     @admin.display(description="erasure certificate")
-    def certificate(self, obj: DataSubjectRequest) -> str:
+    def certificate_link(self, obj: DataSubjectRequest) -> str:
         found = ErasureCertificate.objects.filter(request=obj).only("id", "issued_at").first()
         if found is None:
             return "-"
         meta = ErasureCertificate._meta
         return format_html(
-            '<a href="{}">issued {:%Y-%m-%d %H:%M} UTC</a>',
+            '<a href="{}">issued {} UTC</a>',
             reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[found.pk]),
-            found.issued_at,
+            f"{found.issued_at:%Y-%m-%d %H:%M}",
         )
 
     @admin.display(description="fulfilment")
@@ -418,6 +418,33 @@ class ErasureCertificateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
     )
     readonly_fields = fields
 
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        """The page's certificates, with their workspaces' published keys read once for all."""
+        changelist = super().get_changelist_instance(request)
+        keys = selectors.certificate_keys(
+            workspace_ids={c.request.workspace_id for c in changelist.result_list}
+        )
+        for certificate in changelist.result_list:
+            certificate.published_keys = keys.get(certificate.request.workspace.slug, [])
+        return changelist
+
+    def _request_column(self, request: HttpRequest) -> str:
+        # Auditors read certificates but not the request queue: for them the id, no link.
+        queue = self.admin_site._registry.get(DataSubjectRequest)
+        can_open = queue is not None and queue.has_view_permission(request)
+        return "request_link" if can_open else "request_short_id"
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        column = self._request_column(request)
+        return tuple(column if f == "request_link" else f for f in self.list_display)
+
+    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        column = self._request_column(request)
+        return tuple(column if f == "request_link" else f for f in self.fields)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return self.get_fields(request, obj)
+
     def get_urls(self) -> list[Any]:
         meta = self.model._meta
         return [
@@ -458,6 +485,10 @@ class ErasureCertificateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
             str(obj.request_id)[-12:],
         )
 
+    @admin.display(description="request")
+    def request_short_id(self, obj: ErasureCertificate) -> str:
+        return str(obj.request_id)[-12:]
+
     @admin.display(description="workspace")
     def workspace(self, obj: ErasureCertificate) -> Any:
         return obj.request.workspace
@@ -489,7 +520,7 @@ class ErasureCertificateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
 
     @admin.display(description="signature")
     def signature_check(self, obj: ErasureCertificate) -> str:
-        check = selectors.certificate_check(obj)
+        check = selectors.certificate_check(obj, keys=getattr(obj, "published_keys", None))
         if check.valid:
             return format_html('<span class="certificate-valid">valid ({})</span>', check.kid)
         return format_html(

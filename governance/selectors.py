@@ -117,12 +117,13 @@ class CertificateNotFound(NotFound):
     default_message = "This request has no erasure certificate."
 
 
-CERTIFICATE_ALG = "EdDSA"
+def certificate_of(request: DataSubjectRequest) -> ErasureCertificate | None:
+    """The erasure certificate of a request, if it has one (scoped by the request's lookup)."""
+    return ErasureCertificate.objects.filter(request=request).first()
 
 
 def certificate_get(*, request: DataSubjectRequest) -> ErasureCertificate:
-    """The erasure certificate of a request (scoped by the request's own lookup)."""
-    found = ErasureCertificate.objects.filter(request=request).first()
+    found = certificate_of(request)
     if found is None:
         raise CertificateNotFound()
     return found
@@ -134,7 +135,7 @@ def certificate_document(certificate: ErasureCertificate) -> dict[str, Any]:
     /.well-known/cdp-receipt-keys.json, the key that signs consent receipts)."""
     return {
         "id": str(certificate.pk),
-        "alg": CERTIFICATE_ALG,
+        "alg": consent_selectors.RECEIPT_ALG,
         "kid": certificate.kid,
         "signature": certificate.signature,
         "body": certificate.body,
@@ -152,18 +153,33 @@ def certificate_verify(*, document: dict[str, Any], keys: Any) -> consent_select
         return check
     body = document["body"]
     key = next(k for k in keys if isinstance(k, dict) and k.get("kid") == check.kid)
-    if "workspace" in key and key["workspace"] != body.get("workspace"):
+    if "workspace" not in key:
+        return consent_selectors.ReceiptCheck(
+            False, check.kid, f"key {check.kid!r} names no workspace (use the published keys)"
+        )
+    if key["workspace"] != body.get("workspace"):
         return consent_selectors.ReceiptCheck(
             False, check.kid, f"key {check.kid!r} belongs to another workspace"
         )
     return check
 
 
-def certificate_check(certificate: ErasureCertificate) -> consent_selectors.ReceiptCheck:
+def certificate_keys(*, workspace_ids: Any) -> dict[str, list[dict[str, Any]]]:
+    """The published keys of several workspaces, read once: workspace slug -> keys (the
+    admin's list checks a page of certificates with them)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    if workspace_ids:
+        for key in consent_selectors.receipt_public_keys(workspace_ids=list(workspace_ids)):
+            found.setdefault(key["workspace"], []).append(key)
+    return found
+
+
+def certificate_check(
+    certificate: ErasureCertificate, *, keys: Any = None
+) -> consent_selectors.ReceiptCheck:
     """`certificate_verify` of a stored certificate, against its workspace's keys as published
-    (the admin's and the API's check that its row was not changed since it was signed)."""
-    workspace = certificate.request.workspace
-    return certificate_verify(
-        document=certificate_document(certificate),
-        keys=consent_selectors.receipt_public_keys(workspace=workspace),
-    )
+    (`keys`, else read here): the admin's and the API's check that its row was not changed
+    since it was signed."""
+    if keys is None:
+        keys = consent_selectors.receipt_public_keys(workspace=certificate.request.workspace)
+    return certificate_verify(document=certificate_document(certificate), keys=keys)

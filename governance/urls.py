@@ -12,5 +12,10 @@ urlpatterns = [
     path(
         "requests/<str:request_id>/download/", views.portal_download, name="privacy-portal-download"
     ),
+    path(
+        "requests/<str:request_id>/certificate/",
+        views.portal_certificate,
+        name="privacy-portal-certificate",
+    ),
     path("<slug:workspace_slug>/", views.portal_submit, name="privacy-portal-submit"),
 ]

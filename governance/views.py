@@ -8,6 +8,7 @@ without it, exactly like an unknown request."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from typing import Any, cast
 
@@ -26,7 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from cdp.core.exceptions import ApplicationError, NotFound
 from consent import selectors as consent_selectors
-from governance import selectors, services
+from governance import erasure, selectors, services
 from governance.enums import Regime, RequestState, RequestType
 from governance.limits import RequestRateLimited, client_limit_consume
 from governance.models import DataSubjectRequest
@@ -210,6 +211,7 @@ def portal_verify(request: HttpRequest, request_id: str) -> HttpResponse:
 @require_GET
 def portal_status(request: HttpRequest, request_id: str) -> HttpResponse:
     dsr = _own_request(request, request_id)
+    certificate = selectors.certificate_of(dsr)
     export = selectors.request_export_ready(request=dsr)
     if dsr.state not in services.DOWNLOADABLE_STATES:
         export = None
@@ -221,8 +223,31 @@ def portal_status(request: HttpRequest, request_id: str) -> HttpResponse:
         "awaiting_code": dsr.state == RequestState.AWAITING_VERIFICATION
         and bool(dsr.verification_code_hash),
         "cancellable": services.request_cancellable(request=dsr),
+        "certificate": certificate,
+        "certificate_partial": certificate is not None and erasure.certificate_failed(certificate),
     }
     return render(request, "governance/portal/status.html", context)
+
+
+@never_cache
+@require_GET
+def portal_certificate(request: HttpRequest, request_id: str) -> HttpResponse:
+    """The signed erasure certificate as JSON, for the browser that submitted the request: the
+    person can check it against the published keys (/.well-known/cdp-receipt-keys.json)."""
+    dsr = _own_request(request, request_id)
+    certificate = selectors.certificate_of(dsr)
+    if certificate is None:
+        raise Http404("No erasure certificate yet.")
+    response = HttpResponse(
+        json.dumps(selectors.certificate_document(certificate), indent=2, sort_keys=True),
+        content_type="application/json",
+    )
+    response["Content-Disposition"] = (
+        f'attachment; filename="erasure-certificate-{certificate.pk}.json"'
+    )
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @never_cache

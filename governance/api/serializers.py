@@ -16,7 +16,7 @@ class ErrorSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
-class CertificateSerializer(serializers.Serializer):
+class CertificateDocumentSerializer(serializers.Serializer):
     """A signed erasure certificate: verify `signature` (Ed25519, base64url) over the canonical
     JSON of `body` with the key `kid` from /.well-known/cdp-receipt-keys.json, or run
     `manage.py verify_certificate`."""
@@ -26,6 +26,9 @@ class CertificateSerializer(serializers.Serializer):
     kid = serializers.CharField()
     signature = serializers.CharField()
     body = serializers.DictField()
+
+
+class CertificateSerializer(CertificateDocumentSerializer):
     signature_valid = serializers.BooleanField(
         help_text="Whether the stored certificate still verifies against the workspace's "
         "published keys (false: its row was changed after signing)."
@@ -96,6 +99,10 @@ class StatusOutputSerializer(serializers.Serializer):
     )
     cancellable = serializers.BooleanField(help_text="Whether POST .../cancel would succeed.")
     export = ExportSerializer()
+    certificate = CertificateDocumentSerializer(
+        allow_null=True,
+        help_text="Erasure: the signed certificate of what was erased, once it is done.",
+    )
 
 
 class ManagedRequestSerializer(serializers.Serializer):

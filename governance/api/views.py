@@ -76,6 +76,7 @@ def download_url(request_id: Any) -> str:
 
 
 def status_data(dsr: DataSubjectRequest) -> dict[str, Any]:
+    certificate = selectors.certificate_of(dsr)
     export = selectors.request_export_ready(request=dsr)
     if dsr.state not in services.DOWNLOADABLE_STATES:
         export = None
@@ -97,6 +98,7 @@ def status_data(dsr: DataSubjectRequest) -> dict[str, Any]:
             "expires_at": export.expires_at if export else None,
             "download_url": download_url(dsr.pk) if export else None,
         },
+        "certificate": selectors.certificate_document(certificate) if certificate else None,
     }
 
 

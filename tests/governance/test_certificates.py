@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -98,10 +100,9 @@ def test_the_request_page_links_its_certificate(
         reverse("admin:governance_datasubjectrequest_change", args=[certificate.request_id])
     )
     # then
-    assert (
-        reverse("admin:governance_erasurecertificate_change", args=[certificate.pk])
-        in page.content.decode()
-    )
+    html = page.content.decode()
+    assert reverse("admin:governance_erasurecertificate_change", args=[certificate.pk]) in html
+    assert f"issued {certificate.issued_at:%Y-%m-%d %H:%M} UTC" in html
 
 
 def test_a_certificate_changed_after_signing_shows_invalid(
@@ -136,6 +137,44 @@ def test_an_auditor_of_the_workspace_reads_and_downloads_a_verifiable_certificat
     call_command("verify_certificate", path)  # raises if the download does not verify
 
 
+def test_an_auditor_sees_the_request_id_but_no_link_to_the_queue_they_cannot_open(
+    client: Client, workspace: Any, certificate: ErasureCertificate
+) -> None:
+    # given
+    client.force_login(_auditor(workspace))
+    request_page = reverse(
+        "admin:governance_datasubjectrequest_change", args=[certificate.request_id]
+    )
+    # when
+    listed = client.get(CHANGELIST).content.decode()
+    page = client.get(
+        reverse("admin:governance_erasurecertificate_change", args=[certificate.pk])
+    ).content.decode()
+    # then
+    assert client.get(request_page).status_code == 403
+    for html in (listed, page):
+        assert str(certificate.request_id)[-12:] in html
+        assert request_page not in html
+
+
+def test_the_list_reads_the_signing_keys_once_for_the_page(
+    client: Client, workspace: Any, owner: Any
+) -> None:
+    # given: three carried-out erasures
+    for n in range(3):
+        erasure.erasure_run(
+            request=in_progress(workspace, request_type="erasure", contact=f"p{n}@example.com")
+        )
+    client.force_login(owner)
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        listed = client.get(CHANGELIST)
+    # then
+    assert listed.content.decode().count("certificate-valid") == 3
+    key_reads = [q for q in queries.captured_queries if "consent_signingkey" in q["sql"]]
+    assert len(key_reads) == 1
+
+
 def test_outsiders_and_stewards_without_the_roles_see_no_certificate(
     client: Client, outsider: Any, member: Any, certificate: ErasureCertificate
 ) -> None:
@@ -149,7 +188,7 @@ def test_outsiders_and_stewards_without_the_roles_see_no_certificate(
     # a steward of the workspace who only views profiles: not even the list
     client.force_login(member)
     assert client.get(CHANGELIST).status_code == 403
-    assert client.get(download).status_code in (403, 404)
+    assert client.get(download).status_code == 404
 
 
 def test_the_admin_cannot_change_or_delete_a_certificate(
@@ -267,6 +306,24 @@ def test_verify_certificate_refuses_a_changed_body_a_changed_id_and_a_foreign_ke
             _write(tmp_path, "d.json", document),
             keys=_write(tmp_path, "forged.json", forged_keys),
         )
+
+
+def test_a_certificate_signed_by_one_workspace_naming_another_does_not_verify(
+    workspace: Any, other_workspace: Any, certificate: ErasureCertificate
+) -> None:
+    # given: a body naming globex, signed with acme's key
+    body = {**certificate.body, "workspace": other_workspace.slug}
+    signature, kid = consent_services.workspace_sign(workspace=workspace, body=body)
+    document = {"id": body["certificate"], "alg": "EdDSA", "kid": kid, "signature": signature}
+    document["body"] = body
+    keys = consent_selectors.receipt_public_keys()
+    stripped = [{k: v for k, v in key.items() if k != "workspace"} for key in keys]
+    # when
+    published = selectors.certificate_verify(document=document, keys=keys)
+    anonymous = selectors.certificate_verify(document=document, keys=stripped)
+    # then
+    assert not published.valid and "another workspace" in published.reason
+    assert not anonymous.valid and "names no workspace" in anonymous.reason
 
 
 @pytest.mark.parametrize(

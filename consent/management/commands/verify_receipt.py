@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cdp.core.jsontext import command_json_file
+from cdp.core.commands import command_json_file
 from consent import selectors
 
 
