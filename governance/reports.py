@@ -34,9 +34,10 @@ from django.utils import timezone
 
 from cdp.core import registry
 from cdp.core.exceptions import InvalidInput
+from cdp.core.registry import ErasureStatus
 from cdp.core.spreadsheet import spreadsheet_safe
 from consent import selectors as consent_selectors
-from governance import chain, retention
+from governance import chain, retention, selectors
 from governance.enums import (
     FINAL_STATES,
     Regime,
@@ -243,6 +244,7 @@ def _dsr(workspace: Any, since: datetime, until: datetime, now: datetime) -> Rep
         for r in requests
         if r.state not in FINAL_STATES and r.effective_due_at < now
     ]
+    erasures, unverified, missing = _erasure_rows(requests)
     return Report(
         kind=ReportKind.DSR,
         title="Data-subject requests: deadlines kept",
@@ -257,6 +259,8 @@ def _dsr(workspace: Any, since: datetime, until: datetime, now: datetime) -> Rep
             ("answered on time (%)", total[3] or "n/a"),
             ("open and overdue", total[6]),
             ("median days to fulfil", total[9] if total[9] != "" else "n/a"),
+            ("erasures carried out without a certificate", missing),
+            ("erasure certificates that no longer verify", unverified),
         ],
         sections=[
             Section("Requests per type and regime", columns, rows),
@@ -275,13 +279,76 @@ def _dsr(workspace: Any, since: datetime, until: datetime, now: datetime) -> Rep
                 overdue_rows,
                 note="" if overdue_rows else "None.",
             ),
+            Section(
+                "Erasures carried out, with their certificates",
+                [
+                    "request",
+                    "state",
+                    "closed",
+                    "certificate",
+                    "issued",
+                    "stores erased",
+                    "stores failed",
+                    "destinations asked to delete",
+                    "signature",
+                ],
+                erasures,
+                note="" if erasures else "None.",
+            ),
         ],
         notes=[
             "Requests received in the period. Answered: fulfilled, partially fulfilled or "
             "denied; on time: closed by the (possibly extended) deadline. Revoked and expired "
             "requests are not answered and do not count towards the rate.",
+            "Each erasure certificate's signature is checked against the workspace's published "
+            "key (/.well-known/cdp-receipt-keys.json): INVALID means its stored record was "
+            "changed after it was signed.",
         ],
     )
+
+
+def _erasure_rows(requests: list[DataSubjectRequest]) -> tuple[list[list[Any]], int, int]:
+    """One row per erasure carried out (fulfilled or partially), with its certificate and the
+    check of its signature; and how many certificates fail the check, how many are missing."""
+    done = [r for r in requests if r.type == RequestType.ERASURE and r.state in FULFILLED]
+    certificates = {
+        c.request_id: c
+        for c in ErasureCertificate.objects.filter(request__in=done).select_related(
+            "request__workspace"
+        )
+    }
+    keys = selectors.certificate_keys(
+        workspace_ids={c.request.workspace_id for c in certificates.values()}
+    )
+    rows: list[list[Any]] = []
+    unverified = missing = 0
+    for dsr in done:
+        certificate = certificates.get(dsr.pk)
+        if certificate is None:
+            missing += 1
+            rows.append([str(dsr.pk), RequestState(dsr.state).label, _at(dsr.closed_at),
+                         "missing", "", "", "", "", ""])  # fmt: skip
+            continue
+        check = selectors.certificate_check(
+            certificate, keys=keys.get(certificate.request.workspace.slug, [])
+        )
+        unverified += not check.valid
+        stores = certificate.body.get("stores", [])
+        failed = sum(1 for s in stores if s.get("status") == ErasureStatus.FAILED)
+        rows.append(
+            [
+                str(dsr.pk),
+                RequestState(dsr.state).label,
+                _at(dsr.closed_at),
+                str(certificate.pk),
+                _at(certificate.issued_at),
+                sum(1 for s in stores if s.get("status") == ErasureStatus.ERASED),
+                failed,
+                len(certificate.body.get("destinations", [])),
+                "valid" if check.valid else f"INVALID: {check.reason}",
+            ]
+        )
+    return rows, unverified, missing
 
 
 # --- consent ---------------------------------------------------------------------------------
