@@ -14,6 +14,7 @@ from profiles.enums import (
     DEFAULT_SOURCE_PRIORITY,
     DataKeyPurpose,
     EventType,
+    IdentifierType,
     ProfileStatus,
     SourceKind,
     Survivorship,
@@ -254,7 +255,17 @@ class Identity(models.Model):
                 name="identity_ws_index_type_unique",
             )
         ]
-        indexes = [models.Index(fields=["profile", "identifier_type"], name="identity_profile")]
+        indexes = [
+            models.Index(fields=["profile", "identifier_type"], name="identity_profile"),
+            # A workspace's own types only (loyalty_id, context.externalIds' types): whether
+            # it holds any of one is asked when a profile lookup by it finds nothing; the
+            # built-in types, nearly every identity, cost this index no write.
+            models.Index(
+                fields=["workspace", "identifier_type"],
+                name="identity_ws_custom_type",
+                condition=~models.Q(identifier_type__in=IdentifierType.values),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.identifier_type} identity {self.id}"

@@ -118,7 +118,7 @@ def identifier_type_known(*, workspace: Workspace, identifier_type: str) -> bool
     """Whether the workspace has identifiers of this type, or may have: a built-in type, one
     its identity rules or trait mappings declare, or one it holds identities of (types sent
     as `context.externalIds` are declared nowhere). Ask after a lookup found nothing: for an
-    undeclared type the last check reads the workspace's identities until one matches."""
+    undeclared type the last check reads the partial index of the workspace's own types."""
     kind = normalize_identifier_type(identifier_type)
     if not kind:
         return False
