@@ -27,6 +27,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
+from rest_framework.exceptions import ParseError
 
 from activation import selectors, services
 from activation.enums import RemovalStatus
@@ -43,7 +44,8 @@ from activation.models import (
     Sync,
     SyncRun,
 )
-from cdp.core.admin import ReadOnlyAdminMixin, WorkspaceScopedAdmin, workspaces_for
+from cdp.core.admin import JSONFormField, ReadOnlyAdminMixin, WorkspaceScopedAdmin, workspaces_for
+from cdp.core.api.parsers import NulCharacter, loads
 from cdp.core.exceptions import ApplicationError
 from cdp.core.ids import integer_id
 from consent import selectors as consent_selectors
@@ -132,7 +134,7 @@ def _changed(form: forms.ModelForm, names: tuple[str, ...]) -> dict[str, Any]:
 # --- the rules builder (audiences and lifecycle stages) ----------------------------------------
 
 
-class RulesField(forms.JSONField):
+class RulesField(JSONFormField):
     widget = forms.Textarea(
         attrs={
             "rows": 16,
@@ -187,11 +189,13 @@ class _RulesBuilderAdmin(ActivationStewardAdmin):
         if request.method != "POST":
             return JsonResponse({"error": {"path": "/", "message": "POST the rules."}}, status=405)
         try:
-            body = json.loads(request.body or b"{}")
-        except ValueError:
-            return JsonResponse(
-                {"error": {"path": "/", "message": "The request is not JSON."}}, status=400
-            )
+            # The API's reader: the standard library recursed on deep nesting, and read NaN,
+            # 1e400, NUL and lone surrogates, which PostgreSQL refused in the query (500s).
+            body = loads(request.body or b"{}")
+        except ParseError as exc:
+            return JsonResponse({"error": {"path": "/", "message": str(exc.detail)}}, status=400)
+        except NulCharacter as exc:
+            return JsonResponse({"error": {"path": "/", "message": exc.message}}, status=400)
         if not isinstance(body, dict):
             body = {}
         workspace_id = integer_id(body.get("workspace", ""))

@@ -1,15 +1,23 @@
-"""Admin base classes: workspace scoping for stewards and read-only evidence tables."""
+"""Admin base classes: workspace scoping for stewards and read-only evidence tables, and the
+JSON form field of their forms."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.apps import apps
 from django.conf import settings
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db import models
 from django.db.models import Model, QuerySet
+from django.forms.fields import InvalidJSONInput, JSONString
 from django.http import HttpRequest
 from guardian.shortcuts import get_objects_for_user
+from rest_framework.exceptions import ParseError
+
+from cdp.core.api.parsers import NulCharacter, loads
 
 ROLE_CODENAMES = (
     "view_profiles",
@@ -33,10 +41,48 @@ def workspaces_for(request: HttpRequest, *roles: str) -> QuerySet[Any]:
     return get_objects_for_user(user, perms, klass=model, any_perm=True, accept_global_perms=False)
 
 
+class JSONFormField(forms.JSONField):
+    """Django's JSONField, reading as the API does (cdp.core.api.parsers.loads). The standard
+    library recursed on deep nesting (RecursionError, a 500, also when the form was shown
+    again), and took NaN, Infinity and 1e400, which PostgreSQL's jsonb refuses on save, as it
+    refuses a NUL or a lone surrogate: each of these is now the field's error."""
+
+    def _read(self, value: str) -> Any:
+        try:
+            return loads(value.encode())
+        except NulCharacter as exc:
+            raise ValidationError(exc.message, code="invalid") from None
+        except ParseError as exc:
+            raise ValidationError(str(exc.detail), code="invalid") from None
+        except UnicodeError:
+            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled:
+            return value
+        if value in self.empty_values:
+            return None
+        if isinstance(value, list | dict | int | float | JSONString):
+            return value
+        converted = self._read(value)
+        return JSONString(converted) if isinstance(converted, str) else converted
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        if self.disabled:
+            return initial
+        if data is None:
+            return None
+        try:
+            return self._read(data)
+        except ValidationError:
+            return InvalidJSONInput(data)
+
+
 class WorkspaceScopedAdmin(admin.ModelAdmin):
     """Shows a steward only rows of their workspaces. `workspace_path` is the lookup from the
     model to its workspace; `workspace_roles` are the roles that grant access to this admin."""
 
+    formfield_overrides = {models.JSONField: {"form_class": JSONFormField}}
     workspace_path = "workspace"
     workspace_roles: tuple[str, ...] = ()
     # The roles whose workspaces a new row may go into (default: workspace_roles). Admins that
