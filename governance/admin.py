@@ -4,7 +4,6 @@ workspace's governance settings and retention policies, and the compliance repor
 
 from __future__ import annotations
 
-import json
 from typing import Any, cast
 
 from auditlog import get_logentry_model
@@ -24,7 +23,7 @@ from guardian.shortcuts import get_users_with_perms
 
 from cdp.core.admin import ReadOnlyAdminMixin, WorkspaceScopedAdmin, workspaces_for
 from cdp.core.exceptions import ApplicationError
-from governance import reports, retention, selectors, services
+from governance import downloads, reports, retention, selectors, services
 from governance.enums import FINAL_STATES, ReportFormat, ReportKind
 from governance.models import (
     ComplianceReport,
@@ -461,16 +460,7 @@ class ErasureCertificateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
         certificate = self.get_object(request, object_id)
         if certificate is None or not self.has_view_permission(request, certificate):
             raise Http404("No such certificate.")
-        document = selectors.certificate_document(certificate)
-        response = HttpResponse(
-            json.dumps(document, indent=2, sort_keys=True), content_type="application/json"
-        )
-        response["Content-Disposition"] = (
-            f'attachment; filename="erasure-certificate-{certificate.pk}.json"'
-        )
-        response["Cache-Control"] = "private, no-store"
-        response["X-Content-Type-Options"] = "nosniff"
-        return response
+        return downloads.certificate_response(certificate)
 
     @admin.display(description="certificate")
     def short_id(self, obj: ErasureCertificate) -> str:

@@ -1,26 +1,28 @@
 """The subject's download of an export, and the published JSON Schema of its data.json. Plain
-Django views: the download is authorized by its token alone (no session, no API token)."""
+Django views: the download is authorized by its token alone (no session, no API token). Also
+the response that hands out a signed erasure certificate (the portal's and the admin's)."""
 
 from __future__ import annotations
 
 import functools
 import hmac
 import io
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
 from django.db.models import F
-from django.http import FileResponse, HttpRequest, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from cdp.core.audit import record_access
-from governance import export
+from governance import export, selectors
 from governance.enums import RequestState
-from governance.models import ExportArchive
+from governance.models import ErasureCertificate, ExportArchive
 
 DOWNLOADABLE_STATES = frozenset({RequestState.FULFILLED, RequestState.PARTIALLY_FULFILLED})
 
@@ -101,4 +103,19 @@ def export_schema(request: HttpRequest) -> JsonResponse:
     )
     response["Cache-Control"] = "public, max-age=3600"
     response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def certificate_response(certificate: ErasureCertificate) -> HttpResponse:
+    """The signed certificate as a JSON attachment (`manage.py verify_certificate` checks it),
+    never cached."""
+    response = HttpResponse(
+        json.dumps(selectors.certificate_document(certificate), indent=2, sort_keys=True),
+        content_type="application/json",
+    )
+    response["Content-Disposition"] = (
+        f'attachment; filename="erasure-certificate-{certificate.pk}.json"'
+    )
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -8,7 +8,6 @@ without it, exactly like an unknown request."""
 from __future__ import annotations
 
 import io
-import json
 import re
 from typing import Any, cast
 
@@ -27,7 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from cdp.core.exceptions import ApplicationError, NotFound
 from consent import selectors as consent_selectors
-from governance import erasure, selectors, services
+from governance import downloads, erasure, selectors, services
 from governance.enums import Regime, RequestState, RequestType
 from governance.limits import RequestRateLimited, client_limit_consume
 from governance.models import DataSubjectRequest
@@ -238,16 +237,7 @@ def portal_certificate(request: HttpRequest, request_id: str) -> HttpResponse:
     certificate = selectors.certificate_of(dsr)
     if certificate is None:
         raise Http404("No erasure certificate yet.")
-    response = HttpResponse(
-        json.dumps(selectors.certificate_document(certificate), indent=2, sort_keys=True),
-        content_type="application/json",
-    )
-    response["Content-Disposition"] = (
-        f'attachment; filename="erasure-certificate-{certificate.pk}.json"'
-    )
-    response["Cache-Control"] = "private, no-store"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return downloads.certificate_response(certificate)
 
 
 @never_cache

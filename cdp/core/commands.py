@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,3 +19,24 @@ def command_json_file(path: str, what: str) -> Any:
         raise CommandError(f"Cannot read the {what} file {path}: {exc.strerror}.") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CommandError(f"The {what} file {path} is not JSON.") from None
+
+
+def command_signed_document(path: str, what: str) -> dict[str, Any]:
+    """A signed document (a consent receipt, an erasure certificate) read from `path`."""
+    document = command_json_file(path, what)
+    if not isinstance(document, dict):
+        raise CommandError(f"The {what} file does not hold a {what} object.")
+    return document
+
+
+def command_published_keys(path: str | None, stored: Callable[[], list[dict[str, Any]]]) -> Any:
+    """The signing keys to verify with: the `keys` list of a copy of
+    /.well-known/cdp-receipt-keys.json at `path` (an offline check that trusts nothing in the
+    database), else `stored()`, the keys in the database."""
+    if not path:
+        return stored()
+    published = command_json_file(path, "keys")
+    keys = published.get("keys") if isinstance(published, dict) else None
+    if not isinstance(keys, list):
+        raise CommandError('The keys file holds no "keys" list.')
+    return keys

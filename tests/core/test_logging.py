@@ -431,14 +431,21 @@ def gunicorn_loggers() -> Iterator[None]:
         logging.getLogger(name).handlers = handlers
 
 
-def test_gunicorn_access_log_is_redacted(gunicorn_loggers: None) -> None:
-    # given: gunicorn with an access log (`--access-logfile -`) and this project's logger
+def _gunicorn_access_logger() -> tuple[RedactingLogger, io.StringIO]:
+    """Gunicorn's logger as configured here, its access log (`--access-logfile -`) written to
+    the returned buffer."""
     config = Config()
     config.set("accesslog", "-")
     logger = RedactingLogger(config)
     out = io.StringIO()
     for handler in logger.access_log.handlers:
         handler.setStream(out)
+    return logger, out
+
+
+def test_gunicorn_access_log_is_redacted(gunicorn_loggers: None) -> None:
+    # given: gunicorn with an access log (`--access-logfile -`) and this project's logger
+    logger, out = _gunicorn_access_logger()
     environ = {
         "REQUEST_METHOD": "GET",
         "RAW_URI": f"/v1/consent?userId={USER_ID}&anonymousId={ANONYMOUS_ID}",
@@ -515,12 +522,7 @@ def test_ip_addresses_are_cut_to_the_prefix_events_keep(text: str, expected: str
 
 def test_gunicorn_access_log_cuts_the_client_address(gunicorn_loggers: None) -> None:
     # given
-    config = Config()
-    config.set("accesslog", "-")
-    logger = RedactingLogger(config)
-    out = io.StringIO()
-    for handler in logger.access_log.handlers:
-        handler.setStream(out)
+    logger, out = _gunicorn_access_logger()
     environ = {
         "REQUEST_METHOD": "POST",
         "RAW_URI": "/v1/batch",

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cdp.core.commands import command_json_file
+from cdp.core.commands import command_published_keys, command_signed_document
 from consent import selectors
 
 
@@ -26,16 +26,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        receipt = command_json_file(options["file"], "receipt")
-        if not isinstance(receipt, dict):
-            raise CommandError("The receipt file does not hold a receipt object.")
-        if options["keys"]:
-            published = command_json_file(options["keys"], "keys")
-            keys = published.get("keys") if isinstance(published, dict) else None
-            if not isinstance(keys, list):
-                raise CommandError('The keys file holds no "keys" list.')
-        else:
-            keys = selectors.receipt_public_keys()
+        receipt = command_signed_document(options["file"], "receipt")
+        keys = command_published_keys(options["keys"], selectors.receipt_public_keys)
         check = selectors.receipt_verify(receipt=receipt, keys=keys)
         if not check.valid:
             raise CommandError(f"Invalid receipt: {check.reason}.")

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cdp.core.commands import command_json_file
+from cdp.core.commands import command_published_keys, command_signed_document
 from consent import selectors as consent_selectors
 from governance import selectors
 
@@ -30,16 +30,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        document = command_json_file(options["file"], "certificate")
-        if not isinstance(document, dict):
-            raise CommandError("The certificate file does not hold a certificate object.")
-        if options["keys"]:
-            published = command_json_file(options["keys"], "keys")
-            keys = published.get("keys") if isinstance(published, dict) else None
-            if not isinstance(keys, list):
-                raise CommandError('The keys file holds no "keys" list.')
-        else:
-            keys = consent_selectors.receipt_public_keys()
+        document = command_signed_document(options["file"], "certificate")
+        keys = command_published_keys(options["keys"], consent_selectors.receipt_public_keys)
         check = selectors.certificate_verify(document=document, keys=keys)
         if not check.valid:
             raise CommandError(f"Invalid certificate: {check.reason}.")
