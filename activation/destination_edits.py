@@ -61,7 +61,9 @@ def destination_update(
             raise DestinationInvalid("`enabled` is true or false.", code="invalid_enabled")
         destination.enabled = fields["enabled"]
         changed.append("enabled")
-    chosen = _purposes(destination.workspace, fields["purposes"]) if "purposes" in fields else None
+    chosen = (
+        _purposes(destination.workspace, fields["purposes"], kind) if "purposes" in fields else None
+    )
     if "secret" in fields:
         secret = fields["secret"]
         if not isinstance(secret, str) or not secret:

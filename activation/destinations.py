@@ -27,6 +27,7 @@ from activation.exceptions import DestinationInvalid, SyncInvalid
 from activation.models import Audience, Destination, Sync
 from cdp.core.exceptions import Conflict
 from consent import selectors as consent_selectors
+from consent.enums import LegalBasis
 from profiles import services as profile_services
 from profiles.enums import DataKeyPurpose, IdentifierType
 
@@ -203,7 +204,11 @@ def _check_config(kind: str, config: Any) -> dict[str, Any]:
     return config
 
 
-def _purposes(workspace: Any, purposes: Iterable[Any]) -> list[Any]:
+def _purposes(workspace: Any, purposes: Iterable[Any], kind: str) -> list[Any]:
+    """The declared purposes, known in the workspace. An ad platform's audience upload is a
+    sale or sharing of personal data for advertising: among them it must serve one held on
+    consent and opted out of by GPC (`advertising` by default), so that neither a missing
+    consent nor a GPC signal lets a person through."""
     given = [p if isinstance(p, str) else getattr(p, "key", None) for p in purposes]
     keys = [k for k in given if isinstance(k, str) and k]
     if not keys or len(keys) != len(given):
@@ -217,7 +222,20 @@ def _purposes(workspace: Any, purposes: Iterable[Any]) -> list[Any]:
         raise DestinationInvalid(
             f"Unknown purpose(s): {', '.join(unknown)}.", code="unknown_purpose"
         )
-    return [known[k] for k in dict.fromkeys(keys)]
+    chosen = [known[k] for k in dict.fromkeys(keys)]
+    if kind in AD_PLATFORMS and not any(advertising_purpose(p) for p in chosen):
+        raise DestinationInvalid(
+            "An ad platform destination serves a purpose held on consent that a Global Privacy "
+            "Control signal opts out of (sale or sharing, such as `advertising`).",
+            code="advertising_purpose_required",
+        )
+    return chosen
+
+
+def advertising_purpose(purpose: Any) -> bool:
+    """Whether a purpose may carry an ad platform upload: held on consent, and a sale or
+    sharing that GPC opts out of."""
+    return bool(purpose.sale_or_share) and purpose.legal_basis == LegalBasis.CONSENT
 
 
 @transaction.atomic
@@ -245,7 +263,7 @@ def destination_create(
         )
     checked_data = _check_data(kind, data)
     checked_config = _check_config(kind, config)
-    chosen = _purposes(workspace, purposes)
+    chosen = _purposes(workspace, purposes, kind)
     min_audience_size = _check_min_audience_size(min_audience_size)
     if kind == DestinationKind.WEBHOOK:
         if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:

@@ -58,7 +58,7 @@ def _scenario(
             workspace,
             "meta_custom_audiences",
             data={"identifiers": ["email"]},
-            purposes=["necessary", "marketing_email"],
+            purposes=["necessary", "advertising"],
         ),
     ]
     syncs = [
