@@ -66,6 +66,13 @@ def consent_signals_apply(
     consent_services.purposes_ensure_defaults(workspace=workspace)
     purpose_list = list(consent_selectors.purpose_list(workspace=workspace))
     purposes = {p.key: p for p in purpose_list}
+    # The subjects' and profiles' ledger locks first: a change the consent API or the
+    # preference centre commits meanwhile is in the states read next, and the decisions below
+    # do not overturn it with an older message's preferences.
+    consent_services.consent_subjects_lock(
+        workspace=workspace,
+        subjects=[entry[1] for entry in (*gpc.values(), *preferences.values())],
+    )
     # Every profile's current state in one read; the changes are decided in memory, in the
     # order the per-profile calls would make them (GPC first), each seeing the ones before,
     # and recorded in one consent_record_many call.

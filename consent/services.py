@@ -311,14 +311,9 @@ def consent_record(
     ):
         raise NoticeVersionUnknown()
     index = subject.index_in(workspace.pk)
-    _lock_subject(index)
-    prev = (
-        ConsentRecord.objects.filter(workspace=workspace, subject_index=index)
-        .order_by("-server_time", "-id")
-        .values_list("record_hash", flat=True)
-        .first()
-    ) or GENESIS
-    now = timezone.now()
+    _lock_subjects({index}, [subject.profile_id])
+    prev, head_time = _chain_heads(workspace, {index}).get(index, (GENESIS, None))
+    now = _after(timezone.now(), head_time)
     proof = _proof(workspace.pk, evidence)
     reconsent = set(needs_reconsent)
     records = []
@@ -377,12 +372,17 @@ def consent_record_many(
     for change in changes:
         _check_change(workspace, purposes, change)
     indexes = [c.subject.index_in(workspace.pk) for c in changes]
-    _lock_subjects(set(indexes))
-    prev = _last_record_hashes(workspace, set(indexes))
+    _lock_subjects(set(indexes), [c.subject.profile_id for c in changes])
+    heads = _chain_heads(workspace, set(indexes))
+    prev = {index: head for index, (head, _time) in heads.items()}
+    last_time = {index: at for index, (_head, at) in heads.items()}
     now = now or timezone.now()
     grouped: list[list[ConsentRecord]] = []
     for position, (change, index) in enumerate(zip(changes, indexes, strict=True)):
-        server_time = change_time(now, position)
+        # After the subject's chain head, always: a record timed before it (a caller's clock
+        # behind another's) would break the chain's order (it is verified by time).
+        server_time = _after(change_time(now, position), last_time.get(index))
+        last_time[index] = server_time
         evidence = change.evidence
         proof = _proof(workspace.pk, evidence)
         records = []
@@ -459,19 +459,38 @@ def _check_change(workspace: Any, purposes: dict[str, Purpose], change: ConsentC
         raise NoticeVersionUnknown()
 
 
-def _lock_subjects(indexes: set[bytes]) -> None:
-    """_lock_subject for several subjects in one statement, in a fixed order (no deadlock)."""
+def _profile_lock_key(profile_id: Any) -> int:
+    digest = hashlib.blake2b(b"consent-profile:" + str(profile_id).encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _lock_subjects(indexes: set[bytes], profile_ids: Iterable[Any] = ()) -> None:
+    """_lock_subject for several subjects, and a lock per profile they resolve to (a profile's
+    consent state is written through any of its identities), in one statement, in a fixed
+    order (no deadlock); held until the transaction ends."""
     if connection.vendor != "postgresql" or not indexes:
         return
-    keys = sorted({int.from_bytes(index[:8], "big", signed=True) for index in indexes})
+    keys = {int.from_bytes(index[:8], "big", signed=True) for index in indexes}
+    keys |= {_profile_lock_key(p) for p in profile_ids if p is not None}
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k", [keys]
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
+            [sorted(keys)],
         )
 
 
-def _last_record_hashes(workspace: Any, indexes: set[bytes]) -> dict[bytes, str]:
-    """Each subject's latest record hash (what consent_record chains to), in one query."""
+def consent_subjects_lock(*, workspace: Any, subjects: Iterable[Subject]) -> None:
+    """Take the locks `consent_record` and `consent_record_many` take for these subjects (and
+    their profiles) before reading the current states a decision depends on: a change another
+    transaction commits meanwhile is then seen, not overwritten by a decision made on what was
+    there before it. Within a transaction; the recording call takes them again at no cost."""
+    subjects = list(subjects)
+    _lock_subjects({s.index_in(workspace.pk) for s in subjects}, [s.profile_id for s in subjects])
+
+
+def _chain_heads(workspace: Any, indexes: set[bytes]) -> dict[bytes, tuple[str, datetime]]:
+    """Each subject's latest record (what the next record chains to) as (hash, server time),
+    in one query."""
     if not indexes:
         return {}
     latest = (
@@ -484,9 +503,16 @@ def _last_record_hashes(workspace: Any, indexes: set[bytes]) -> dict[bytes, str]
             )
         )
         .filter(rank=1)
-        .values_list("subject_index", "record_hash")
+        .values_list("subject_index", "record_hash", "server_time")
     )
-    return {bytes(index): found for index, found in latest}
+    return {bytes(index): (found, at) for index, found, at in latest}
+
+
+def _after(at: datetime, head_time: datetime | None) -> datetime:
+    """`at`, or a microsecond after the chain head's time when `at` is not later."""
+    if head_time is not None and at <= head_time:
+        return head_time + timedelta(microseconds=1)
+    return at
 
 
 def _states_set_many(items: list[tuple[ConsentRecord, bool]]) -> None:

@@ -47,9 +47,9 @@ def test_services_never_update_or_delete_ledger_rows() -> None:
     touching = [line.strip() for line in source.splitlines() if "ConsentRecord.objects" in line]
     # then: records are created in bulk and read for the chain; nothing updates or deletes
     assert touching == [
-        "ConsentRecord.objects.filter(workspace=workspace, subject_index=index)",
         "ConsentRecord.objects.bulk_create(records)",
-        # consent_record_many: the same for several changes at once (inserted by COPY)
+        # the chain heads, read by consent_record and consent_record_many (which inserts by
+        # COPY)
         "ConsentRecord.objects.filter(workspace=workspace, subject_index__in=list(indexes))",
     ]
     writes = [
