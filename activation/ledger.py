@@ -35,6 +35,31 @@ def holdings(
 ) -> set[Holding]:
     """The (destination, audience, profile) triples whose last ledger row says the destination
     may hold the person, among the given profiles / destinations / audience."""
+    latest = _latest(workspace_id, profile_ids, destination_ids, audience_id, by_audience)
+    return {key for key, (action, status) in latest.items() if _holds(action, status)}
+
+
+def adds_unsent(
+    *, workspace_id: Any, profile_ids: Iterable[Any], destination_id: Any, audience_id: Any
+) -> set[Any]:
+    """The profiles whose last ledger row for this destination and audience is an add still
+    failed (not delivered, not given up on): a later run sends them again."""
+    latest = _latest(workspace_id, profile_ids, [destination_id], audience_id, True)
+    return {
+        p
+        for (_d, _a, p), (action, status) in latest.items()
+        if action == DeliveryAction.ADD and status == DeliveryStatus.FAILED
+    }
+
+
+def _latest(
+    workspace_id: Any,
+    profile_ids: Iterable[Any] | None,
+    destination_ids: Iterable[Any] | None,
+    audience_id: Any,
+    by_audience: bool,
+) -> dict[Holding, tuple[str, str]]:
+    """(action, status) of the last ledger row of each (destination, audience, profile)."""
     rows = Delivery.objects.filter(workspace_id=workspace_id)
     if profile_ids is not None:
         rows = rows.filter(profile_id__in=list(profile_ids))
@@ -47,11 +72,11 @@ def holdings(
     if connection.vendor == "postgresql":
         # DISTINCT ON: one row per group, the last by id (UUIDv7 ids follow creation order).
         last = rows.order_by(*group, "-id").distinct(*group).values_list(*fields)
-        return {(d, a, p) for d, a, p, action, status in last if _holds(action, status)}
+        return {(d, a, p): (action, status) for d, a, p, action, status in last}
     latest: dict[Holding, tuple[str, str]] = {}
     for d, a, p, action, status in rows.order_by("id").values_list(*fields):
         latest[(d, a, p)] = (action, status)
-    return {key for key, (action, status) in latest.items() if _holds(action, status)}
+    return latest
 
 
 def delivery_search(

@@ -33,7 +33,7 @@ from typing import Any
 from django.conf import settings
 
 from activation import webhooks
-from activation.destinations import export_dir
+from activation.destinations import WEBHOOK_BATCH_SIZE, export_dir
 from activation.enums import AD_PLATFORMS, DeliveryAction, DestinationKind
 from activation.models import Audience, Destination
 from activation.platforms import Contact, files
@@ -87,6 +87,9 @@ class SendResult:
     error: str = ""  # a code (http_status, timeout, ...), never a value
     retryable: bool = False
     artifact: str = ""  # the file written, relative to CDP_EXPORT_DIR
+    # Set when the destination asked for (or the retry budget left) a wait longer than a
+    # worker may hold: try again that many seconds later, do not dead-letter.
+    retry_after: float | None = None
 
 
 def survivors(*, workspace: Any, profile_ids: Sequence[Any]) -> dict[Any, Any]:
@@ -268,7 +271,18 @@ def webhook_policy() -> webhooks.RetryPolicy:
         max_attempts=max(1, settings.CDP_WEBHOOK_MAX_ATTEMPTS),
         base_delay=settings.CDP_WEBHOOK_RETRY_BASE_MS / 1000,
         max_delay=60.0,
+        max_total_wait=max(0, settings.CDP_WEBHOOK_MAX_WAIT_SECONDS),
     )
+
+
+def batch_size(destination: Destination) -> int:
+    """Records per batch (one request, for a webhook): CDP_SYNC_BATCH_SIZE, and for a webhook
+    no more than its `batch_size` setting (WEBHOOK_BATCH_SIZE when unset)."""
+    size = max(1, min(settings.CDP_SYNC_BATCH_SIZE, profile_selectors.REVEAL_BATCH_MAX))
+    if destination.kind == DestinationKind.WEBHOOK:
+        configured = (destination.config or {}).get("batch_size") or WEBHOOK_BATCH_SIZE
+        size = min(size, max(1, int(configured)))
+    return size
 
 
 def webhook_send(
@@ -312,7 +326,7 @@ def webhook_send(
     error = result.error or "failed"
     if result.status_code:
         error = f"{error}:{result.status_code}"
-    return SendResult(False, error, retryable=result.retryable)
+    return SendResult(False, error, retryable=result.retryable, retry_after=result.retry_after)
 
 
 class FileSink:

@@ -285,7 +285,9 @@ def _send_group(
                 dead.append(removal)
             else:
                 removal.status = RemovalStatus.FAILED
-                removal.next_attempt_at = now + _backoff(removal.attempts)
+                # Not before the destination asked (a Retry-After send could not wait out).
+                delay = max(_backoff(removal.attempts), timedelta(seconds=result.retry_after or 0))
+                removal.next_attempt_at = now + delay
             Removal.objects.filter(pk=removal.pk).update(
                 status=removal.status,
                 attempts=removal.attempts,
@@ -308,8 +310,9 @@ def removals_send(
     sync_run: SyncRun | None = None,
 ) -> RemovalsSent:
     """Send `removals` (claimed by the caller), grouped per destination, audience and reason:
-    one request or file per group. `outgoing` holds records computed in this process; the
-    others are unsealed from the removals' payloads."""
+    one request or file per group, a webhook's group split into its batch size. `outgoing`
+    holds records computed in this process; the others are unsealed from the removals'
+    payloads."""
     done = RemovalsSent()
     records = dict(outgoing or {})
     groups: dict[tuple[Any, Any, str], list[Removal]] = {}
@@ -330,7 +333,12 @@ def removals_send(
         groups.setdefault(key, []).append(removal)
     for (_destination_id, _audience_id, reason), group in groups.items():
         first = group[0]
-        _send_group(first.destination, first.audience, reason, group, records, sync_run, done)
+        size = len(group)  # one file for a file destination
+        if first.destination.kind == DestinationKind.WEBHOOK:
+            size = outbound.batch_size(first.destination)
+        for start in range(0, len(group), size):
+            batch = group[start : start + size]
+            _send_group(first.destination, first.audience, reason, batch, records, sync_run, done)
     return done
 
 

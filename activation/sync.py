@@ -17,11 +17,16 @@ A run (`SyncRun`) is queued by `sync_run_start` and carried out by a Celery task
    the others are counted by reason. Identifier values and traits are decrypted for that
    batch only. The ledger rows are written *before* the records leave (status failed), then
    marked delivered or dead, so a crash between the two never leaves a send unrecorded.
-   Webhooks get one signed POST per batch (retried with backoff, then dead-lettered); file
-   destinations get rows appended to one file, moved into place when the run completes.
+   Webhooks get one signed POST per batch (at most the destination's `batch_size` records;
+   retried with backoff, then dead-lettered); file destinations get rows appended to one file,
+   moved into place when the run completes. A receiver that asks for a longer wait than a
+   worker may hold (`CDP_WEBHOOK_MAX_WAIT_SECONDS`) stops the run instead: the batch is not
+   dead-lettered, its ledger rows stay failed, the cursor stays, and the next run sends it.
    Consent is checked again right after a batch is sent: a withdrawal that raced the send
    queues a removal.
-5. Ad platforms refuse an audience smaller than the destination's minimum (run refused,
+5. A run whose sync or destination was disabled after it was queued is refused when it
+   starts, and stops between batches if that happens while it runs.
+6. Ad platforms refuse an audience smaller than the destination's minimum (run refused,
    nothing written). In a full run of a file destination, a member the destination holds who
    may no longer be sent is taken back (a removal), which heals any removal missed earlier.
 """
@@ -66,10 +71,8 @@ DEAD_LETTER = "dead_letter"
 REMOVAL_PENDING = "removal_pending"
 NO_MATCH_KEY = "no_match_key"
 BELOW_MIN_SIZE = "below_min_size"
-
-
-def _batch_size() -> int:
-    return max(1, min(settings.CDP_SYNC_BATCH_SIZE, REVEAL_BATCH_MAX))
+# Records left for the next run because the receiver asked for a longer wait.
+DEFERRED = "deferred"
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
@@ -221,9 +224,40 @@ class _Runner:
 
     # --- the run -------------------------------------------------------------------------
 
+    def disabled(self) -> str:
+        """Why the run may not go on (the sync or the destination was disabled since it was
+        queued), or "". Read afresh: an admin may switch either off while the run goes."""
+        flags = (
+            Sync.objects.filter(pk=self.sync.pk)
+            .values_list("enabled", "destination__enabled")
+            .first()
+        )
+        sync_enabled, destination_enabled = flags or (False, False)
+        if not sync_enabled:
+            return "The sync was disabled"
+        if not destination_enabled:
+            return "The destination was disabled"
+        return ""
+
+    def stopped(self) -> bool:
+        """Whether the run stops before its next batch: it was aborted, or its sync or
+        destination was disabled meanwhile (one small query a batch)."""
+        if not self.aborted:
+            why = self.disabled()
+            if why:
+                self.aborted = True
+                self.errors.append(f"{why} during the run: the rest was not sent.")
+        return self.aborted
+
     def execute(self) -> None:
         run = self.run
         run.excluded = dict(run.excluded or {})
+        why = self.disabled()
+        if why:
+            self.finish(
+                SyncRunStatus.REFUSED, error=f"{why} after this run was queued: nothing was sent."
+            )
+            return
         if not self.purposes:
             self.finish(
                 SyncRunStatus.REFUSED,
@@ -254,13 +288,17 @@ class _Runner:
                 self.refuse(eligible)
                 return
 
-        size = _batch_size()
+        size = outbound.batch_size(self.destination)
         for chunk in _chunks(plan.removes, size):
+            if self.stopped():
+                break
             self.take_back(chunk)
             run.processed += len(chunk)
             self.progress()
         dead_streak = 0
         for chunk in _chunks(plan.adds, size):
+            if self.stopped():
+                break
             delivered = self.add_batch(chunk)
             run.processed += len(chunk)
             self.progress()
@@ -333,10 +371,21 @@ class _Runner:
                 audience=audience, profile_id__in=changed
             ).values_list("profile_id", flat=True)
         )
+        # An add whose last row is still failed (a batch left for a later run) is sent again.
+        unsent: set[Any] = set()
+        for chunk in _chunks(changed, REVEAL_BATCH_MAX):
+            unsent |= ledger.adds_unsent(
+                workspace_id=self.workspace.pk,
+                profile_ids=chunk,
+                destination_id=self.destination.pk,
+                audience_id=audience.pk,
+            )
         adds = [
             p
             for p, change in latest.items()
-            if change == MembershipChangeKind.ENTERED and p in current and p not in self.held
+            if change == MembershipChangeKind.ENTERED
+            and p in current
+            and (p not in self.held or p in unsent)
         ]
         exited = {
             p
@@ -498,6 +547,16 @@ class _Runner:
             audience=self.audience,
             sync_run_id=run.pk,
         )
+        if result.retry_after is not None and result.retryable:
+            # The receiver asked for a longer wait than a worker may hold: the rows stay
+            # failed (to be sent again), the run stops and leaves its cursor for the next.
+            self.aborted = True
+            self.exclude(DEFERRED, len(records))
+            self.errors.append(
+                f"The destination asked to wait {result.retry_after:.0f} s "
+                f"({result.error}); the next run sends the rest."
+            )
+            return False
         status = DeliveryStatus.DELIVERED if result.delivered else DeliveryStatus.DEAD
         Delivery.objects.filter(pk__in=[row.pk for row in rows]).update(status=status)
         if not result.delivered:

@@ -13,8 +13,13 @@ Wire format (documented for receivers in docs/destinations.md):
 
 `send` retries 408, 429, every 5xx, timeouts and connection errors, with exponential backoff
 and jitter, honouring `Retry-After`; it never follows redirects (a redirect could carry the
-signed personal data elsewhere). It returns a `WebhookResult` and never raises for delivery
-failures: the caller decides from it whether to retry later or dead-letter.
+signed personal data elsewhere). Every attempt is signed afresh at the time it is sent (same
+body, same idempotency key, new `t`), as Stripe does: a retry after a long `Retry-After` would
+otherwise carry a timestamp the receiver refuses as expired. The waits of one `send` have a
+total budget; when the next wait would pass it, `send` stops and hands the wait back, so that
+the caller retries later rather than hold a worker. It returns a `WebhookResult` and never
+raises for delivery failures: the caller decides from it whether to retry later or
+dead-letter.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ DELIVERY_HEADER = "X-CDP-Delivery"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 SIGNATURE_SCHEME = "v1"
 DEFAULT_TOLERANCE_SECONDS = 300
+# The waits of one `send` in all; past it the caller retries later (see RetryPolicy).
+DEFAULT_MAX_TOTAL_WAIT_SECONDS = 120.0
 USER_AGENT = "cdp-webhooks/1"
 RETRYABLE_STATUSES = frozenset({408, 429, *range(500, 600)})
 
@@ -158,15 +165,27 @@ def verify_signature(
 
 @dataclass(frozen=True)
 class WebhookRequest:
+    """One delivery: `headers` as signed when it was built. With `secrets`, `send` signs each
+    attempt again at the time it leaves (`headers_at`)."""
+
     url: str
     delivery_id: str
     body: bytes = field(repr=False)
     headers: Mapping[str, str] = field(repr=False)
+    secrets: tuple[bytes, ...] = field(default=(), repr=False)
 
     @property
     def payload_sha256(self) -> str:
         """SHA-256 of the exact bytes sent: the payload hash for the delivery ledger."""
         return hashlib.sha256(self.body).hexdigest()
+
+    def headers_at(self, timestamp: int) -> dict[str, str]:
+        """The headers of an attempt sent at `timestamp`: the same body, delivery id and
+        idempotency key, signed for that time (unchanged when the request has no secrets)."""
+        headers = dict(self.headers)
+        if self.secrets:
+            headers[SIGNATURE_HEADER] = sign(self.body, secrets=self.secrets, timestamp=timestamp)
+        return headers
 
 
 def build_request(
@@ -178,10 +197,12 @@ def build_request(
     timestamp: int | None = None,
     extra_headers: Mapping[str, str] | None = None,
 ) -> WebhookRequest:
-    """The signed request for one delivery. Build it once and retry the same object: the body,
-    signature and idempotency key then stay identical across attempts."""
+    """The signed request for one delivery. Build it once and retry the same object: the body
+    and idempotency key stay identical across attempts, and `send` signs each attempt again
+    with the time it leaves, so that no retry carries an expired timestamp."""
     if not delivery_id:
         raise ValueError("delivery_id is required (it is the idempotency key)")
+    keys = tuple(_secrets(secrets))
     body = encode_body(payload)
     signed_at = int(time.time()) if timestamp is None else int(timestamp)
     headers = dict(extra_headers or {})
@@ -189,12 +210,14 @@ def build_request(
         {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            SIGNATURE_HEADER: sign(body, secrets=secrets, timestamp=signed_at),
+            SIGNATURE_HEADER: sign(body, secrets=keys, timestamp=signed_at),
             IDEMPOTENCY_HEADER: delivery_id,
             DELIVERY_HEADER: delivery_id,
         }
     )
-    return WebhookRequest(url=url, delivery_id=delivery_id, body=body, headers=headers)
+    return WebhookRequest(
+        url=url, delivery_id=delivery_id, body=body, headers=headers, secrets=keys
+    )
 
 
 # --- URL policy ------------------------------------------------------------------------------
@@ -275,18 +298,20 @@ class RetryPolicy:
     from [cap/2, cap] with cap = min(max_delay, base_delay · 2^(n-1)) ("equal jitter": spread
     out, yet never shorter than half the exponential step). A `Retry-After` from the server
     replaces the backoff; one longer than `max_retry_after` ends the attempts (the result
-    carries it so the caller can reschedule)."""
+    carries it so the caller can reschedule). So does a wait that would take the waits of one
+    `send` past `max_total_wait` in all: a worker is not held longer than that."""
 
     max_attempts: int = 5
     base_delay: float = 1.0
     max_delay: float = 60.0
     max_retry_after: float = 300.0
+    max_total_wait: float = DEFAULT_MAX_TOTAL_WAIT_SECONDS
     retry_statuses: frozenset[int] = RETRYABLE_STATUSES
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if self.base_delay < 0 or self.max_delay < 0 or self.max_retry_after < 0:
+        if min(self.base_delay, self.max_delay, self.max_retry_after, self.max_total_wait) < 0:
             raise ValueError("delays must not be negative")
 
     def backoff(self, retry: int, rng: Callable[[], float] = random.random) -> float:
@@ -311,7 +336,9 @@ class WebhookResult:
     """`delivered` on a 2xx. Otherwise `error` is `http_status` (see `status_code`),
     `redirect`, `timeout`, `connect_error`, `network_error` or `invalid_url`; `retryable`
     says whether the last failure was transient (worth another try later) or final (dead
-    letter); `retry_after` is the server's requested wait when it exceeded the policy's cap."""
+    letter); `retry_after`, when set, is the wait still owed when `send` stopped early (a
+    `Retry-After` beyond the policy's cap, or a wait past its total budget): the caller should
+    try again that much later, not dead-letter."""
 
     delivered: bool
     status_code: int | None
@@ -327,13 +354,13 @@ def _client(timeout: float) -> httpx.Client:
     return httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False)
 
 
-def _attempt(client: httpx.Client, request: WebhookRequest) -> tuple[int | None, str | None, str]:
+def _attempt(
+    client: httpx.Client, request: WebhookRequest, headers: dict[str, str]
+) -> tuple[int | None, str | None, str]:
     """One POST: (status code, error code, Retry-After header). The response body is not read
     beyond what closing the stream requires: receivers answer with a status, not content."""
     try:
-        with client.stream(
-            "POST", request.url, content=request.body, headers=dict(request.headers)
-        ) as response:
+        with client.stream("POST", request.url, content=request.body, headers=headers) as response:
             return response.status_code, None, response.headers.get("Retry-After", "")
     except httpx.TimeoutException:
         return None, "timeout", ""
@@ -353,19 +380,22 @@ def send(
     client: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
     rng: Callable[[], float] = random.random,
+    clock: Callable[[], float] = time.time,
 ) -> WebhookResult:
-    """Deliver `request`, retrying transient failures under `policy`; never raises for a
-    failed delivery. `client` lets the caller share a connection pool (it must not follow
-    redirects); `sleep` and `rng` are injectable for tests."""
+    """Deliver `request`, retrying transient failures under `policy`, each attempt signed at
+    `clock()`; never raises for a failed delivery. `client` lets the caller share a connection
+    pool (it must not follow redirects); `sleep`, `rng` and `clock` are injectable for tests."""
     policy = policy or RetryPolicy()
     own_client = client is None
     http = client or _client(timeout)
     history: list[Attempt] = []
     host = urlsplit(request.url).hostname or "?"
+    waited = 0.0
     try:
         for number in range(1, policy.max_attempts + 1):
             started = time.monotonic()
-            status, error, retry_after_header = _attempt(http, request)
+            headers = request.headers_at(int(clock()))
+            status, error, retry_after_header = _attempt(http, request, headers)
             duration = time.monotonic() - started
             if status is not None and 200 <= status < 300:
                 history.append(Attempt(number, status, None, duration, 0.0))
@@ -381,7 +411,17 @@ def send(
                 retryable = error != "invalid_url"
             retry_after = parse_retry_after(retry_after_header) if status is not None else None
             last = number == policy.max_attempts
-            if not retryable or last or (retry_after or 0) > policy.max_retry_after:
+            owed: float | None = None  # a wait handed back to the caller
+            wait = 0.0
+            if retryable:
+                wait = retry_after if retry_after is not None else policy.backoff(number, rng)
+                # A wait beyond the cap, or past the budget of the whole send, is handed back:
+                # the caller tries again that much later instead of holding a worker.
+                if (retry_after or 0) > policy.max_retry_after or (
+                    not last and waited + wait > policy.max_total_wait
+                ):
+                    owed = wait
+            if not retryable or last or owed is not None:
                 history.append(Attempt(number, status, error, duration, 0.0))
                 logger.warning(
                     "webhook not delivered",
@@ -393,12 +433,17 @@ def send(
                         "error": error,
                     },
                 )
-                capped = retry_after if (retry_after or 0) > policy.max_retry_after else None
                 return WebhookResult(
-                    False, status, number, error, retryable, capped, tuple(history)
+                    False,
+                    status,
+                    number,
+                    error,
+                    retryable,
+                    owed,
+                    tuple(history),
                 )
-            wait = retry_after if retry_after is not None else policy.backoff(number, rng)
             history.append(Attempt(number, status, error, duration, wait))
+            waited += wait
             sleep(wait)
     finally:
         if own_client:

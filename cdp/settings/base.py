@@ -352,4 +352,8 @@ CDP_REMOVAL_RETRY_SECONDS = env_int("CDP_REMOVAL_RETRY_SECONDS", 60)
 # the batch is dead-lettered, and whether a URL may point at a private or loopback address.
 CDP_WEBHOOK_MAX_ATTEMPTS = env_int("CDP_WEBHOOK_MAX_ATTEMPTS", 5)
 CDP_WEBHOOK_RETRY_BASE_MS = env_int("CDP_WEBHOOK_RETRY_BASE_MS", 1000)
+# The waits between the attempts of one webhook request, in all: when the next wait (a
+# Retry-After, say) would pass it, the batch is left for a later run or removal retry, so
+# that a slow receiver does not hold a worker.
+CDP_WEBHOOK_MAX_WAIT_SECONDS = env_int("CDP_WEBHOOK_MAX_WAIT_SECONDS", 120)
 CDP_WEBHOOK_ALLOW_PRIVATE = env_bool("CDP_WEBHOOK_ALLOW_PRIVATE", False)

@@ -156,10 +156,12 @@ class Hit:
 
 @dataclass
 class Receiver:
-    """Answers each POST with the next scripted status (200 once the script is used up)."""
+    """Answers each POST with the next scripted status (200 once the script is used up), and
+    with `retry_after` as the Retry-After header of every answer that is not a 2xx."""
 
     statuses: list[int] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
+    retry_after: str = ""
 
     def start(self) -> None:
         receiver = self
@@ -172,6 +174,8 @@ class Receiver:
                     receiver.hits.append(Hit(self.path, dict(self.headers.items()), body))
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
+                if receiver.retry_after and not 200 <= status < 300:
+                    self.send_header("Retry-After", receiver.retry_after)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
