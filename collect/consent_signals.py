@@ -71,7 +71,10 @@ def consent_signals_apply(
     # do not overturn it with an older message's preferences.
     consent_services.consent_subjects_lock(
         workspace=workspace,
-        subjects=[entry[1] for entry in (*gpc.values(), *preferences.values())],
+        subjects=[
+            *(subject for _message, subject in gpc.values()),
+            *(subject for _message, subject, _signals in preferences.values()),
+        ],
     )
     # Every profile's current state in one read; the changes are decided in memory, in the
     # order the per-profile calls would make them (GPC first), each seeing the ones before,
