@@ -218,7 +218,8 @@ def file_header(destination: Destination, action: str) -> bytes:
 
 def outgoing(destination: Destination, action: str, person: Person) -> Outgoing | None:
     """The record of `person` for `action` (add or remove) in the destination's format, or
-    None when an ad platform could match nothing of it (no usable email or phone)."""
+    None when an ad platform could match nothing of it (no usable match key: an email or a
+    phone, or the name and address combinations each platform documents)."""
     kind = destination.kind
     if kind in (DestinationKind.GOOGLE_CUSTOMER_MATCH, DestinationKind.META_CUSTOM_AUDIENCES):
         text = _ad_platform_file(destination, [_contact(destination, person)])

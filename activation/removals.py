@@ -91,7 +91,7 @@ def removals_queue(
     not_before: datetime | None = None,
 ) -> list[tuple[Removal, outbound.Outgoing | None]]:
     """Queue one removal per person, its payload sealed under a fresh `removal` key. An
-    ad-platform removal for someone with no usable email or phone left cannot be expressed:
+    ad-platform removal for someone with no usable match key left cannot be expressed:
     it is recorded dead (`no_match_key`) so that it stays visible."""
     queued: list[tuple[Removal, outbound.Outgoing | None]] = []
     rows = []

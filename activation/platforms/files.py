@@ -29,7 +29,7 @@ import decimal
 import enum
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
@@ -218,12 +218,12 @@ def _google_keys(
     )
     address = None
     if first and last and country and postal:
-        address = (norm.sha256_hex(first), norm.sha256_hex(last), country, postal)
+        address = (norm.digest(first), norm.digest(last), country, postal)
     elif first or last or postal:
         stats.dropped["address_incomplete"] += 1
     return _GoogleKeys(
-        emails=[norm.sha256_hex(v) for v in emails],
-        phones=[norm.sha256_hex(v) for v in phones],
+        emails=[norm.digest(v) for v in emails],
+        phones=[norm.digest(v) for v in phones],
         address=address,
     )
 
@@ -260,7 +260,11 @@ def write_google_customer_match_csv(
         if not keys:
             stats.skipped += 1
             continue
-        address = list(keys.address) if keys.address else ["", "", "", ""]
+        address = ["", "", "", ""]
+        if keys.address:
+            first, last, country, postal = keys.address
+            # Zip travels in clear and stewards open this file: no formula may start a cell.
+            address = [first, last, country, spreadsheet_safe(postal, keep_numbers=True)]
         gate.add(_fill(keys.emails, email_columns) + _fill(keys.phones, phone_columns) + address)
     gate.close()
     stats.rows = gate.count
@@ -351,9 +355,10 @@ def google_user_data_operations(
 def _meta_values(
     contact: Contact, *, default_region: str | None, stats: ExportStats
 ) -> dict[str, str]:
-    """The normalized, not yet hashed, value of every Meta key the contact has."""
+    """The normalized, not yet hashed, value of every Meta key the contact has. The US rules
+    for ZIP and ST follow the contact's country, or else `default_region`; COUNTRY itself
+    comes from the contact only."""
     region = _region(contact, default_region)
-    country = norm.country_code(contact.country)
     emails = _normalized(contact.emails, norm.meta_email, "email", stats)
     phones = _normalized(
         contact.phones, lambda v: norm.meta_phone(v, default_region=region), "phone", stats
@@ -364,16 +369,18 @@ def _meta_values(
         "FN": _one(contact.first_name, norm.meta_name, "first_name", stats),
         "LN": _one(contact.last_name, norm.meta_name, "last_name", stats),
         "CT": _one(contact.city, norm.meta_city, "city", stats),
-        "ST": _one(contact.state, lambda v: norm.meta_state(v, country=country), "state", stats),
+        "ST": _one(contact.state, lambda v: norm.meta_state(v, country=region), "state", stats),
         "ZIP": _one(
-            contact.postal_code, lambda v: norm.meta_zip(v, country=country), "postal_code", stats
+            contact.postal_code, lambda v: norm.meta_zip(v, country=region), "postal_code", stats
         ),
         "COUNTRY": _one(contact.country, norm.meta_country, "country", stats),
         "GEN": _one(contact.gender, norm.meta_gender, "gender", stats),
         "MADID": _one(contact.mobile_advertiser_id, norm.meta_mobile_advertiser_id, "madid", stats),
         "EXTERN_ID": norm.meta_external_id(contact.external_id),
     }
-    values["FI"] = values["FN"][0] if values["FN"] else None
+    first = values["FN"]
+    # The initial of a name that came already hashed is unknown.
+    values["FI"] = first[0] if first and not norm.is_sha256_hex(first) else None
     birth = norm.meta_date_of_birth(contact.date_of_birth)
     if birth is None and norm._text(contact.date_of_birth) is not None:
         stats.dropped["date_of_birth"] += 1
@@ -386,6 +393,24 @@ def _meta_values(
     for index, phone in enumerate(phones):
         result[f"_PHONE{index}"] = phone
     return result
+
+
+# Keys Meta matches a person on by themselves; the others only help a match along.
+_META_MATCH_KEYS = ("EMAIL", "PHONE", "MADID", "EXTERN_ID")
+
+
+def _meta_matchable(values: Mapping[str, str], keys: Collection[str]) -> bool:
+    """Whether the contact has, among `keys`, something Meta can match on: an email, a phone,
+    a MADID or an EXTERN_ID, or else a first and last name with a ZIP or with a city and
+    state. Country, gender, a birth date or a name alone match nobody: sending them would
+    disclose personal data for nothing, as a partial address would to Google."""
+
+    def has(key: str) -> bool:
+        return key in keys and bool(values.get(key))
+
+    if any(has(key) for key in _META_MATCH_KEYS):
+        return True
+    return has("FN") and has("LN") and (has("ZIP") or (has("CT") and has("ST")))
 
 
 def _validate_meta_schema(schema: Sequence[str]) -> list[str]:
@@ -409,9 +434,13 @@ def _meta_rows(
 ) -> Iterator[list[str]]:
     """One Meta multi-key row per contact: the SHA-256 of each key's normalized value, the
     value itself for MADID and EXTERN_ID, and "" where the contact has none (an empty string
-    is never hashed). A contact with no key of the schema is skipped."""
+    is never hashed). A contact with no match key in the schema (`_meta_matchable`) is
+    skipped."""
     for contact in contacts:
         values = _meta_values(contact, default_region=default_region, stats=stats)
+        if not _meta_matchable(values, schema):
+            stats.skipped += 1
+            continue
         row = []
         for key in schema:
             value = values.get(key)
@@ -420,11 +449,8 @@ def _meta_rows(
             elif key in META_UNHASHED_KEYS:
                 row.append(value)
             else:
-                row.append(norm.sha256_hex(value))
-        if any(row):
-            yield row
-        else:
-            stats.skipped += 1
+                row.append(norm.digest(value))
+        yield row
 
 
 @dataclass(frozen=True)
@@ -559,16 +585,16 @@ def write_meta_customer_list_csv(
     csv_keys = ("FN", "LN", "CT", "ST", "ZIP", "COUNTRY", "DOB", "DOBY", "GEN")
     for contact in contacts:
         values = _meta_values(contact, default_region=default_region, stats=stats)
+        if not _meta_matchable(values, ("EMAIL", "PHONE", *csv_keys)):
+            stats.skipped += 1
+            continue
         emails = [values[f"_EMAIL{i}"] for i in range(email_columns) if f"_EMAIL{i}" in values]
         phones = [values[f"_PHONE{i}"] for i in range(phone_columns) if f"_PHONE{i}" in values]
         others = [values.get(key, "") for key in csv_keys]
-        if not emails and not phones and not any(others):
-            stats.skipped += 1
-            continue
-        hashed = [norm.sha256_hex(value) if value else "" for value in others]
+        hashed = [norm.digest(value) if value else "" for value in others]
         gate.add(
-            _fill([norm.sha256_hex(v) for v in emails], email_columns)
-            + _fill([norm.sha256_hex(v) for v in phones], phone_columns)
+            _fill([norm.digest(v) for v in emails], email_columns)
+            + _fill([norm.digest(v) for v in phones], phone_columns)
             + hashed
         )
     gate.close()

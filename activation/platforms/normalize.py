@@ -20,6 +20,11 @@ Every normalizer takes one raw value and returns the normalized text, or None wh
 is empty or cannot be normalized (an email without `@`, a phone without a country code and no
 default region). None means "leave the field out": an empty string is never hashed.
 
+A value of a hashed key that already is a SHA-256 digest (64 hex digits, as a source that
+hashes before sending gives it) is passed through, lowercased, by its normalizer; `digest`
+then leaves it as it is instead of hashing it twice. Keys sent in clear (Google's country and
+postcode, Meta's MADID and EXTERN_ID) are never read as digests.
+
 This module is pure (no Django models, no I/O) so that the sync code and the tests can call it
 anywhere; it never logs the values it sees.
 """
@@ -39,11 +44,13 @@ from phonenumbers.geodata.locale import LOCALE_DATA
 __all__ = [
     "MetaDateOfBirth",
     "country_code",
+    "digest",
     "google_country",
     "google_email",
     "google_name",
     "google_phone",
     "google_postal_code",
+    "is_sha256_hex",
     "meta_city",
     "meta_country",
     "meta_date_of_birth",
@@ -61,6 +68,8 @@ __all__ = [
 
 MAX_VALUE_LENGTH = 256
 GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+# What Meta's SDK trims from both ends of an email: whitespace, NUL and dots.
+_META_EMAIL_TRIM = " \t\r\n\0\x0b."
 
 # Google: "Don't include prefixes such as Mrs." / "Don't include suffixes such as Jr."
 # (Data Manager API, Format user data). Matched as whole tokens after punctuation is removed,
@@ -69,6 +78,9 @@ _NAME_PREFIXES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir"
 _NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "phd", "md", "esq"})
 
 _US_ZIP_RE = re.compile(r"^(\d{5})(?:-?\d{4})?$")
+# Google: a US ZIP+4 may come as 94025-1234, 94025 1234 or 940251234; groups: ZIP, extension.
+_US_ZIP_PLUS4_RE = re.compile(r"^(\d{5})(?:[-\s]?(\d{4}))?$")
+_SHA256_HEX_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 _ISO_DATE_RE = re.compile(r"^(\d{4})[-/.]?(\d{2})[-/.]?(\d{2})$")
 
 # FIPS/ANSI two-letter codes of the US states, DC and the inhabited territories (Meta: "Use the
@@ -105,6 +117,18 @@ def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+def is_sha256_hex(value: str) -> bool:
+    """Whether `value` looks like a SHA-256 digest: 64 hex digits, in either case."""
+    return bool(_SHA256_HEX_RE.match(value))
+
+
+def digest(value: str) -> str:
+    """What a hashed key carries for a normalized `value`: its SHA-256, or the value itself
+    when a normalizer passed it through as already hashed. (No normalized form of a real
+    email, phone, name, place, date or gender is 64 hex digits.)"""
+    return value if is_sha256_hex(value) else sha256_hex(value)
+
+
 # --- shared helpers -----------------------------------------------------------------------
 
 
@@ -118,6 +142,15 @@ def _text(raw: object) -> str | None:
     if not text or len(text) > MAX_VALUE_LENGTH:
         return None
     return text
+
+
+def _prehashed(raw: object) -> str | None:
+    """The value, lowercased, when it already is a SHA-256 digest; None otherwise.
+
+    A source that hashed an email before sending it cannot have it normalized, or hashed,
+    again; Segment's hashing helpers pass such values through the same way."""
+    text = _text(raw)
+    return text.lower() if text is not None and is_sha256_hex(text) else None
 
 
 def _letters_only(text: str, *, keep_digits: bool = False, keep_spaces: bool = False) -> str:
@@ -220,6 +253,8 @@ def google_email(raw: object, *, canonicalize_gmail: bool = True) -> str | None:
     `user.name+NYC@Example.com` -> `user.name+nyc@example.com` (other domains keep both).
     `canonicalize_gmail=False` gives the classic Customer Match rule (trim and lowercase only).
     """
+    if (hashed := _prehashed(raw)) is not None:
+        return hashed
     text = _text(raw)
     if text is None:
         return None
@@ -237,12 +272,16 @@ def google_email(raw: object, *, canonicalize_gmail: bool = True) -> str | None:
 def google_phone(raw: object, *, default_region: str | None = None) -> str | None:
     """Google: E.164 with the leading `+` and the country code (`(800)555-0100` in the US ->
     `+18005550100`)."""
+    if (hashed := _prehashed(raw)) is not None:
+        return hashed
     return _e164(raw, default_region)
 
 
 def google_name(raw: object) -> str | None:
     """Google: lowercase, no punctuation, no leading or trailing whitespace, no prefix (Mrs.)
     or suffix (Jr.). Accents are kept (Google's own template spells `zoë`, `pérez`)."""
+    if (hashed := _prehashed(raw)) is not None:
+        return hashed
     text = _text(raw)
     if text is None:
         return None
@@ -260,13 +299,17 @@ def google_country(raw: object) -> str | None:
 
 
 def google_postal_code(raw: object, *, country: str | None = None) -> str | None:
-    """Google: trimmed; for the US, 5 digits or ZIP+4. Sent in clear, never hashed."""
+    """Google: trimmed; for the US, 5 digits or ZIP+4, the extension written after a dash
+    (`94025 1234` -> `94025-1234`). Sent in clear, never hashed."""
     text = _text(raw)
     if text is None:
         return None
     value = " ".join(text.split())
     if country_code(country) == "US":
-        return value if _US_ZIP_RE.match(value) else None
+        match = _US_ZIP_PLUS4_RE.match(value)
+        if not match:
+            return None
+        return f"{match[1]}-{match[2]}" if match[2] else match[1]
     return value
 
 
@@ -275,11 +318,14 @@ def google_postal_code(raw: object, *, country: str | None = None) -> str | None
 
 def meta_email(raw: object) -> str | None:
     """Meta: "Trim any leading and trailing spaces. Convert all characters to lowercase."
-    No gmail rewriting: Meta documents none, and its SDK does none."""
+    Like Meta's SDK, a `.` at either end goes too (`a@b.com.` -> `a@b.com`). No gmail
+    rewriting: Meta documents none, and its SDK does none."""
+    if (hashed := _prehashed(raw)) is not None:
+        return hashed
     text = _text(raw)
     if text is None:
         return None
-    value = text.lower()
+    value = text.strip(_META_EMAIL_TRIM).lower()
     local, at, domain = value.rpartition("@")
     if not at or not local or not domain:
         return None
@@ -289,6 +335,8 @@ def meta_email(raw: object) -> str | None:
 def meta_phone(raw: object, *, default_region: str | None = None) -> str | None:
     """Meta: digits only, country code included, no `+`, no leading zeros
     (US `(650)555-1212` -> `16505551212`)."""
+    if (hashed := _prehashed(raw)) is not None:
+        return hashed
     e164 = _e164(raw, default_region)
     return e164[1:] if e164 else None
 
@@ -299,6 +347,8 @@ def meta_name(raw: object) -> str | None:
 
     Meta's Python SDK instead keeps a-z only (`Zoë` -> `zo`); the documentation wins here
     because its published digests are the ones Meta matches against."""
+    if (hashed := _prehashed(raw)) is not None:
+        return hashed
     text = _text(raw)
     if text is None:
         return None
@@ -306,14 +356,17 @@ def meta_name(raw: object) -> str | None:
 
 
 def meta_first_initial(raw: object) -> str | None:
-    """Meta FI: the first letter of the normalized first name."""
+    """Meta FI: the first letter of the normalized first name; none from a name that came
+    already hashed."""
     name = meta_name(raw)
-    return name[0] if name else None
+    return name[0] if name and not is_sha256_hex(name) else None
 
 
 def meta_city(raw: object) -> str | None:
     """Meta CT: lowercase, no punctuation, no special characters, no spaces
     (`New York` -> `newyork`)."""
+    if (hashed := _prehashed(raw)) is not None:
+        return hashed
     text = _text(raw)
     if text is None:
         return None
@@ -325,6 +378,8 @@ def meta_state(raw: object, *, country: str | None = None) -> str | None:
     elsewhere lowercase with no punctuation, special characters or spaces.
 
     Without a country, a value that is a US state name or code is taken as one."""
+    if (hashed := _prehashed(raw)) is not None:
+        return hashed
     text = _text(raw)
     if text is None:
         return None
@@ -341,6 +396,8 @@ def meta_state(raw: object, *, country: str | None = None) -> str | None:
 def meta_zip(raw: object, *, country: str | None = None) -> str | None:
     """Meta ZIP: lowercase, no spaces, no dash; US: the first 5 digits only (`94025-1234` ->
     `94025`); UK: area, district and sector (`M1 1AE` -> `m11ae`)."""
+    if (hashed := _prehashed(raw)) is not None:
+        return hashed
     text = _text(raw)
     if text is None:
         return None
@@ -356,16 +413,20 @@ def meta_zip(raw: object, *, country: str | None = None) -> str | None:
 
 def meta_country(raw: object) -> str | None:
     """Meta COUNTRY: lowercase ISO 3166-1 alpha-2 (`United States` -> `us`), hashed."""
+    if (hashed := _prehashed(raw)) is not None:
+        return hashed
     code = country_code(raw)
     return code.lower() if code else None
 
 
 def meta_gender(raw: object) -> str | None:
-    """Meta GEN: `m` or `f`; anything else is left out."""
+    """Meta GEN: `m` or `f` (punctuation aside: `M.` -> `m`); anything else is left out."""
+    if (hashed := _prehashed(raw)) is not None:
+        return hashed
     text = _text(raw)
     if text is None:
         return None
-    value = text.lower()
+    value = _letters_only(text.lower())
     if value in {"m", "male", "man"}:
         return "m"
     if value in {"f", "female", "woman"}:
