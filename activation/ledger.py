@@ -4,7 +4,7 @@ and "why was this person sent there?"."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import connection
@@ -25,6 +25,31 @@ def _holds(action: str, status: str) -> bool:
     return action == DeliveryAction.ADD or status != DeliveryStatus.DELIVERED
 
 
+def _holds_surely(action: str, status: str) -> bool:
+    """Whether the destination is known to hold the person after this last ledger row: an
+    add it acknowledged (a dead-lettered add, or one written ahead and never confirmed,
+    may not have arrived)."""
+    return action == DeliveryAction.ADD and status == DeliveryStatus.DELIVERED
+
+
+def _undelivered_add(action: str, status: str) -> bool:
+    return action == DeliveryAction.ADD and status != DeliveryStatus.DELIVERED
+
+
+def _last_rows(rows: QuerySet[Delivery], keep: Callable[[str, str], bool]) -> set[Holding]:
+    """The (destination, audience, profile) groups of `rows` whose last row passes `keep`."""
+    group = ("destination_id", "audience_id", "profile_id")
+    fields = (*group, "action", "status")
+    if connection.vendor == "postgresql":
+        # DISTINCT ON: one row per group, the last by id (UUIDv7 ids follow creation order).
+        last = rows.order_by(*group, "-id").distinct(*group).values_list(*fields)
+        return {(d, a, p) for d, a, p, action, status in last if keep(action, status)}
+    latest: dict[Holding, tuple[str, str]] = {}
+    for d, a, p, action, status in rows.order_by("id").values_list(*fields):
+        latest[(d, a, p)] = (action, status)
+    return {key for key, (action, status) in latest.items() if keep(action, status)}
+
+
 def holdings(
     *,
     workspace_id: Any,
@@ -32,34 +57,13 @@ def holdings(
     destination_ids: Iterable[Any] | None = None,
     audience_id: Any = None,
     by_audience: bool = True,
+    delivered_only: bool = False,
 ) -> set[Holding]:
     """The (destination, audience, profile) triples whose last ledger row says the destination
-    may hold the person, among the given profiles / destinations / audience."""
-    latest = _latest(workspace_id, profile_ids, destination_ids, audience_id, by_audience)
-    return {key for key, (action, status) in latest.items() if _holds(action, status)}
-
-
-def adds_unsent(
-    *, workspace_id: Any, profile_ids: Iterable[Any], destination_id: Any, audience_id: Any
-) -> set[Any]:
-    """The profiles whose last ledger row for this destination and audience is an add still
-    failed (not delivered, not given up on): a later run sends them again."""
-    latest = _latest(workspace_id, profile_ids, [destination_id], audience_id, True)
-    return {
-        p
-        for (_d, _a, p), (action, status) in latest.items()
-        if action == DeliveryAction.ADD and status == DeliveryStatus.FAILED
-    }
-
-
-def _latest(
-    workspace_id: Any,
-    profile_ids: Iterable[Any] | None,
-    destination_ids: Iterable[Any] | None,
-    audience_id: Any,
-    by_audience: bool,
-) -> dict[Holding, tuple[str, str]]:
-    """(action, status) of the last ledger row of each (destination, audience, profile)."""
+    may hold the person, among the given profiles / destinations / audience. Removals are
+    owed against this conservative set. With `delivered_only`, only those it surely holds
+    (the last row is a delivered add): additions are planned against that set, so that an add
+    that did not arrive is sent again."""
     rows = Delivery.objects.filter(workspace_id=workspace_id)
     if profile_ids is not None:
         rows = rows.filter(profile_id__in=list(profile_ids))
@@ -67,16 +71,21 @@ def _latest(
         rows = rows.filter(destination_id__in=list(destination_ids))
     if audience_id is not None and by_audience:
         rows = rows.filter(audience_id=audience_id)
-    group = ("destination_id", "audience_id", "profile_id")
-    fields = (*group, "action", "status")
-    if connection.vendor == "postgresql":
-        # DISTINCT ON: one row per group, the last by id (UUIDv7 ids follow creation order).
-        last = rows.order_by(*group, "-id").distinct(*group).values_list(*fields)
-        return {(d, a, p): (action, status) for d, a, p, action, status in last}
-    latest: dict[Holding, tuple[str, str]] = {}
-    for d, a, p, action, status in rows.order_by("id").values_list(*fields):
-        latest[(d, a, p)] = (action, status)
-    return latest
+    return _last_rows(rows, _holds_surely if delivered_only else _holds)
+
+
+def adds_undelivered(*, workspace_id: Any, destination_id: Any, audience_id: Any) -> set[Any]:
+    """The profiles whose last ledger row for this destination and audience is an add that
+    was not delivered: dead-lettered, or written ahead by a run that never confirmed it."""
+    rows = Delivery.objects.filter(
+        workspace_id=workspace_id, destination_id=destination_id, audience_id=audience_id
+    )
+    candidates = (
+        rows.filter(action=DeliveryAction.ADD)
+        .exclude(status=DeliveryStatus.DELIVERED)
+        .values("profile_id")
+    )
+    return {p for _d, _a, p in _last_rows(rows.filter(profile_id__in=candidates), _undelivered_add)}
 
 
 def delivery_search(

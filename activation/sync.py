@@ -7,9 +7,11 @@ A run (`SyncRun`) is queued by `sync_run_start` and carried out by a Celery task
    back (consent withdrawn, say) and allowed again since is not added, then removed.
 2. The plan. Full: every member is sent, and everyone the ledger says the destination holds
    who is no longer a member is removed. Incremental: the membership changes after the
-   sync's cursor; entered (and not held already) is sent, exited (and held) is removed. The
-   writers of changes commit an audience's changes in id order
-   (`membership.changes_settled`), so a change never commits below the cursor.
+   sync's cursor; entered (and not surely held: the last ledger row is no delivered add) is
+   sent, exited (and possibly held) is removed, and a member whose last add was dead-lettered
+   or never confirmed is sent again, even once the cursor has passed its change. The writers
+   of changes commit an audience's changes in id order (`membership.changes_settled`), so a
+   change never commits below the cursor.
 3. Removals are queued (`Removal`, sealed payload) and sent at once; a failure stays queued
    and is retried by the removal task with backoff.
 4. Each batch of additions is evaluated at send time (activation.eligibility: active, not
@@ -356,6 +358,7 @@ class _Runner:
             cursor = change_id
         changed = list(latest)
         self.held = set()
+        delivered: set[Any] = set()
         for chunk in _chunks(changed, REVEAL_BATCH_MAX):
             self.held |= {
                 p
@@ -366,27 +369,29 @@ class _Runner:
                     audience_id=audience.pk,
                 )
             }
+            delivered |= {
+                p
+                for _d, _a, p in ledger.holdings(
+                    workspace_id=self.workspace.pk,
+                    profile_ids=chunk,
+                    destination_ids=[self.destination.pk],
+                    audience_id=audience.pk,
+                    delivered_only=True,
+                )
+            }
         current = set(
             AudienceMembership.objects.filter(
                 audience=audience, profile_id__in=changed
             ).values_list("profile_id", flat=True)
         )
-        # An add whose last row is still failed (a batch left for a later run) is sent again.
-        unsent: set[Any] = set()
-        for chunk in _chunks(changed, REVEAL_BATCH_MAX):
-            unsent |= ledger.adds_unsent(
-                workspace_id=self.workspace.pk,
-                profile_ids=chunk,
-                destination_id=self.destination.pk,
-                audience_id=audience.pk,
-            )
+        # Removals go by what the destination may hold (self.held); additions by what it
+        # surely holds, so that an add that did not arrive is not taken as done.
         adds = [
             p
             for p, change in latest.items()
-            if change == MembershipChangeKind.ENTERED
-            and p in current
-            and (p not in self.held or p in unsent)
+            if change == MembershipChangeKind.ENTERED and p in current and p not in delivered
         ]
+        adds += self.undelivered_members(set(latest))
         exited = {
             p
             for p, change in latest.items()
@@ -399,6 +404,21 @@ class _Runner:
             (p, RemovalReason.EXITED) for p in self.still_present(exited, None)
         ]
         return _Plan(adds, removes, cursor)
+
+    def undelivered_members(self, planned: set[Any]) -> list[Any]:
+        """Members, not among `planned`, whose last add to the destination did not arrive
+        (dead-lettered, or never confirmed): every incremental run sends them again."""
+        undelivered = ledger.adds_undelivered(
+            workspace_id=self.workspace.pk,
+            destination_id=self.destination.pk,
+            audience_id=self.audience.pk,
+        )
+        members: list[Any] = []
+        for chunk in _chunks(sorted(undelivered - planned, key=str), REVEAL_BATCH_MAX):
+            members += AudienceMembership.objects.filter(
+                audience=self.audience, profile_id__in=chunk
+            ).values_list("profile_id", flat=True)
+        return sorted(members, key=str)
 
     def still_present(self, leaving: set[Any], members: set[Any] | None) -> list[Any]:
         """Those of `leaving` to take back. On an ad platform (which knows people by hashed

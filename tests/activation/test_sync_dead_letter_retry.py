@@ -1,0 +1,136 @@
+"""An add that did not arrive (dead-lettered, or written ahead by a run that never confirmed
+it) is sent again by the next incremental run; for removals the ledger stays conservative:
+such an add may have arrived, so a person who leaves is still taken back."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from activation import outbound, services
+from activation.enums import DeliveryAction, DeliveryStatus, RemovalReason
+from activation.models import Delivery, Sync
+from tests.activation.sync_helpers import (
+    Receiver,
+    audience,
+    enter,
+    grant,
+    leave,
+    person,
+    run_sync,
+    webhook,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _body(hit: Any) -> dict[str, Any]:
+    return json.loads(hit.body)
+
+
+def _incremental(workspace: Any, receiver: Receiver) -> Sync:
+    return services.sync_create(
+        audience=audience(workspace),
+        destination=webhook(workspace, receiver.url),
+        mode="incremental",
+        interval_minutes=0,
+    )
+
+
+def _ledger(who: Any) -> list[tuple[str, str]]:
+    return list(
+        Delivery.objects.filter(profile_id=who.profile_id)
+        .order_by("id")
+        .values_list("action", "status")
+    )
+
+
+def test_a_dead_lettered_add_is_sent_by_the_next_incremental_run(
+    workspace: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given: ada's add was dead-lettered, and the run moved the cursor past her entry
+    ada = person(workspace)
+    grant(workspace, ada, "advertising")
+    sync = _incremental(workspace, receiver)
+    enter(sync.audience, ada)
+    receiver.statuses = [503, 503, 503]
+    first = run_sync(sync, django_capture_on_commit_callbacks)
+    assert (first.status, first.sent, first.excluded) == ("partial", 0, {"dead_letter": 1})
+
+    # when: the receiver is back and nothing changed in the audience
+    second = run_sync(sync, django_capture_on_commit_callbacks)
+
+    # then: ada is sent, and the ledger says so
+    assert (second.status, second.total, second.sent) == ("succeeded", 1, 1)
+    add = _body(receiver.hits[-1])
+    assert (add["type"], [r["userId"] for r in add["records"]]) == ("add", [ada.user_id])
+    assert _ledger(ada) == [
+        (DeliveryAction.ADD, DeliveryStatus.DEAD),
+        (DeliveryAction.ADD, DeliveryStatus.DELIVERED),
+    ]
+
+    # when: another run
+    third = run_sync(sync, django_capture_on_commit_callbacks)
+
+    # then: she is not sent twice
+    assert (third.status, third.total, third.sent) == ("succeeded", 0, 0)
+    assert len(receiver.hits) == 4
+
+
+def test_an_add_never_confirmed_is_sent_when_the_run_is_tried_again(
+    workspace: Any,
+    receiver: Receiver,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: the worker died while sending ada: her ledger row was written ahead (failed),
+    # and the cursor did not move
+    ada = person(workspace)
+    grant(workspace, ada, "advertising")
+    sync = _incremental(workspace, receiver)
+    enter(sync.audience, ada)
+
+    def crash(**kwargs: Any) -> outbound.SendResult:
+        raise ConnectionResetError
+
+    with monkeypatch.context() as patched:
+        patched.setattr(outbound, "webhook_send", crash)
+        with pytest.raises(ConnectionResetError):
+            run_sync(sync, django_capture_on_commit_callbacks)
+    sync.refresh_from_db()
+    assert sync.cursor == 0
+    assert _ledger(ada) == [(DeliveryAction.ADD, DeliveryStatus.FAILED)]
+
+    # when: the next run plans the same changes
+    second = run_sync(sync, django_capture_on_commit_callbacks)
+
+    # then: ada is sent, not taken as held
+    assert (second.status, second.sent) == ("succeeded", 1)
+    assert [r["userId"] for r in _body(receiver.hits[-1])["records"]] == [ada.user_id]
+
+
+def test_a_member_whose_dead_lettered_add_left_is_still_taken_back(
+    workspace: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given: ada's add was dead-lettered (it may have arrived all the same), bob's delivered
+    ada, bob = person(workspace), person(workspace)
+    for who in (ada, bob):
+        grant(workspace, who, "advertising")
+    sync = _incremental(workspace, receiver)
+    enter(sync.audience, ada)
+    receiver.statuses = [503, 503, 503]
+    run_sync(sync, django_capture_on_commit_callbacks)
+
+    # when: ada leaves and bob enters
+    leave(sync.audience, ada)
+    enter(sync.audience, bob)
+    second = run_sync(sync, django_capture_on_commit_callbacks)
+
+    # then: ada is removed, not added again; bob is added
+    assert (second.status, second.sent, second.removed) == ("succeeded", 1, 1)
+    remove, add = (_body(h) for h in receiver.hits[3:])
+    assert (remove["type"], remove["reason"]) == ("remove", RemovalReason.EXITED)
+    assert [r["userId"] for r in remove["records"]] == [ada.user_id]
+    assert [r["userId"] for r in add["records"]] == [bob.user_id]
