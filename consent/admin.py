@@ -32,6 +32,7 @@ WORKSPACE_FILTER = ("workspace", admin.RelatedOnlyFieldListFilter)
 LEDGER_ROLES = (WorkspaceRole.MANAGE_CONSENT, WorkspaceRole.VIEW_PROFILES)
 TIMELINE_LIMIT = 500
 TCF_PURPOSE_IDS = range(1, 12)  # IAB TCF v2.2 purposes 1 to 11
+TCF_VENDOR_IDS = range(1, 65536)  # 16 bits in a TC string
 
 
 class ConsentStewardAdmin(WorkspaceScopedAdmin):
@@ -84,6 +85,7 @@ class PurposeForm(forms.ModelForm):
             "defaults",
             "sale_or_share",
             "tcf_purposes",
+            "tcf_vendors",
             "dpv_purposes",
             "data_categories",
             "retention_days",
@@ -113,6 +115,14 @@ class PurposeForm(forms.ModelForm):
             isinstance(v, int) and not isinstance(v, bool) and v in TCF_PURPOSE_IDS for v in value
         ):
             raise ValidationError("Enter a JSON list of IAB TCF purpose ids (1 to 11), e.g. [8].")
+        return value
+
+    def clean_tcf_vendors(self) -> list[int]:
+        value = self.cleaned_data.get("tcf_vendors") or []
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v in TCF_VENDOR_IDS for v in value
+        ):
+            raise ValidationError("Enter a JSON list of IAB TCF vendor ids, e.g. [755].")
         return value
 
     def clean_dpv_purposes(self) -> list[str]:

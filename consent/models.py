@@ -32,6 +32,14 @@ class Purpose(models.Model):
         default=False, help_text="A Global Privacy Control signal opts the person out."
     )
     tcf_purposes = models.JSONField(default=list, blank=True, help_text="IAB TCF purpose ids")
+    # The ad platforms a sale/share purpose's data goes to, by GVL id (Google: 755): a TC string
+    # grants the purpose only with each one's consent (consent.tcf.tcf_decisions).
+    tcf_vendors = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="IAB TCF vendor ids (GVL) whose consent a TC string needs to grant a "
+        "sale/share purpose; none, and TC strings never grant it",
+    )
     dpv_purposes = models.JSONField(default=list, blank=True, help_text="W3C DPV purpose terms")
     data_categories = models.JSONField(default=list, blank=True)
     retention_days = models.PositiveIntegerField(null=True, blank=True)
