@@ -7,12 +7,14 @@
  *
  * It asks the CDP which purposes and which notice apply (GET /v1/consent/config), shows an
  * accessible banner, remembers the choice on this site (localStorage and a first-party
- * `cdp_consent` cookie, both carrying the notice version) and records it with the CDP
- * (POST /v1/consent). It talks to nothing but `data-api`, loads nothing else and has no
- * dependencies. ES2017, no build step.
+ * `cdp_consent` cookie, both carrying the notice version and the time of the choice) and
+ * records it with the CDP (POST /v1/consent). It asks again under a new notice version, and
+ * once the choice is 13 months old. It talks to nothing but `data-api`, loads nothing else
+ * and has no dependencies. ES2017, no build step.
  *
  * Page API:
- *   window.cdpConsent.get(purpose)  -> "granted" | "denied" | undefined (no choice yet)
+ *   window.cdpConsent.get(purpose)  -> "granted" | "denied" | undefined (no choice yet, or
+ *                                      one older than 13 months)
  *   window.cdpConsent.show()        -> opens the banner again (for a "Privacy choices" link)
  *   window.cdpConsent.onChange(fn)  -> fn({state, receipt}) after each change; returns a
  *                                      function that unsubscribes
@@ -41,6 +43,7 @@
   const ANON_KEY = "ajs_anonymous_id"; // analytics.js' key: one anonymous id for both
   const USER_KEY = "ajs_user_id";
   const CHOICE_DAYS = 395; // 13 months, the longest regulators accept before asking again
+  const DAY_MS = 86400000;
   const ANON_DAYS = 365; // what analytics.js uses for its own cookie
   const REQUEST_TIMEOUT_MS = 10000;
   const PREFIX = "cdp-consent";
@@ -129,13 +132,14 @@
   }
 
   // localStorage has everything; the cookie (what the site's own server can read) has the
-  // decisions and the notice version, and stands in when localStorage was cleared.
+  // decisions, the notice version and the time of the choice, and stands in when
+  // localStorage was cleared.
   const loadChoice = () => parseChoice(readLocal(STORE_KEY)) || parseChoice(readCookie(STORE_KEY));
 
   function saveChoice(current) {
     writeLocal(STORE_KEY, JSON.stringify(current));
-    const { version, notice, decisions } = current;
-    writeCookie(STORE_KEY, JSON.stringify({ version, notice, decisions }), CHOICE_DAYS);
+    const { version, notice, decisions, timestamp } = current;
+    writeCookie(STORE_KEY, JSON.stringify({ version, notice, decisions, timestamp }), CHOICE_DAYS);
   }
 
   // --- state ----------------------------------------------------------------------------
@@ -154,6 +158,13 @@
   // The Sec-GPC header is invisible to page script; the server reports it as config.gpc.
   const gpcOn = () => navigator.globalPrivacyControl === true || Boolean(config && config.gpc);
 
+  // A choice is kept CHOICE_DAYS, then asked again; localStorage never expires by itself, so
+  // the time of the choice decides. A time that cannot be read counts as expired.
+  function choiceIsFresh() {
+    const made = choice && typeof choice.timestamp === "string" ? Date.parse(choice.timestamp) : NaN;
+    return Number.isFinite(made) && Date.now() - made < CHOICE_DAYS * DAY_MS;
+  }
+
   function choiceIsCurrent() {
     return Boolean(
       choice &&
@@ -161,7 +172,8 @@
         config.notice &&
         choice.version === config.notice.version &&
         choice.notice === config.notice.key &&
-        purposes().every((purpose) => purpose.key in choice.decisions)
+        purposes().every((purpose) => purpose.key in choice.decisions) &&
+        choiceIsFresh()
     );
   }
 
@@ -532,7 +544,7 @@ ${P} a{color:#1558d6}
       return false;
     }
     if (!choiceIsCurrent()) {
-      open(); // no choice yet, or one made under another notice version
+      open(); // no choice yet, one made under another notice version, or one too old
     } else if (choice.sent === false) {
       send(choice); // made here last time, but the CDP never got it
     }
@@ -541,7 +553,9 @@ ${P} a{color:#1558d6}
 
   window.cdpConsent = {
     get(purpose) {
-      const decision = choice ? choice.decisions[purpose] : undefined;
+      // an expired choice is no choice: the page keeps its no-consent default until asked
+      if (!choice || !choiceIsFresh()) return undefined;
+      const decision = choice.decisions[purpose];
       return decision === GRANTED || decision === DENIED ? decision : undefined;
     },
     async show() {
