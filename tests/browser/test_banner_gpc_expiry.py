@@ -1,6 +1,8 @@
 """The consent banner (consent/static/consent/cdp-consent.js) over time, in Debian's Chromium: a
-choice that grows older than the 13 months the banner keeps it. The shop page, the browser and
-the helpers are those of test_consent_banner.py.
+Global Privacy Control signal that a visitor turns on after accepting all (CCPA regs
+§7025(c)(3): the earlier opt-in yields to the signal), and a choice that grows older than the
+13 months the banner keeps it. The shop page, the browser and the helpers are those of
+test_consent_banner.py.
 
 Playwright's event loop and Django's ORM cannot share a thread, so each test sets up the
 database, runs the browser to the end, and only then reads what was stored.
@@ -8,17 +10,20 @@ database, runs the browser to the end, and only then reads what was stored.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from consent import services as consent_services
-from consent.models import ConsentRecord
+from consent.models import ConsentRecord, ConsentState
 from profiles import services as profile_services
 from tests.browser.harness import StaticServer
 from tests.browser.test_consent_banner import (
     ASKED,
     DIALOG,
+    GPC_INIT_SCRIPT,
     chromium,
     open_banner,
     records_of,
@@ -34,6 +39,13 @@ pytestmark = [
 ]
 
 DAY_MS = 86_400_000
+# What a page tag asks at DOMContentLoaded, before the banner's config has come back: the
+# deferred banner script has run by then, and its config request is still out.
+EARLY_GET_INIT_SCRIPT = """
+document.addEventListener("DOMContentLoaded", () => {
+  window.earlyAdvertising = window.cdpConsent.get("advertising");
+});
+"""
 # The visitor's clock, moved forward: the banner reads the time with Date.now().
 CLOCK_INIT_SCRIPT = """
 (() => {
@@ -64,6 +76,108 @@ def accept_all(shop: dict[str, Any]) -> Any:
         visitor = page.context.storage_state()
     records_of(shop["source"], len(ASKED))
     return visitor
+
+
+def stored_choice(page: Any) -> dict[str, Any]:
+    return dict(json.loads(page.evaluate("localStorage.getItem('cdp_consent')")))
+
+
+def _gpc_property(page: Any) -> None:
+    page.add_init_script(GPC_INIT_SCRIPT)
+
+
+def _gpc_header(page: Any) -> None:
+    page.set_extra_http_headers({"Sec-GPC": "1"})
+
+
+def _gpc_both(page: Any) -> None:
+    _gpc_property(page)
+    _gpc_header(page)
+
+
+@pytest.mark.parametrize(
+    "turn_gpc_on",
+    [
+        pytest.param(_gpc_both, id="property-and-header"),
+        # an extension that sets only navigator.globalPrivacyControl: the POST body says gpc
+        pytest.param(_gpc_property, id="property-only"),
+        # Sec-GPC alone is invisible to page script: the config reports it
+        pytest.param(_gpc_header, id="header-only"),
+    ],
+)
+def test_gpc_turned_on_after_accept_all_denies_sale_or_share_and_records_a_gpc_opt_out(
+    shop: dict[str, Any], turn_gpc_on: Callable[[Any], None]
+) -> None:
+    # given: a visitor who accepted all without GPC
+    visitor = accept_all(shop)
+    assert ConsentRecord.objects.filter(purpose__key="advertising", decision="granted").exists()
+
+    # when: the same visitor comes back with GPC turned on
+    with chromium(storage_state=visitor) as (page, traffic):
+        turn_gpc_on(page)
+        page.add_init_script(EARLY_GET_INIT_SCRIPT)
+        with page.expect_response(
+            lambda r: r.request.method == "POST" and r.url.endswith("/v1/consent")
+        ):
+            page.goto(shop["url"])
+        event = wait_for_consent_event(page)
+        early = page.evaluate("window.earlyAdvertising")
+        now = page.evaluate("['advertising', 'analytics'].map(window.cdpConsent.get)")
+        banner = page.get_by_role("dialog").count()
+        choice = stored_choice(page)
+        # the next page view has nothing left to record
+        with page.expect_response(lambda r: "/v1/consent/config" in r.url):
+            page.reload()
+        page.wait_for_timeout(500)
+        after_reload = page.evaluate("['advertising', 'analytics'].map(window.cdpConsent.get)")
+        posts = [call for call in traffic.api_calls(shop["api"]) if call[0] == "POST"]
+
+    # then: the CDP holds a GPC opt-out of advertising (method gpc, not a banner choice),
+    # flagged so that the site may ask again; nothing else was recorded again
+    gpc_records = records_of(shop["source"], len(ASKED) + 1)
+    assert sorted(
+        (r.purpose.key, r.decision, r.method) for r in gpc_records if r.method != "banner"
+    ) == [("advertising", "denied", "gpc")]
+    assert [r.signals for r in gpc_records if r.method == "gpc"] == [{"gpc": True}]
+    assert ConsentRecord.objects.filter(source=shop["source"], method="banner").count() == len(
+        ASKED
+    )
+    state = ConsentState.objects.get(purpose__key="advertising", workspace=shop["source"].workspace)
+    assert (state.decision, state.needs_reconsent) == ("denied", True)
+    # and the page's tags are told so, from the first moment when the property is visible
+    if turn_gpc_on is not _gpc_header:
+        assert early == "denied"
+    assert now == ["denied", "granted"]
+    assert after_reload == ["denied", "granted"]
+    assert banner == 0
+    assert event["state"]["advertising"] == "denied"
+    assert event["state"]["analytics"] == "granted"
+    assert event["receipt"]
+    assert choice["decisions"]["advertising"] == "denied"
+    assert choice["gpc"] is True
+    assert posts == [("POST", "/v1/consent")]
+
+
+def test_a_choice_made_under_gpc_posts_nothing_more_on_the_next_page(
+    shop: dict[str, Any],
+) -> None:
+    # given: a visitor with GPC on accepts all (advertising stays denied)
+    with chromium(gpc=True) as (page, traffic):
+        dialog = open_banner(page, shop["url"])
+        dialog.get_by_role("button", name="Accept all").click()
+        wait_for_consent_event(page)
+
+        # when: the next page view
+        with page.expect_response(lambda r: "/v1/consent/config" in r.url):
+            page.reload()
+        page.wait_for_timeout(500)
+        advertising = page.evaluate("window.cdpConsent.get('advertising')")
+        posts = [call for call in traffic.api_calls(shop["api"]) if call[0] == "POST"]
+
+    # then: one POST, the banner's; no GPC opt-out over a denial
+    assert advertising == "denied"
+    assert posts == [("POST", "/v1/consent")]
+    assert not ConsentRecord.objects.filter(source=shop["source"], method="gpc").exists()
 
 
 @pytest.mark.parametrize(

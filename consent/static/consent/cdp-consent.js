@@ -9,7 +9,9 @@
  * accessible banner, remembers the choice on this site (localStorage and a first-party
  * `cdp_consent` cookie, both carrying the notice version and the time of the choice) and
  * records it with the CDP (POST /v1/consent). It asks again under a new notice version, and
- * once the choice is 13 months old. It talks to nothing but `data-api`, loads nothing else
+ * once the choice is 13 months old. A Global Privacy Control signal outweighs an earlier
+ * opt-in to a sale/share purpose: get() answers "denied" for it, and the banner records the
+ * opt-out with the CDP as a GPC one. It talks to nothing but `data-api`, loads nothing else
  * and has no dependencies. ES2017, no build step.
  *
  * Page API:
@@ -132,22 +134,24 @@
   }
 
   // localStorage has everything; the cookie (what the site's own server can read) has the
-  // decisions, the notice version and the time of the choice, and stands in when
-  // localStorage was cleared.
+  // decisions, the notice version, the time of the choice and the sale/share purposes, and
+  // stands in when localStorage was cleared.
   const loadChoice = () => parseChoice(readLocal(STORE_KEY)) || parseChoice(readCookie(STORE_KEY));
 
   function saveChoice(current) {
     writeLocal(STORE_KEY, JSON.stringify(current));
-    const { version, notice, decisions, timestamp } = current;
-    writeCookie(STORE_KEY, JSON.stringify({ version, notice, decisions, timestamp }), CHOICE_DAYS);
+    const { version, notice, decisions, timestamp, saleOrShare } = current;
+    writeCookie(STORE_KEY, JSON.stringify({ version, notice, decisions, timestamp, saleOrShare }), CHOICE_DAYS);
   }
 
   // --- state ----------------------------------------------------------------------------
 
   let config = null; // the answer of GET /v1/consent/config
-  // {version, notice, jurisdiction, decisions, gpc, timestamp, receipt, sent}; `decisions`
-  // holds every purpose, the required ones as granted, so that get() answers before the
-  // config has loaded on the next page; `sent` is true, false (to retry) or "refused".
+  // {version, notice, jurisdiction, decisions, saleOrShare, gpc, timestamp, receipt, sent,
+  // gpcOptOut}; `decisions` holds every purpose, the required ones as granted, and
+  // `saleOrShare` the keys of the purposes a GPC signal opts out of, so that get() answers
+  // before the config has loaded on the next page; `sent` is true, false (to retry) or
+  // "refused"; `gpcOptOut` ({timestamp, sent}) is there once a GPC signal overrode the choice.
   let choice = loadChoice();
   let listeners = [];
   let ui = null; // the banner's elements while it is open
@@ -157,6 +161,13 @@
 
   // The Sec-GPC header is invisible to page script; the server reports it as config.gpc.
   const gpcOn = () => navigator.globalPrivacyControl === true || Boolean(config && config.gpc);
+
+  // The purposes a GPC signal opts out of: the config's once it is in, else those stored with
+  // the choice (a choice stored by an older version of this script has none).
+  function saleOrShare() {
+    if (config) return purposes().filter((p) => p.sale_or_share).map((p) => p.key);
+    return choice && Array.isArray(choice.saleOrShare) ? choice.saleOrShare : [];
+  }
 
   // A choice is kept CHOICE_DAYS, then asked again; localStorage never expires by itself, so
   // the time of the choice decides. A time that cannot be read counts as expired.
@@ -219,11 +230,13 @@
     return request(`/v1/consent/config${query}`, { method: "GET" });
   }
 
-  function postChoice(current) {
+  // With `gpcOptOut`, the GPC signal alone and no decisions: the CDP records the opt-out as
+  // a GPC one (method gpc, flagged for re-consent), not as a choice made in the banner.
+  function postChoice(current, gpcOptOut) {
     const decisions = {};
     for (const [key, decision] of Object.entries(current.decisions)) {
       // Required purposes rest on another legal basis than consent: nothing to record.
-      if (!isRequired(key)) decisions[key] = decision;
+      if (!gpcOptOut && !isRequired(key)) decisions[key] = decision;
     }
     const body = {
       writeKey: WRITE_KEY,
@@ -231,8 +244,8 @@
       decisions,
       noticeVersion: current.version,
       jurisdiction: current.jurisdiction || undefined,
-      gpc: current.gpc,
-      timestamp: current.timestamp,
+      gpc: gpcOptOut ? true : current.gpc,
+      timestamp: gpcOptOut ? current.gpcOptOut.timestamp : current.timestamp,
       context: { page: { url: location.href }, userAgent: navigator.userAgent },
       method: "banner",
     };
@@ -244,14 +257,17 @@
     return request("/v1/consent", { method: "POST", body: JSON.stringify(body), keepalive: true });
   }
 
-  async function send(current) {
+  // Sends the choice, or with `gpcOptOut` the GPC opt-out that overrode it.
+  async function send(current, gpcOptOut) {
+    const pending = gpcOptOut ? current.gpcOptOut : current;
     try {
-      const answer = await postChoice(current);
+      const answer = await postChoice(current, gpcOptOut);
       const receipt = answer.receipt || null;
       if (current === choice) {
         adoptServerState(answer.state);
-        choice.receipt = receipt;
-        choice.sent = true;
+        // none when the CDP had the opt-out already (from another page or device)
+        if (receipt || !gpcOptOut) choice.receipt = receipt;
+        pending.sent = true;
         saveChoice(choice);
       }
       return receipt;
@@ -261,7 +277,7 @@
       const status = error.status || 0;
       const refused = status >= 400 && status < 500 && status !== 408 && status !== 429;
       if (refused && current === choice) {
-        choice.sent = "refused";
+        pending.sent = "refused";
         saveChoice(choice);
       }
       console.warn("cdp-consent: the choice is kept on this site but was not recorded:", error.message);
@@ -291,6 +307,7 @@
       // to record (the API then takes the edge's CDP-Jurisdiction header, if any).
       jurisdiction: config.jurisdiction && config.jurisdiction !== "default" ? config.jurisdiction : JURISDICTION,
       decisions,
+      saleOrShare: saleOrShare(),
       gpc: gpcOn(),
       timestamp: new Date().toISOString(),
       receipt: null,
@@ -531,6 +548,39 @@ ${P} a{color:#1558d6}
 
   // --- start ----------------------------------------------------------------------------
 
+  // A GPC signal opts out of sale and sharing even over an earlier opt-in (CCPA regs
+  // 7025(c)(3)): the stored choice yields to it, and the CDP is told, so that it stops the
+  // sale/share activations too. The site may then ask again (show()).
+  function yieldToGpc() {
+    const granted = saleOrShare().filter((key) => choice.decisions[key] === GRANTED);
+    if (!gpcOn() || !granted.length) return false;
+    for (const key of granted) choice.decisions[key] = DENIED;
+    choice.gpc = true;
+    choice.gpcOptOut = { timestamp: new Date().toISOString(), sent: false };
+    saveChoice(choice);
+    return true;
+  }
+
+  // For a current choice: what the CDP has not got yet, in order (the choice, then the GPC
+  // opt-out over it).
+  async function catchUp() {
+    const current = choice;
+    const keys = saleOrShare();
+    if (String(current.saleOrShare) !== String(keys)) {
+      current.saleOrShare = keys; // for get() on the next page, before the config is in
+      saveChoice(current);
+    }
+    if (current.sent === false) {
+      await send(current); // made here last time, but the CDP never got it
+      if (current !== choice) return; // chosen anew meanwhile
+    }
+    if (yieldToGpc()) {
+      announce(await send(current, true));
+    } else if (current.gpcOptOut && current.gpcOptOut.sent === false) {
+      send(current, true); // applied here last time, but the CDP never got it
+    }
+  }
+
   async function start() {
     if (!WRITE_KEY || !API) {
       console.error("cdp-consent: the script tag needs data-write-key and data-api");
@@ -545,8 +595,8 @@ ${P} a{color:#1558d6}
     }
     if (!choiceIsCurrent()) {
       open(); // no choice yet, one made under another notice version, or one too old
-    } else if (choice.sent === false) {
-      send(choice); // made here last time, but the CDP never got it
+    } else {
+      catchUp();
     }
     return true;
   }
@@ -556,6 +606,9 @@ ${P} a{color:#1558d6}
       // an expired choice is no choice: the page keeps its no-consent default until asked
       if (!choice || !choiceIsFresh()) return undefined;
       const decision = choice.decisions[purpose];
+      // Before the stored choice has yielded to a GPC signal (the config is not in yet):
+      // the signal wins all the same.
+      if (decision === GRANTED && gpcOn() && saleOrShare().includes(purpose)) return DENIED;
       return decision === GRANTED || decision === DENIED ? decision : undefined;
     },
     async show() {
