@@ -46,7 +46,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from activation import eligibility, ledger, outbound, removals
+from activation import destinations, eligibility, ledger, outbound, removals
 from activation.enums import (
     AD_PLATFORMS,
     DeliveryAction,
@@ -264,6 +264,17 @@ class _Runner:
             self.finish(
                 SyncRunStatus.REFUSED,
                 error="The destination declares no purpose: nothing may be sent.",
+            )
+            return
+        if self.destination.kind in AD_PLATFORMS and not any(
+            destinations.advertising_purpose(p) for p in self.purposes
+        ):
+            # Checked when purposes are set; a purpose edited since (its basis, or GPC no
+            # longer opting out) or a destination made before the check is refused here.
+            self.finish(
+                SyncRunStatus.REFUSED,
+                error="An ad platform destination must serve a purpose held on consent that "
+                "GPC opts out of (such as advertising): nothing was sent.",
             )
             return
         flushed = removals.removals_flush(

@@ -14,11 +14,19 @@ from django.urls import reverse
 
 from activation import services
 from activation.exceptions import DestinationInvalid
-from activation.models import Destination
+from activation.models import Delivery, Destination
 from consent import services as consent_services
 from consent.enums import LegalBasis
 from consent.models import Purpose
 from tests.activation.api_helpers import MANAGE, token_client
+from tests.activation.sync_helpers import (
+    audience,
+    enter,
+    file_destination,
+    grant,
+    person,
+    run_sync,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -110,3 +118,28 @@ def test_the_api_and_the_admin_answer_the_reason(workspace: Any, owner: Any) -> 
     assert page.status_code == 200  # the form again, with the reason
     assert "opts out of" in page.content.decode()
     assert not Destination.objects.exists()
+
+
+def test_a_run_of_an_ad_platform_whose_purpose_changed_since_sends_no_one(
+    workspace: Any, django_capture_on_commit_callbacks: Any, export_dir: Any
+) -> None:
+    # given: a Meta sync with a consented member, then the advertising purpose moved to
+    # legitimate interests (no longer a consent that GPC can refuse)
+    aud = audience(workspace)
+    member = person(workspace, email="ada@example.com")
+    grant(workspace, member, "advertising")
+    enter(aud, member)
+    destination = file_destination(
+        workspace, "meta_custom_audiences", data={"identifiers": ["email"], "traits": []}
+    )
+    sync = services.sync_create(audience=aud, destination=destination, mode="full")
+    Purpose.objects.filter(workspace=workspace, key="advertising").update(
+        legal_basis=LegalBasis.LEGITIMATE_INTERESTS
+    )
+    # when
+    run = run_sync(sync, django_capture_on_commit_callbacks)
+    # then
+    assert run.status == "refused"
+    assert "held on consent" in run.error
+    assert run.processed == 0
+    assert not Delivery.objects.exists()
