@@ -132,10 +132,16 @@ def consent_signals_apply(
     consent_services.consent_record_many(workspace=workspace, changes=changes, now=now)
 
 
+def _said_at(message: InboundMessage) -> Any:
+    """When the message says its preferences were expressed: its timestamp, but never after
+    it was received (a client clock ahead of ours must not outrank later changes)."""
+    return min(message.timestamp, message.received_at)
+
+
 def _later(message: InboundMessage, seen: tuple[Any, ...] | None) -> bool:
     """Whether `message` is at least as recent as the one kept so far (`seen[0]`); messages
     arrive in order, so a tie goes to the one seen last."""
-    return seen is None or message.timestamp >= seen[0].timestamp
+    return seen is None or _said_at(message) >= _said_at(seen[0])
 
 
 def _subject(message: InboundMessage, profile_id: Any) -> Subject | None:
@@ -184,7 +190,7 @@ def _decisions(signals: dict[str, Any], keys: Any) -> dict[str, str]:
 def _changes(state: dict[str, Any] | None, decision: str, message: InboundMessage) -> bool:
     if state is None:
         return True
-    if state["updated_at"] > message.timestamp:
+    if state["updated_at"] > _said_at(message):
         return False
     if decision == Decision.DENIED:
         return state["decision"] not in _OPTED_OUT

@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 
 from activation import selectors as activation_selectors
 from cdp.core.api.errors import exception_handler
+from cdp.core.api.headers import sec_gpc
 from cdp.core.api.write_key import (
     SourceMayWrite,
     WriteKeyAuthentication,
@@ -201,7 +202,7 @@ class PersonalizeApi(APIView):
             workspace=source.workspace,
             identities=identities,
             jurisdiction=jurisdiction,
-            gpc=request.headers.get("Sec-GPC", "").strip() == "1",
+            gpc=sec_gpc(request.headers),
         )
         body = {"audiences": answer.audiences, "traits": answer.traits, "reason": answer.reason}
         response = Response(self.OutputSerializer(body).data)

@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cdp.core.api.errors import error_body, exception_handler
+from cdp.core.api.headers import sec_gpc
 from collect import services, validation
 from collect.api.authentication import SourceMayCollect, WriteKeyAuthentication
 from collect.api.parsers import AnyJSONParser, SegmentJSONParser, TextPlainJSONParser
@@ -102,7 +103,7 @@ class _CollectApi(APIView):
         return services.RequestMeta(
             received_at=timezone.now(),
             ip=request.META.get("REMOTE_ADDR") or None,
-            gpc=request.headers.get("Sec-GPC", "").strip() == "1",
+            gpc=sec_gpc(request.headers),
             **extra,
         )
 

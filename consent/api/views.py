@@ -32,6 +32,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cdp.core.api.errors import exception_handler
+from cdp.core.api.headers import sec_gpc
 from cdp.core.api.write_key import SourceMayWrite, WriteKeyInvalid, WriteKeyMissing
 from cdp.core.exceptions import InvalidInput
 from consent import selectors, services
@@ -105,7 +106,7 @@ def _source(request: Request) -> Any:
 
 
 def _gpc_header(request: Request) -> bool:
-    return request.headers.get("Sec-GPC", "").strip() == "1"
+    return sec_gpc(request.headers)
 
 
 class _ConsentApi(APIView):
