@@ -133,10 +133,14 @@ def consent_gate_basis(
     allowed = consent_gate_profiles(workspace=workspace, purpose=purpose).filter(pk__in=ids)
     if purpose.legal_basis != LegalBasis.CONSENT:
         return {pk: str(purpose.legal_basis) for pk in allowed.values_list("pk", flat=True)}
+    # The state names the record behind it; the record itself must be the allowing decision
+    # (a state whose record says otherwise was changed outside the services: no basis).
     granted = ConsentState.objects.filter(
         workspace=workspace,
         purpose=purpose,
         decision__in=ALLOWING,
+        record__decision__in=ALLOWING,
+        record__purpose=purpose,
         profile_id__in=allowed.values("pk"),
     ).values_list("profile_id", "record_id")
     return {profile_id: str(record_id) for profile_id, record_id in granted}

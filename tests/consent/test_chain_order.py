@@ -2,7 +2,8 @@
 preferences an event carries, and the consent API or the preference centre): the drain
 decides on the state as it is once it holds the ledger locks, so a refusal committed while it
 waited is not overturned by an older event; and a record is never timed before the head of
-its subject's chain, whose order is verified by time."""
+its subject's chain, whose order is verified by time. And the gate's basis is the record
+behind a state only when that record is the allowing decision."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from cdp.core.crypto import blind_index
 from collect.consent_signals import consent_signals_apply
 from consent import selectors, services
 from consent.enums import Decision, Method
-from consent.models import ConsentState
+from consent.models import ConsentState, Purpose
 from consent.services import Evidence, Subject
 from profiles import services as profile_services
 from tests.profiles.ingest_helpers import msg
@@ -111,3 +112,24 @@ def test_a_record_is_never_timed_before_its_chain_head(source: Any) -> None:
     assert _chain_holds(workspace, "anon-2")
     state = ConsentState.objects.get(profile_id=pid, purpose__key="analytics")
     assert state.decision == Decision.DENIED
+
+
+def test_a_state_edited_outside_the_services_grants_no_basis(source: Any) -> None:
+    # given: a refusal, then its state turned to granted by hand (a raw UPDATE, which the
+    # chain check of the records does not see)
+    workspace = source.workspace
+    pid = _profile(source, "anon-3")
+    services.consent_record(
+        workspace=workspace,
+        subject=Subject("anonymous_id", "anon-3", pid),
+        decisions={"advertising": Decision.DENIED},
+        evidence=Evidence(method=Method.PREFERENCE_CENTRE),
+    )
+    ConsentState.objects.filter(profile_id=pid).update(decision=Decision.GRANTED)
+    advertising = Purpose.objects.get(workspace=workspace, key="advertising")
+    # when
+    basis = selectors.consent_gate_basis(
+        workspace=workspace, purpose=advertising, profile_ids=[pid]
+    )
+    # then: activation, which sends only profiles with a basis, does not send them
+    assert basis == {}
