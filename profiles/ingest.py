@@ -355,14 +355,18 @@ def _profiles_busy(plan: _Plan) -> set[UUID]:
     """Row-lock the batch's existing profiles without waiting (PostgreSQL); return those another
     transaction holds. A profile can be reached through identifiers another drain does not
     lock (a person's other device): its row would make one drain wait for the other's commit,
-    and a merge there would leave this batch's rows on a profile merged away."""
+    and a merge there would leave this batch's rows on a profile merged away. The lock is FOR
+    NO KEY UPDATE, what the drain's own UPDATEs of the row take: two drains still exclude each
+    other, but the foreign-key checks of other writers (FOR KEY SHARE, at their commit: a
+    consent record or a preference-centre save for the person) do not wait for the drain, which
+    may itself be waiting for their ledger locks."""
     if connection.vendor != "postgresql" or not plan.profiles:
         return set()
     wanted = sorted(plan.profiles, key=str)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id FROM {Profile._meta.db_table} WHERE id = ANY(%s) "  # noqa: S608
-            "ORDER BY id FOR UPDATE SKIP LOCKED",
+            "ORDER BY id FOR NO KEY UPDATE SKIP LOCKED",
             [wanted],
         )
         got = {row[0] for row in cursor.fetchall()}
