@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from activation.enums import DeliveryAction, DeliveryStatus
 from activation.models import AudienceMembership, Delivery, MembershipChange
@@ -74,9 +74,13 @@ def holdings(
     return _last_rows(rows, _holds_surely if delivered_only else _holds)
 
 
-def adds_undelivered(*, workspace_id: Any, destination_id: Any, audience_id: Any) -> set[Any]:
+def adds_undelivered(
+    *, workspace_id: Any, destination_id: Any, audience_id: Any, max_dead: int | None = None
+) -> set[Any]:
     """The profiles whose last ledger row for this destination and audience is an add that
-    was not delivered: dead-lettered, or written ahead by a run that never confirmed it."""
+    was not delivered: dead-lettered, or written ahead by a run that never confirmed it. With
+    `max_dead`, not those with that many dead-lettered adds already (a record the destination
+    keeps refusing is not sent again and again)."""
     rows = Delivery.objects.filter(
         workspace_id=workspace_id, destination_id=destination_id, audience_id=audience_id
     )
@@ -85,7 +89,20 @@ def adds_undelivered(*, workspace_id: Any, destination_id: Any, audience_id: Any
         .exclude(status=DeliveryStatus.DELIVERED)
         .values("profile_id")
     )
-    return {p for _d, _a, p in _last_rows(rows.filter(profile_id__in=candidates), _undelivered_add)}
+    last = _last_rows(rows.filter(profile_id__in=candidates), _undelivered_add)
+    found = {p for _d, _a, p in last}
+    if max_dead is not None and found:
+        given_up = (
+            rows.filter(
+                action=DeliveryAction.ADD, status=DeliveryStatus.DEAD, profile_id__in=list(found)
+            )
+            .values("profile_id")
+            .annotate(dead=Count("id"))
+            .filter(dead__gte=max_dead)
+            .values_list("profile_id", flat=True)
+        )
+        found -= set(given_up)
+    return found
 
 
 def delivery_search(

@@ -168,6 +168,8 @@ class _Plan:
     adds: list[Any]
     removes: list[tuple[Any, str]]  # (profile id, removal reason)
     cursor: int
+    # Members whose last add did not arrive, sent again after the adds (incremental runs)
+    resends: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -292,7 +294,7 @@ class _Runner:
             ).values_list("profile_id", flat=True)
         )
         plan = self.plan()
-        run.total = len(plan.adds) + len(plan.removes)
+        run.total = len(plan.adds) + len(plan.removes) + len(plan.resends)
         self.progress()
 
         if self.destination.kind in AD_PLATFORMS:
@@ -323,6 +325,16 @@ class _Runner:
                     "delivered; the next run tries again."
                 )
                 break
+        # Adds that did not arrive before, after the run's own work, each on its own for a
+        # webhook (a record the receiver refuses must not take others down with it every run):
+        # their failures neither stop the run nor hold its cursor.
+        resend_size = 1 if self.destination.kind == DestinationKind.WEBHOOK else size
+        for chunk in _chunks(plan.resends, resend_size):
+            if self.stopped():
+                break
+            self.add_batch(chunk)
+            run.processed += len(chunk)
+            self.progress()
         if self.sink is not None and not self.close_file():
             return
         if not self.aborted:
@@ -402,7 +414,7 @@ class _Runner:
             for p, change in latest.items()
             if change == MembershipChangeKind.ENTERED and p in current and p not in delivered
         ]
-        adds += self.undelivered_members(set(latest))
+        resends = self.undelivered_members(set(latest))
         exited = {
             p
             for p, change in latest.items()
@@ -414,15 +426,17 @@ class _Runner:
         removes: list[tuple[Any, str]] = [
             (p, RemovalReason.EXITED) for p in self.still_present(exited, None)
         ]
-        return _Plan(adds, removes, cursor)
+        return _Plan(adds, removes, cursor, resends)
 
     def undelivered_members(self, planned: set[Any]) -> list[Any]:
         """Members, not among `planned`, whose last add to the destination did not arrive
-        (dead-lettered, or never confirmed): every incremental run sends them again."""
+        (dead-lettered, or never confirmed): incremental runs send them again, a dead-lettered
+        one up to CDP_SYNC_MAX_RESENDS times (a full run sends every member anyway)."""
         undelivered = ledger.adds_undelivered(
             workspace_id=self.workspace.pk,
             destination_id=self.destination.pk,
             audience_id=self.audience.pk,
+            max_dead=settings.CDP_SYNC_MAX_RESENDS,
         )
         members: list[Any] = []
         for chunk in _chunks(sorted(undelivered - planned, key=str), REVEAL_BATCH_MAX):

@@ -343,6 +343,9 @@ CDP_EXPORT_DIR = Path(env("CDP_EXPORT_DIR", str(VAR_DIR / "exports")) or VAR_DIR
 # Profiles per batch of a sync run: consent is evaluated, identifiers decrypted and records
 # sent one batch at a time.
 CDP_SYNC_BATCH_SIZE = env_int("CDP_SYNC_BATCH_SIZE", 500)
+# An add dead-lettered this many times for a destination and audience is no longer sent again
+# by incremental runs (a record the destination keeps refusing); a full run still sends it.
+CDP_SYNC_MAX_RESENDS = env_int("CDP_SYNC_MAX_RESENDS", 3)
 # A queued or running sync run older than this is taken as abandoned (its worker died).
 CDP_SYNC_STALE_MINUTES = env_int("CDP_SYNC_STALE_MINUTES", 120)
 # Queued removals: attempts before the dead letter, and the first retry delay (doubling).

@@ -134,3 +134,54 @@ def test_a_member_whose_dead_lettered_add_left_is_still_taken_back(
     assert (remove["type"], remove["reason"]) == ("remove", RemovalReason.EXITED)
     assert [r["userId"] for r in remove["records"]] == [ada.user_id]
     assert [r["userId"] for r in add["records"]] == [bob.user_id]
+
+
+def test_resends_go_one_by_one_and_a_refused_record_does_not_take_others_down(
+    workspace: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given: ada's and bo's adds were dead-lettered together
+    ada, bo = person(workspace), person(workspace)
+    grant(workspace, ada, "advertising")
+    grant(workspace, bo, "advertising")
+    sync = _incremental(workspace, receiver)
+    enter(sync.audience, ada, bo)
+    receiver.statuses = [503, 503, 503]
+    first = run_sync(sync, django_capture_on_commit_callbacks)
+    assert first.excluded == {"dead_letter": 2}
+    cursor = Sync.objects.get(pk=sync.pk).cursor
+
+    # when: the receiver refuses the next request for good (a 400) and takes the one after
+    receiver.statuses = [400]
+    second = run_sync(sync, django_capture_on_commit_callbacks)
+
+    # then: each was sent on its own, one arrived; the run is partial, its cursor kept moving
+    sent = [[r["userId"] for r in _body(hit)["records"]] for hit in receiver.hits[-2:]]
+    assert sorted(sent) == sorted([[ada.user_id], [bo.user_id]])
+    assert (second.status, second.total, second.sent) == ("partial", 2, 1)
+    assert Sync.objects.get(pk=sync.pk).cursor == cursor
+
+
+def test_an_add_refused_again_and_again_is_left_to_a_full_run(
+    workspace: Any,
+    receiver: Receiver,
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+) -> None:
+    # given: ada's add dead-lettered as many times as the setting allows
+    settings.CDP_SYNC_MAX_RESENDS = 2
+    ada = person(workspace)
+    grant(workspace, ada, "advertising")
+    sync = _incremental(workspace, receiver)
+    enter(sync.audience, ada)
+    receiver.statuses = [400, 400]
+    run_sync(sync, django_capture_on_commit_callbacks)
+    run_sync(sync, django_capture_on_commit_callbacks)
+    assert _ledger(ada) == [(DeliveryAction.ADD, DeliveryStatus.DEAD)] * 2
+
+    # when: another incremental run, then a full one
+    third = run_sync(sync, django_capture_on_commit_callbacks)
+    full = run_sync(sync, django_capture_on_commit_callbacks, mode="full")
+
+    # then: the incremental run leaves her alone, the full run sends her
+    assert (third.status, third.total) == ("succeeded", 0)
+    assert (full.status, full.sent) == ("succeeded", 1)
