@@ -89,6 +89,7 @@ class PurposeForm(forms.ModelForm):
             "dpv_purposes",
             "data_categories",
             "retention_days",
+            "consent_validity_days",
             "position",
         )
         help_texts = {
@@ -149,6 +150,7 @@ class PurposeAdmin(ConsentStewardAdmin):
         "defaults_summary",
         "sale_or_share",
         "retention_days",
+        "consent_validity_days",
         "position",
     )
     list_filter = (WORKSPACE_FILTER, "legal_basis", "sale_or_share")

@@ -33,6 +33,8 @@ class Method(models.TextChoices):
     TCF = "tcf", "IAB TCF string"
     STEWARD = "steward", "Steward"
     REQUEST = "request", "Data-subject request"
+    # Recorded by the system, not by anyone: a grant older than its purpose's validity.
+    EXPIRY = "expiry", "Expiry (validity elapsed)"
 
 
 class DefaultMode(models.TextChoices):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from cdp.core.crypto import BlindIndexField, EncryptedTextField
@@ -43,13 +44,28 @@ class Purpose(models.Model):
     dpv_purposes = models.JSONField(default=list, blank=True, help_text="W3C DPV purpose terms")
     data_categories = models.JSONField(default=list, blank=True)
     retention_days = models.PositiveIntegerField(null=True, blank=True)
+    # How long a grant holds before it must be asked again; the daily sweep
+    # (services.consent_grants_expire) records the older ones as expired.
+    consent_validity_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Days a consent grant stays valid before it expires and is asked again "
+        "(395: 13 months, as the banner asks again); empty: no expiry. Only purposes that "
+        "rest on consent expire.",
+    )
     position = models.PositiveSmallIntegerField(default=100)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["position", "key"]
         constraints = [
-            models.UniqueConstraint(fields=["workspace", "key"], name="purpose_ws_key_unique")
+            models.UniqueConstraint(fields=["workspace", "key"], name="purpose_ws_key_unique"),
+            models.CheckConstraint(
+                condition=models.Q(consent_validity_days__isnull=True)
+                | models.Q(consent_validity_days__gte=1),
+                name="purpose_consent_validity_positive",
+            ),
         ]
 
     def __str__(self) -> str:

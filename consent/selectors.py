@@ -146,6 +146,24 @@ def consent_gate_basis(
     return {profile_id: str(record_id) for profile_id, record_id in granted}
 
 
+def consent_grants_expired(
+    *, workspace: Any, now: datetime | None = None
+) -> QuerySet[ConsentState]:
+    """Current grants older than their purpose's validity (`Purpose.consent_validity_days`, on
+    purposes that rest on consent), aged from the granting record's server time; a grant as
+    old as the validity has expired, as the banner's choice has (cdp-consent.js)."""
+    now = now or timezone.now()
+    past = Q()
+    for purpose_id, days in Purpose.objects.filter(
+        workspace=workspace, legal_basis=LegalBasis.CONSENT, consent_validity_days__isnull=False
+    ).values_list("pk", "consent_validity_days"):
+        assert days is not None  # filtered above; for the type checker
+        past |= Q(purpose_id=purpose_id, record__server_time__lte=now - timedelta(days=days))
+    if not past:
+        return ConsentState.objects.none()
+    return ConsentState.objects.filter(workspace=workspace, decision=Decision.GRANTED).filter(past)
+
+
 def consent_records_describe(*, workspace: Any, record_ids: Sequence[Any]) -> list[dict[str, Any]]:
     """Consent records by id, as evidence for a reader (activation's "why was this person
     sent?"): decision, purpose, method, jurisdiction, notice version, times, the names of the
@@ -485,6 +503,9 @@ class PurposeRates:
     granted: int
     denied: int
     withdrawn: int
+    # Grants that outlived their purpose's validity (services.consent_grants_expire) and were
+    # not given again since.
+    expired: int
     withdrawals_recent: int
 
     @property
@@ -528,6 +549,7 @@ def consent_report(
             granted=Count("id", filter=Q(decision=Decision.GRANTED)),
             denied=Count("id", filter=Q(decision=Decision.DENIED)),
             withdrawn=Count("id", filter=Q(decision=Decision.WITHDRAWN)),
+            expired=Count("id", filter=Q(decision=Decision.EXPIRED)),
         )
         .order_by()
     }
@@ -554,6 +576,7 @@ def consent_report(
                 granted=row.get("granted", 0),
                 denied=row.get("denied", 0),
                 withdrawn=row.get("withdrawn", 0),
+                expired=row.get("expired", 0),
                 withdrawals_recent=recent_withdrawals.get(purpose.pk, 0),
             )
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ from profiles import services as profile_services
 from profiles.contracts import InboundMessage
 from profiles.enums import DataKeyPurpose, EventType, IdentifierType
 
+logger = logging.getLogger(__name__)
+
 GENESIS = "0" * 64
 RECEIPT_VERSION = "cdp-consent-receipt/1"
 RESTRICTIVENESS: dict[str, int] = {
@@ -60,6 +63,9 @@ RESTRICTIVENESS: dict[str, int] = {
     Decision.GRANTED: 1,
 }
 
+# How long a grant of a seeded consent purpose holds: 13 months, as the banner keeps a choice
+# (cdp-consent.js CHOICE_DAYS) and as the CNIL accepts for cookie consent.
+CONSENT_VALIDITY_DAYS = 395
 OPT_IN_REGIONS = {"EU": DefaultMode.OPT_IN, "UK": DefaultMode.OPT_IN, "BR": DefaultMode.OPT_IN}
 DEFAULT_PURPOSES: list[dict[str, Any]] = [
     {
@@ -81,6 +87,7 @@ DEFAULT_PURPOSES: list[dict[str, Any]] = [
         "dpv_purposes": ["dpv:ServiceOptimisation"],
         "data_categories": ["behavioural", "device"],
         "retention_days": 395,
+        "consent_validity_days": CONSENT_VALIDITY_DAYS,
     },
     {
         "key": "personalization",
@@ -90,6 +97,7 @@ DEFAULT_PURPOSES: list[dict[str, Any]] = [
         "dpv_purposes": ["dpv:PersonalisedServices"],
         "data_categories": ["behavioural", "preference"],
         "retention_days": 395,
+        "consent_validity_days": CONSENT_VALIDITY_DAYS,
     },
     {
         "key": "marketing_email",
@@ -99,6 +107,7 @@ DEFAULT_PURPOSES: list[dict[str, Any]] = [
         "dpv_purposes": ["dpv:DirectMarketing"],
         "data_categories": ["contact"],
         "retention_days": 730,
+        "consent_validity_days": CONSENT_VALIDITY_DAYS,
     },
     {
         "key": "advertising",
@@ -109,6 +118,7 @@ DEFAULT_PURPOSES: list[dict[str, Any]] = [
         "dpv_purposes": ["dpv:Advertising", "dpv:PersonalisedAdvertising"],
         "data_categories": ["behavioural", "identifying"],
         "retention_days": 180,
+        "consent_validity_days": CONSENT_VALIDITY_DAYS,
     },
     {
         "key": "profiling",
@@ -118,6 +128,7 @@ DEFAULT_PURPOSES: list[dict[str, Any]] = [
         "dpv_purposes": ["dpv:CustomerProfiling"],
         "data_categories": ["behavioural", "inferred"],
         "retention_days": 395,
+        "consent_validity_days": CONSENT_VALIDITY_DAYS,
     },
 ]
 
@@ -768,6 +779,121 @@ def consent_states_unmerge(workspace_id: int, unmerges: Sequence[tuple[Any, Any]
         )
 
 
+# --- expiry ----------------------------------------------------------------------------------
+
+# Grants expired per transaction: a first sweep after a validity is set may meet a whole
+# workspace's old grants, and one transaction over all of them would hold their locks (and the
+# records, states and receipts in memory) for the whole run.
+EXPIRY_BATCH_SIZE = 500
+
+
+def consent_grants_expire(*, workspace: Any, now: datetime | None = None) -> int:
+    """Record `expired` (method `expiry`) for every current grant older than its purpose's
+    validity (consent.selectors.consent_grants_expired), through consent_record_many: the
+    records go on the granting subject's chain, with states, receipts, audit entries and the
+    consent-change hooks (destinations take the person back) as for any refusal. Returns how
+    many grants expired. Each batch commits on its own: a run cut short leaves the rest to the
+    next one, and a grant already expired is not a grant any more, so a second run records
+    nothing."""
+    now = now or timezone.now()
+    expired, after = 0, None
+    while True:
+        with transaction.atomic():
+            done, after = _grants_expire_batch(workspace, now, after)
+        expired += done
+        if after is None:
+            return expired
+
+
+def _grants_expire_batch(workspace: Any, now: datetime, after: Any) -> tuple[int, Any]:
+    """Expire the next EXPIRY_BATCH_SIZE expired grants by state id after `after`: (how many
+    were recorded, the last state id looked at, or None when there were none)."""
+    from consent import selectors  # selectors import this module
+
+    found = selectors.consent_grants_expired(workspace=workspace, now=now)
+    if after is not None:
+        found = found.filter(pk__gt=after)
+    batch = list(
+        found.order_by("pk").values_list(
+            "pk", "profile_id", "purpose_id", "record_id",
+            "record__subject_type", "record__subject_index",
+        )[:EXPIRY_BATCH_SIZE]
+    )  # fmt: skip
+    if not batch:
+        return 0, None
+    # The subject of each grant is the identity that gave it (by blind index: its value stays
+    # sealed), so the expiry continues that identity's chain; the profile is the state's, which
+    # a merge may have moved from the one the grant was recorded for.
+    subjects = {
+        (kind, bytes(index), profile_id): Subject(
+            type=kind, value="", profile_id=profile_id, index=bytes(index)
+        )
+        for _pk, profile_id, _purpose, _record, kind, index in batch
+    }
+    consent_subjects_lock(workspace=workspace, subjects=subjects.values())
+    # Under the locks: a grant given again (a new record) or refused since the read is left.
+    current = set(
+        ConsentState.objects.filter(
+            pk__in=[row[0] for row in batch], decision=Decision.GRANTED
+        ).values_list("pk", "profile_id", "record_id")
+    )
+    purposes = {p.pk: p for p in Purpose.objects.filter(workspace=workspace)}
+    grants: dict[tuple[str, bytes, Any], dict[int, Any]] = {}
+    for pk, profile_id, purpose_id, record_id, kind, index in batch:
+        if (pk, profile_id, record_id) in current:
+            grants.setdefault((kind, bytes(index), profile_id), {})[purpose_id] = record_id
+    changes = []
+    for key in sorted(grants, key=lambda k: (k[1], k[0], str(k[2]))):
+        ended = {purposes[purpose_id]: record_id for purpose_id, record_id in grants[key].items()}
+        changes.append(
+            ConsentChange(
+                subject=subjects[key],
+                decisions={purpose.key: Decision.EXPIRED for purpose in ended},
+                evidence=Evidence(
+                    method=Method.EXPIRY,
+                    # Which grant each expiry ends, and the validity it was held to then.
+                    signals={
+                        "expiry": {
+                            purpose.key: {
+                                "grant": str(record_id),
+                                "validity_days": purpose.consent_validity_days,
+                            }
+                            for purpose, record_id in ended.items()
+                        }
+                    },
+                ),
+            )
+        )
+    consent_record_many(workspace=workspace, changes=changes, now=now)
+    return sum(len(change.decisions) for change in changes), batch[-1][0]
+
+
+@dataclass(frozen=True)
+class ExpirySweep:
+    workspace: str
+    expired: int
+    error: str = ""
+
+
+def consent_grants_expire_all(*, now: datetime | None = None) -> list[ExpirySweep]:
+    """The sweep over every workspace (the daily beat task). A workspace whose run fails is
+    reported (the class of the error only: a message might quote a value) and the others
+    still run."""
+    now = now or timezone.now()
+    results = []
+    for workspace in profile_selectors.workspace_list():
+        try:
+            expired = consent_grants_expire(workspace=workspace, now=now)
+        except Exception as exc:
+            logger.error(
+                "consent expiry failed in workspace %s (%s)", workspace.pk, type(exc).__name__
+            )
+            results.append(ExpirySweep(workspace.slug, 0, type(exc).__name__))
+        else:
+            results.append(ExpirySweep(workspace.slug, expired))
+    return results
+
+
 # --- receipts --------------------------------------------------------------------------------
 
 
@@ -844,6 +970,8 @@ def receipt_body(*, workspace: Any, records: Sequence[ConsentRecord], receipt_id
                             f"P{r.purpose.retention_days}D" if r.purpose.retention_days else ""
                         ),
                         "thirdPartyDisclosure": r.purpose.sale_or_share,
+                        # ISO/IEC TS 27560's validity duration: how long a grant holds.
+                        "validity": _validity(r.purpose),
                     }
                     for r in records
                 ],
@@ -852,6 +980,11 @@ def receipt_body(*, workspace: Any, records: Sequence[ConsentRecord], receipt_id
         "withdrawalMethod": "POST /v1/consent, or the preference centre",
         "signals": first.signals,
     }
+
+
+def _validity(purpose: Purpose) -> str:
+    days = purpose.consent_validity_days
+    return f"P{days}D" if days and purpose.legal_basis == LegalBasis.CONSENT else ""
 
 
 def receipt_issue(*, workspace: Any, records: Sequence[ConsentRecord]) -> Receipt:

@@ -365,6 +365,7 @@ def _consent(workspace: Any, since: datetime, until: datetime, now: datetime) ->
             p.granted,
             p.denied,
             p.withdrawn,
+            p.expired,
             "" if p.granted_percent is None else p.granted_percent,
             p.withdrawals_recent,
         ]
@@ -394,6 +395,7 @@ def _consent(workspace: Any, since: datetime, until: datetime, now: datetime) ->
                     "granted",
                     "denied",
                     "withdrawn",
+                    "expired",
                     "granted %",
                     "withdrawals in the period",
                 ],

@@ -218,6 +218,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "governance.tasks.retention_apply",
         "schedule": timedelta(hours=24),
     },
+    # Consent grants older than their purpose's validity (Purpose.consent_validity_days).
+    "consent-grants-expire": {
+        "task": "consent.tasks.consent_grants_expire",
+        "schedule": timedelta(hours=24),
+    },
     "dsr-fulfilments-due": {
         "task": "governance.tasks.dsr_fulfilments_due",
         "schedule": timedelta(hours=1),

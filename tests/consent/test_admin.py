@@ -125,6 +125,7 @@ def purpose_form_data(purpose: Purpose, **changes: Any) -> dict[str, Any]:
         "dpv_purposes": json.dumps(purpose.dpv_purposes),
         "data_categories": json.dumps(purpose.data_categories),
         "retention_days": purpose.retention_days,
+        "consent_validity_days": purpose.consent_validity_days or "",
         "position": purpose.position,
     }
     if purpose.sale_or_share:
@@ -178,6 +179,9 @@ def test_owner_edits_a_purpose_but_not_its_key_or_workspace(
         ("defaults", '{"EU": "maybe"}', "opt_in"),
         ("tcf_purposes", "[12]", "1 to 11"),
         ("dpv_purposes", '"dpv:Advertising"', "JSON list of strings"),
+        ("consent_validity_days", "0", "greater than or equal to 1"),
+        ("consent_validity_days", "-30", "greater than or equal to"),
+        ("consent_validity_days", "a year", "whole number"),
     ],
 )
 def test_purpose_form_refuses_malformed_mappings(
@@ -195,6 +199,24 @@ def test_purpose_form_refuses_malformed_mappings(
     assert response.status_code == 200
     assert error in " ".join(response.context["adminform"].form.errors[field])
     assert Purpose.objects.filter(pk=analytics.pk).values().get() == before
+
+
+@pytest.mark.parametrize(("value", "days"), [("180", 180), ("", None)])
+def test_owner_sets_or_clears_a_purposes_consent_validity(
+    owner: Any, acme_source: Any, value: str, days: int | None
+) -> None:
+    # given: analytics holds a grant 395 days, as seeded
+    analytics = Purpose.objects.get(workspace=acme_source.workspace, key="analytics")
+    assert analytics.consent_validity_days == 395
+    # when
+    response = client_for(owner).post(
+        reverse("admin:consent_purpose_change", args=[analytics.pk]),
+        purpose_form_data(analytics, consent_validity_days=value),
+    )
+    # then
+    assert response.status_code == 302
+    analytics.refresh_from_db()
+    assert analytics.consent_validity_days == days
 
 
 def test_outsider_cannot_edit_an_acme_purpose(outsider: Any, acme_source: Any) -> None:

@@ -133,8 +133,8 @@ def test_the_consent_report_gives_rates_withdrawals_and_gpc(workspace: Any, sour
     report = reports.report_build(workspace=workspace, kind="consent")
     # then
     rows = {row[0]: row for row in section(report, "Rates per purpose").rows}
-    assert rows["analytics"] == ["analytics", "Analytics", 2, 1, 0, 1, 50.0, 1]
-    assert rows["advertising"][2:] == [1, 0, 1, 0, 0.0, 0]
+    assert rows["analytics"] == ["analytics", "Analytics", 2, 1, 0, 1, 0, 50.0, 1]
+    assert rows["advertising"][2:] == [1, 0, 1, 0, 0, 0.0, 0]
     summary = dict(report.summary)
     assert (summary["withdrawals in the period"], summary["GPC opt-outs in the period"]) == (1, 1)
 
