@@ -16,22 +16,9 @@ from activation import membership
 from activation.enums import MembershipChangeKind
 from activation.models import Audience, MembershipChange
 from tests.activation.sync_helpers import audience, enter, person
+from tests.threads import in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _in_thread(work: Any, errors: list[BaseException]) -> threading.Thread:
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:  # the test asserts there were none
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
 
 
 def test_a_change_drawn_while_another_writer_holds_the_audience_commits_above_it(
@@ -63,9 +50,9 @@ def test_a_change_drawn_while_another_writer_holds_the_audience_commits_above_it
         membership.memberships_end(workspace_id=workspace.pk, profile_ids=[ada.profile_id])
 
     # when
-    one = _in_thread(refresh, errors)
+    one = in_thread(refresh, errors)
     assert locked.wait(10)
-    two = _in_thread(merge, errors)
+    two = in_thread(merge, errors)
     one.join(10)
     two.join(10)
 

@@ -30,21 +30,24 @@ from activation.platforms import (
     write_meta_customer_list_csv,
     write_meta_payload_json,
 )
+from tests.activation.digests import (
+    SHA_94025,
+    SHA_CA,
+    SHA_DOE,
+    SHA_GOOGLE_PHONE,
+    SHA_JOHN,
+    SHA_JOHN_DOE_EMAIL,
+    SHA_M,
+    SHA_MENLOPARK,
+    SHA_META_PHONE,
+    SHA_US,
+    read_csv,
+)
 
-SHA_JOHN_DOE_EMAIL = "836f82db99121b3481011f16b49dfa5fbc714a0d1b1b9f784a1ebbbf5b39577f"
-SHA_GOOGLE_PHONE = "1e231c66011e7a2d867a9cfae267a6aff103cf4913640b6e71a99850fc0ffbc8"  # +1650…
-SHA_META_PHONE = "e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176"  # 1650…
-SHA_JOHN = "96d9632f363564cc3032521409cf22a852f2032eec099ed5967c0d000cec607a"
-SHA_DOE = "799ef92a11af918e3fb741df42934f3b568ed2d93ac1df74f1b8d41a27932a6f"
-SHA_CA = "6959097001d10501ac7d54c0bdb8db61420f658f2922cc26e46d536119a31126"
-SHA_94025 = "b9a9cf3cd3723a2e91b7c23ecf68456e872b6e5d86e5cab7f3d45a7302da32c7"
-SHA_US = "79adb2a2fce5c6ba215fe5f27f532d4e7edbac4b6a5e09e1ef3a08084a904621"
-SHA_M = "62c66a7a5dd70c3146618063c344e531e6d4b59e379808443ce962b3abd63c5a"
 SHA_19970216 = "01acdbf6ec7b4f478a225f1a246e5d6767eeab1a7ffa17f025265b5b94f40f0c"
 SHA_1997 = "0985b889a1fe4f4e1fb925061ac6fb2247f10875f5fcbe63eec2ab55ed68970e"
 SHA_02 = "a953f09a1b6b6725b81956e9ad0b1eb49e3ad40004c04307ef8af6246a054116"
 SHA_16 = "b17ef6d19c7a5b1ee83b907c595526dcb1eb06db8227d650d5dda0a9f4ce8cd9"
-SHA_MENLOPARK = "0007a3d64c01e23d5075203c5977c14e4f7e01a3fc570686fcc50b5e1dd42685"
 SHA_GMAIL_CANONICAL = "223ebda6f6889b1494551ba902d9d381daf2f642bae055888e96343d53e9f9c4"
 
 # The oracle input from the reference notes (facebook-business' format_params, run offline):
@@ -65,10 +68,6 @@ JOHN = Contact(
 
 def people(count: int, contact: Contact = JOHN) -> list[Contact]:
     return [contact] * count
-
-
-def read_csv(text: str) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(text, newline="")))
 
 
 # --- minimum audience size ----------------------------------------------------------------------

@@ -6,7 +6,6 @@ Digests are literals, computed once with coreutils' sha256sum."""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from pathlib import Path
@@ -24,27 +23,24 @@ from activation.platforms import (
     write_meta_payload_json,
 )
 from profiles.models import Identity
+from tests.activation.digests import (
+    SHA_94025,
+    SHA_CA,
+    SHA_DOE,
+    SHA_JOHN,
+    SHA_JOHN_DOE_EMAIL,
+    SHA_MENLOPARK,
+    SHA_US,
+    read_csv,
+)
 from tests.activation.sync_helpers import audience, enter, grant, person
 from tests.activation.sync_helpers import run_sync as run
-
-SHA_JOHN_DOE_EMAIL = "836f82db99121b3481011f16b49dfa5fbc714a0d1b1b9f784a1ebbbf5b39577f"
-SHA_JOHN = "96d9632f363564cc3032521409cf22a852f2032eec099ed5967c0d000cec607a"
-SHA_DOE = "799ef92a11af918e3fb741df42934f3b568ed2d93ac1df74f1b8d41a27932a6f"
-SHA_94025 = "b9a9cf3cd3723a2e91b7c23ecf68456e872b6e5d86e5cab7f3d45a7302da32c7"
-SHA_US = "79adb2a2fce5c6ba215fe5f27f532d4e7edbac4b6a5e09e1ef3a08084a904621"
-SHA_M = "62c66a7a5dd70c3146618063c344e531e6d4b59e379808443ce962b3abd63c5a"
-SHA_CA = "6959097001d10501ac7d54c0bdb8db61420f658f2922cc26e46d536119a31126"
-SHA_MENLOPARK = "0007a3d64c01e23d5075203c5977c14e4f7e01a3fc570686fcc50b5e1dd42685"
 
 COUNTRY_AND_GENDER = Contact(country="US", gender="male")
 NAME_AND_COUNTRY = Contact(first_name="John", last_name="Doe", country="US", gender="m")
 NAME_AND_ZIP = Contact(first_name="John", last_name="Doe", postal_code="94025", country="US")
 NAME_CITY_STATE = Contact(first_name="John", last_name="Doe", city="Menlo Park", state="CA")
 EMAIL_ONLY = Contact(emails=("John.Doe@Example.com",), country="US")
-
-
-def read_csv(text: str) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(text, newline="")))
 
 
 def test_the_meta_customer_list_skips_contacts_without_a_match_key():

@@ -10,10 +10,12 @@ import io
 import json
 
 from activation.platforms import Contact, write_meta_customer_list_csv, write_meta_payload_json
+from tests.activation.digests import (
+    SHA_94025,
+    SHA_CA,
+)
 
 SHA_A_EMAIL = "08168cd80dfd534ab0f10af10f1303fe00af2d43ab5c1432360d137f8197e17a"  # a@example.com
-SHA_94025 = "b9a9cf3cd3723a2e91b7c23ecf68456e872b6e5d86e5cab7f3d45a7302da32c7"
-SHA_CA = "6959097001d10501ac7d54c0bdb8db61420f658f2922cc26e46d536119a31126"
 SHA_940251234 = "949ec86c69e33d96b5d33f08224429e8f73b24563d5105e65848dab17944c3f3"
 SHA_GB = "0b407281768f0e833afef47ed464b6571d01ca4d53c12ce5c51d1462f4ad6677"
 

@@ -7,21 +7,18 @@ Digests are literals, computed once with coreutils' sha256sum."""
 
 from __future__ import annotations
 
-import csv
 import io
 
 import pytest
 
 from activation.platforms import Contact, write_google_customer_match_csv
 from activation.platforms import normalize as n
-
-SHA_JOHN_DOE_EMAIL = "836f82db99121b3481011f16b49dfa5fbc714a0d1b1b9f784a1ebbbf5b39577f"
-SHA_JOHN = "96d9632f363564cc3032521409cf22a852f2032eec099ed5967c0d000cec607a"
-SHA_DOE = "799ef92a11af918e3fb741df42934f3b568ed2d93ac1df74f1b8d41a27932a6f"
-
-
-def read_csv(text: str) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(text, newline="")))
+from tests.activation.digests import (
+    SHA_DOE,
+    SHA_JOHN,
+    SHA_JOHN_DOE_EMAIL,
+    read_csv,
+)
 
 
 @pytest.mark.parametrize("raw", ["John.Doe@Example.COM.", " .john.doe@example.com. "])

@@ -21,24 +21,11 @@ from consent.services import Evidence, Subject
 from profiles import services as profile_services
 from profiles.models import Profile
 from tests.profiles.ingest_helpers import msg
+from tests.threads import in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PREFERENCES = {"consent": {"categoryPreferences": {"Analytics": True}}}
-
-
-def _in_thread(work: Any, errors: list[BaseException]) -> threading.Thread:
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:  # the test asserts there were none
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
 
 
 def test_a_drain_and_the_preference_centre_on_one_person_both_commit(workspace: Any) -> None:
@@ -78,10 +65,10 @@ def test_a_drain_and_the_preference_centre_on_one_person_both_commit(workspace: 
         )
 
     # when
-    draining = _in_thread(drain, errors)
+    draining = in_thread(drain, errors)
     assert ingested.wait(10)
     time.sleep(0.2)
-    saving = _in_thread(centre, errors)
+    saving = in_thread(centre, errors)
     draining.join(30)
     saving.join(30)
     # then: no deadlock, both are recorded
