@@ -268,23 +268,24 @@ class _Runner:
                 error="The destination declares no purpose: nothing may be sent.",
             )
             return
-        if self.destination.kind in AD_PLATFORMS and not any(
-            destinations.advertising_purpose(p) for p in self.purposes
-        ):
-            # Checked when purposes are set; a purpose edited since (its basis, or GPC no
-            # longer opting out) or a destination made before the check is refused here.
-            self.finish(
-                SyncRunStatus.REFUSED,
-                error="An ad platform destination must serve a purpose held on consent that "
-                "GPC opts out of (such as advertising): nothing was sent.",
-            )
-            return
         flushed = removals.removals_flush(
             destination=self.destination, audience=self.audience, sync_run=run
         )
         run.removed += flushed.sent
         self.artifacts += flushed.artifacts
         self.partial |= bool(flushed.dead or flushed.failed)
+        if self.destination.kind in AD_PLATFORMS and not any(
+            destinations.advertising_purpose(p) for p in self.purposes
+        ):
+            # Checked when purposes are set; a purpose edited since (its basis, or GPC no
+            # longer opting out) or a destination made before the check is refused here,
+            # after the removals owed to it went out (taking people back is always allowed).
+            self.finish(
+                SyncRunStatus.REFUSED,
+                error="An ad platform destination must serve a purpose held on consent that "
+                "GPC opts out of (such as advertising): no one was added.",
+            )
+            return
         self.pending = set(
             Removal.objects.filter(
                 destination=self.destination,

@@ -638,11 +638,14 @@ def _state_set(record: ConsentRecord, *, reconsent: bool) -> None:
     )
 
 
+@transaction.atomic
 def consent_apply_gpc(*, workspace: Any, subject: Subject, evidence: Evidence) -> RecordedConsent:
     """A Global Privacy Control signal: opt the subject out of every sale/share purpose, even
     over an earlier opt-in (then flagged so the site may ask again). Nothing is recorded when
-    the subject is already opted out, so a header on every request is one record, not many."""
+    the subject is already opted out, so a header on every request is one record, not many.
+    The state is read under the ledger locks, as consent_signals_apply reads it."""
     purposes = list(Purpose.objects.filter(workspace=workspace, sale_or_share=True))
+    consent_subjects_lock(workspace=workspace, subjects=[subject])
     current = {}
     profile_id = subject.profile_id
     if profile_id is not None:
