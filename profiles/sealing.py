@@ -11,7 +11,8 @@ What is taken out:
 - **properties**, at any depth: the value of a personal-data key (the built-in ones below, and
   the workspace's trait keys not classified as plain attributes), compared without case,
   spaces, dashes or underscores (`Phone Number`, `phone_number` and `phoneNumber` alike); any
-  string (value or key) holding an email address, percent-encoded ones included; and the
+  string (value or key) holding an email address, percent-encoded once or twice included
+  (`jane%40example.com`, `jane%2540example.com`); and the
   query string and fragment of URL values (keys such as `url`, `page_url`, `referrer`,
   `href`: the plain value keeps the address without them; `search` goes whole), where forms
   and links put names, emails and tokens;
@@ -91,21 +92,36 @@ def _is_url_key(key: str) -> bool:
     return folded.endswith(("url", "referrer")) or folded in ("href", "link")
 
 
+def _may_hold_email(text: str) -> bool:
+    """Whether `text` has an "@", percent-encoded once or twice (%40, %2540): else no email."""
+    return "@" in text or "%40" in text or "%2540" in text
+
+
+def _decoded(text: str) -> str:
+    """`text` percent-decoded, twice when it was encoded twice (%2540 for "@")."""
+    once = unquote_plus(text)
+    return unquote_plus(once) if "%" in once else once
+
+
 def holds_email(text: str) -> bool:
-    if "@" not in text and "%40" not in text:
+    if not _may_hold_email(text):
         return False
     return EMAIL_IN_TEXT.search(text) is not None or (
-        "%" in text and EMAIL_IN_TEXT.search(unquote_plus(text)) is not None
+        "%" in text and EMAIL_IN_TEXT.search(_decoded(text)) is not None
     )
 
 
 def _plain_url(url: str) -> str:
-    """The address without its query string and fragment, emails in it masked."""
+    """The address without its query string and fragment, emails in it masked (read decoded
+    when encoded: `jane%40example%2Ecom` is an address too)."""
     cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
     address = url[:cut]
-    if "@" not in address and "%40" not in address:  # most addresses: no regex scan
+    if not _may_hold_email(address):  # most addresses: no regex scan
         return address
-    return EMAIL_IN_TEXT.sub(EMAIL_MASK, address)
+    masked = EMAIL_IN_TEXT.sub(EMAIL_MASK, address)
+    if "%" in masked and holds_email(masked):
+        return EMAIL_IN_TEXT.sub(EMAIL_MASK, _decoded(masked))
+    return masked
 
 
 def _split_url(value: str) -> tuple[Any, Any]:
@@ -142,7 +158,7 @@ def _split_object(
         if (
             key in extra
             or (keys is not None and key in keys)
-            or (("@" in key or "%40" in key) and holds_email(key))  # an address as a key
+            or (_may_hold_email(key) and holds_email(key))  # an address as a key
         ):
             sealed[key] = item
             continue
@@ -151,7 +167,7 @@ def _split_object(
                 part = _split_url(item)
             elif key in _QUERY_KEYS:
                 part = (_NOTHING, item) if item.strip("?") else (item, _NOTHING)
-            elif ("@" in item or "%40" in item) and holds_email(item):
+            elif _may_hold_email(item) and holds_email(item):
                 part = (_NOTHING, item)
             else:
                 plain[key] = item

@@ -100,11 +100,25 @@ def test_urls_keep_their_address_plain_and_their_query_sealed() -> None:
     }
     assert set(sealed) == {"url", "search", "referrer"}
     assert merge_sealed(plain, sealed) == properties
-    # a percent-encoded address in the path is masked too
+    # a percent-encoded address in the path is masked too, its dot encoded or not
     assert split_properties({"link": "https://t.example/u/JANE%40example.com/x"}, KEYS) == (
         {"link": "https://t.example/u/[email]/x"},
         {"link": "https://t.example/u/JANE%40example.com/x"},
     )
+    assert split_properties({"url": "https://t.example/u/jane%40example%2Ecom"}, KEYS) == (
+        {"url": "https://t.example/u/[email]"},
+        {"url": "https://t.example/u/jane%40example%2Ecom"},
+    )
+    # ...and encoded twice (a link inside a link), in a URL or any other value
+    plain, sealed = split_properties(
+        {"url": "https://t.example/r/jane%2540example.com", "note": "to jane%2540example.com"},
+        KEYS,
+    )
+    assert plain == {"url": "https://t.example/r/[email]"}
+    assert sealed == {
+        "url": "https://t.example/r/jane%2540example.com",
+        "note": "to jane%2540example.com",
+    }
     # an address without a query or email is left alone, an empty search too
     assert split_properties({"url": "https://x.example/a", "search": ""}, KEYS) == (
         {"url": "https://x.example/a", "search": ""},
