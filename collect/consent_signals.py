@@ -10,7 +10,7 @@
   is ignored. A malformed consent object is ignored too: it never costs the event.
 
 Banners send the same preferences on every event, so only decisions that differ from the
-profile's current state are recorded, at most one `consent_record` per profile and batch (the
+profile's current state are recorded (a refusal of a granted purpose as a withdrawal), at most one `consent_record` per profile and batch (the
 latest message of the profile that carries preferences speaks for the batch). A message older
 than the profile's last consent change does not overturn it: events queued offline replay
 preferences the person may since have changed in the preference centre."""
@@ -116,7 +116,7 @@ def consent_signals_apply(
             }
         current_state = states[profile_id]
         found = {
-            key: decision
+            key: _withdrawal(current_state.get(key), decision)
             for key, decision in wanted.items()
             if _changes(current_state.get(key), decision, message)
         }
@@ -185,6 +185,14 @@ def _decisions(signals: dict[str, Any], keys: Any) -> dict[str, str]:
     decisions: dict[str, str] = dict.fromkeys(granted & set(keys), Decision.GRANTED)
     decisions.update(dict.fromkeys(denied & set(keys), Decision.DENIED))
     return decisions
+
+
+def _withdrawal(state: dict[str, Any] | None, decision: str) -> str:
+    """A refusal of what the person had granted is a withdrawal (as the preference centre
+    records it), any other refusal a denial."""
+    if decision == Decision.DENIED and state is not None and state["decision"] == Decision.GRANTED:
+        return Decision.WITHDRAWN
+    return decision
 
 
 def _changes(state: dict[str, Any] | None, decision: str, message: InboundMessage) -> bool:

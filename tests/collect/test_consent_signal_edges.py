@@ -70,3 +70,31 @@ def test_an_event_dated_in_the_future_does_not_overturn_a_later_refusal(source: 
     # then
     state = ConsentState.objects.get(profile_id=pid, purpose__key="advertising")
     assert state.decision == Decision.DENIED
+
+
+def test_a_banner_refusing_what_was_granted_records_a_withdrawal(source: Any) -> None:
+    # given: a grant of advertising
+    workspace = source.workspace
+    consent_services.purposes_ensure_defaults(workspace=workspace)
+    first = msg(anonymous_id="anon-w", context=PREFERENCES)
+    pid = profile_services.ingest_messages(source=source, messages=[first]).profile_ids[0]
+    consent_signals_apply(source=source, messages=[first], profile_ids=[pid])
+    # when: the banner then says no
+    later = timezone.now()
+    refusal = dataclasses.replace(
+        msg(
+            anonymous_id="anon-w",
+            context={"consent": {"categoryPreferences": {"Advertising": False}}},
+        ),
+        timestamp=later,
+        received_at=later,
+    )
+    profile_services.ingest_messages(source=source, messages=[refusal])
+    consent_signals_apply(source=source, messages=[refusal], profile_ids=[pid])
+    # then: the report counts it as a withdrawal
+    decisions = list(
+        ConsentRecord.objects.filter(purpose__key="advertising")
+        .order_by("server_time")
+        .values_list("decision", flat=True)
+    )
+    assert decisions == [Decision.GRANTED, Decision.WITHDRAWN]

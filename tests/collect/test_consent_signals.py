@@ -230,7 +230,8 @@ def test_repeated_preferences_add_no_records_and_a_change_adds_only_itself(
     assert ledger(source.workspace) == [
         ("anonymous_id", "advertising", "denied", "api"),
         ("anonymous_id", "analytics", "granted", "api"),
-        ("anonymous_id", "analytics", "denied", "api"),
+        # a refusal of what was granted is a withdrawal, as the preference centre records it
+        ("anonymous_id", "analytics", "withdrawn", "api"),
     ]
     assert Receipt.objects.count() == 2
     assert Event.objects.filter(source=source).count() == 4
