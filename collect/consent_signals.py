@@ -10,10 +10,11 @@
   is ignored. A malformed consent object is ignored too: it never costs the event.
 
 Banners send the same preferences on every event, so only decisions that differ from the
-profile's current state are recorded (a refusal of a granted purpose as a withdrawal), at most one `consent_record` per profile and batch (the
-latest message of the profile that carries preferences speaks for the batch). A message older
-than the profile's last consent change does not overturn it: events queued offline replay
-preferences the person may since have changed in the preference centre."""
+profile's current state are recorded (a refusal of a granted purpose as a withdrawal), at
+most one `consent_record` per profile and batch (the latest message of the profile that
+carries preferences speaks for the batch). A message older than the profile's last consent
+change does not overturn it: events queued offline replay preferences the person may since
+have changed in the preference centre."""
 
 from __future__ import annotations
 
