@@ -377,6 +377,13 @@ class DataSubjectRequestAdmin(WorkspaceScopedAdmin):
 CERTIFICATE_ROLES = (WorkspaceRole.HANDLE_REQUESTS.value, WorkspaceRole.VIEW_AUDIT.value)
 
 
+def _counts(found: Any) -> str:
+    """ "name: count, ..." of a certificate's counts (nothing when they are not an object)."""
+    if not isinstance(found, dict):
+        return ""
+    return ", ".join(f"{name}: {count}" for name, count in sorted(found.items(), key=str))
+
+
 @admin.register(ErasureCertificate)
 class ErasureCertificateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
     """What each erasure did, store by store and destination by destination, with the check of
@@ -485,12 +492,12 @@ class ErasureCertificateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
 
     @admin.display(description="regime")
     def regime(self, obj: ErasureCertificate) -> str:
-        return str(obj.body.get("regime", ""))
+        return str(obj.body.get("regime", "")) if isinstance(obj.body, dict) else ""
 
     @admin.display(description="outcome")
     def outcome(self, obj: ErasureCertificate) -> str:
-        stores = obj.body.get("stores", [])
-        failed = [s["store"] for s in stores if s.get("status") == "failed"]
+        stores = selectors.certificate_entries(obj, "stores")
+        failed = selectors.certificate_failed_stores(obj)
         if failed:
             return format_html(
                 '<strong style="color:#ba2121">partial: {} of {} stores failed ({})</strong>',
@@ -502,11 +509,12 @@ class ErasureCertificateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
 
     @admin.display(description="destinations")
     def destinations_count(self, obj: ErasureCertificate) -> int:
-        return len(obj.body.get("destinations", []))
+        return len(selectors.certificate_entries(obj, "destinations"))
 
     @admin.display(description="data keys destroyed")
     def keys_destroyed(self, obj: ErasureCertificate) -> int:
-        return len(obj.body.get("data_keys_destroyed", []))
+        keys = obj.body.get("data_keys_destroyed") if isinstance(obj.body, dict) else None
+        return len(keys) if isinstance(keys, list) else 0
 
     @admin.display(description="signature")
     def signature_check(self, obj: ErasureCertificate) -> str:
@@ -535,10 +543,10 @@ class ErasureCertificateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
                 (
                     s.get("store", ""),
                     s.get("status", ""),
-                    ", ".join(f"{k}: {v}" for k, v in sorted((s.get("counts") or {}).items())),
+                    _counts(s.get("counts")),
                     s.get("detail", ""),
                 )
-                for s in obj.body.get("stores", [])
+                for s in selectors.certificate_entries(obj, "stores")
             ),
         )
         return format_html(
@@ -548,9 +556,10 @@ class ErasureCertificateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
 
     @admin.display(description="destinations")
     def destinations(self, obj: ErasureCertificate) -> str:
-        found = obj.body.get("destinations", [])
+        found = selectors.certificate_entries(obj, "destinations")
         if not found:
-            return str(obj.body.get("destinations_note", "none"))
+            note = obj.body.get("destinations_note") if isinstance(obj.body, dict) else None
+            return str(note or "none")
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -573,8 +582,8 @@ class ErasureCertificateAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
 
     @admin.display(description="identifiers suppressed")
     def suppressed(self, obj: ErasureCertificate) -> str:
-        found = obj.body.get("suppressed_identifiers") or {}
-        return ", ".join(f"{kind}: {count}" for kind, count in sorted(found.items())) or "-"
+        found = obj.body.get("suppressed_identifiers") if isinstance(obj.body, dict) else None
+        return _counts(found) or "-"
 
 
 # --- Governance settings and retention policies ----------------------------------------------

@@ -118,11 +118,6 @@ def erasure_settled(*, request: DataSubjectRequest) -> Iterator[None]:
         yield
 
 
-def certificate_failed(certificate: ErasureCertificate) -> bool:
-    """Whether any store failed to erase (the request is then partially fulfilled)."""
-    return any(s["status"] == ErasureStatus.FAILED for s in certificate.body["stores"])
-
-
 @transaction.atomic
 def erasure_run(*, request: DataSubjectRequest) -> ErasureCertificate:
     """Erase the request's subject from every registered store, suppress every identifier of

@@ -333,8 +333,8 @@ def _erasure_rows(requests: list[DataSubjectRequest]) -> tuple[list[list[Any]], 
             certificate, keys=keys.get(certificate.request.workspace.slug, [])
         )
         unverified += not check.valid
-        stores = certificate.body.get("stores", [])
-        failed = sum(1 for s in stores if s.get("status") == ErasureStatus.FAILED)
+        stores = selectors.certificate_entries(certificate, "stores")
+        failed = len(selectors.certificate_failed_stores(certificate))
         rows.append(
             [
                 str(dsr.pk),
@@ -344,7 +344,7 @@ def _erasure_rows(requests: list[DataSubjectRequest]) -> tuple[list[list[Any]], 
                 _at(certificate.issued_at),
                 sum(1 for s in stores if s.get("status") == ErasureStatus.ERASED),
                 failed,
-                len(certificate.body.get("destinations", [])),
+                len(selectors.certificate_entries(certificate, "destinations")),
                 "valid" if check.valid else f"INVALID: {check.reason}",
             ]
         )

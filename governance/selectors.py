@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from cdp.core.exceptions import NotFound
+from cdp.core.registry import ErasureStatus
 from consent import selectors as consent_selectors
 from governance.enums import FINAL_STATES
 from governance.models import DataSubjectRequest, ErasureCertificate, ExportArchive
@@ -127,6 +128,22 @@ def certificate_get(*, request: DataSubjectRequest) -> ErasureCertificate:
     if found is None:
         raise CertificateNotFound()
     return found
+
+
+def certificate_entries(certificate: ErasureCertificate, part: str) -> list[dict[str, Any]]:
+    """The entries of a list in the certificate's body (`stores`, `destinations`), objects
+    only: a body changed after signing (shown as such) must not break the pages reading it."""
+    found = certificate.body.get(part) if isinstance(certificate.body, dict) else None
+    return [entry for entry in found if isinstance(entry, dict)] if isinstance(found, list) else []
+
+
+def certificate_failed_stores(certificate: ErasureCertificate) -> list[str]:
+    """The stores that failed to erase (the request then ended partially fulfilled)."""
+    return [
+        str(entry.get("store", ""))
+        for entry in certificate_entries(certificate, "stores")
+        if entry.get("status") == ErasureStatus.FAILED
+    ]
 
 
 def certificate_document(certificate: ErasureCertificate) -> dict[str, Any]:

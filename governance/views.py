@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from cdp.core.exceptions import ApplicationError, NotFound
 from consent import selectors as consent_selectors
-from governance import downloads, erasure, selectors, services
+from governance import downloads, selectors, services
 from governance.enums import Regime, RequestState, RequestType
 from governance.limits import RequestRateLimited, client_limit_consume
 from governance.models import DataSubjectRequest
@@ -223,7 +223,8 @@ def portal_status(request: HttpRequest, request_id: str) -> HttpResponse:
         and bool(dsr.verification_code_hash),
         "cancellable": services.request_cancellable(request=dsr),
         "certificate": certificate,
-        "certificate_partial": certificate is not None and erasure.certificate_failed(certificate),
+        "certificate_partial": certificate is not None
+        and bool(selectors.certificate_failed_stores(certificate)),
     }
     return render(request, "governance/portal/status.html", context)
 

@@ -344,3 +344,21 @@ def test_verify_certificate_explains_a_bad_file(
 def test_verify_certificate_names_a_missing_file(db: Any, tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="Cannot read the certificate file"):
         call_command("verify_certificate", str(tmp_path / "missing.json"))
+
+
+def test_a_body_mangled_after_signing_is_shown_invalid_not_an_error(
+    client: Client, owner: Any, certificate: ErasureCertificate
+) -> None:
+    # given: the stored body rewritten with the wrong shapes
+    mangled = {**certificate.body, "stores": ["erased"], "destinations": "none", "regime": 7}
+    mangled["suppressed_identifiers"] = ["email"]
+    ErasureCertificate.objects.filter(pk=certificate.pk).update(body=mangled)
+    client.force_login(owner)
+    change = reverse("admin:governance_erasurecertificate_change", args=[certificate.pk])
+    # when
+    listed = client.get(CHANGELIST)
+    page = client.get(change)
+    # then
+    assert listed.status_code == page.status_code == 200
+    assert "INVALID: bad signature" in listed.content.decode()
+    assert "complete: 0 stores" in page.content.decode()
