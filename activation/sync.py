@@ -178,6 +178,8 @@ class _Runner:
     artifacts: list[str] = field(default_factory=list)
     partial: bool = False
     aborted: bool = False
+    # A re-sent add met a receiver down or busy (not one refusing it): the others wait too.
+    resends_halted: bool = False
     errors: list[str] = field(default_factory=list)
     sent_ids: list[Any] = field(default_factory=list)
     sink: outbound.FileSink | None = None
@@ -331,9 +333,9 @@ class _Runner:
         # their failures neither stop the run nor hold its cursor.
         resend_size = 1 if self.destination.kind == DestinationKind.WEBHOOK else size
         for chunk in _chunks(plan.resends, resend_size):
-            if self.stopped():
+            if self.stopped() or self.resends_halted:
                 break
-            self.add_batch(chunk)
+            self.add_batch(chunk, resend=True)
             run.processed += len(chunk)
             self.progress()
         if self.sink is not None and not self.close_file():
@@ -518,9 +520,11 @@ class _Runner:
                 self.partial = True
                 self.pending |= {r.profile_id for r in sendable}
 
-    def add_batch(self, chunk: list[Any]) -> bool:
+    def add_batch(self, chunk: list[Any], *, resend: bool = False) -> bool:
         """Evaluate, send and record one batch of additions; False when it could not be
-        delivered (dead-lettered)."""
+        delivered (dead-lettered). A `resend` (an add that did not arrive before) the receiver
+        could not take for a retryable reason (down, busy, asking to wait) stays failed, to be
+        sent again, and is not counted as refused; the run's other re-sends wait with it."""
         run = self.run
         verdict = eligibility.evaluate(
             workspace=self.workspace, purposes=self.purposes, profile_ids=chunk
@@ -593,6 +597,15 @@ class _Runner:
             audience=self.audience,
             sync_run_id=run.pk,
         )
+        if resend and not result.delivered and result.retryable:
+            self.resends_halted = True
+            self.partial = True
+            self.exclude(DEFERRED, len(records))
+            self.errors.append(
+                f"A re-sent batch could not be delivered now ({result.error}); "
+                "the next run sends it again."
+            )
+            return False
         if result.retry_after is not None and result.retryable:
             # The receiver asked for a longer wait than a worker may hold: the rows stay
             # failed (to be sent again), the run stops and leaves its cursor for the next.

@@ -275,21 +275,27 @@ def _resolve(host: str) -> list[str]:
 # --- retry policy and sending ------------------------------------------------------------------
 
 
+# A receiver's Retry-After is honoured up to a day: a longer one (a date years ahead, a number
+# of 400 digits) would stall a removal for good or overflow the date arithmetic after it.
+MAX_RETRY_AFTER_SECONDS = 86400.0
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds: delta-seconds (`120`) or an HTTP date; None if absent/bad."""
+    """`Retry-After` as seconds: delta-seconds (`120`) or an HTTP date, at most a day
+    (MAX_RETRY_AFTER_SECONDS); None if absent/bad."""
     if not value:
         return None
     text = value.strip()
     if text.isascii() and text.isdigit():  # float() refuses other Unicode digits ("²")
-        return float(text)
+        return min(float(text), MAX_RETRY_AFTER_SECONDS)
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
     current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    return min(max(0.0, when.timestamp() - current), MAX_RETRY_AFTER_SECONDS)
 
 
 @dataclass(frozen=True)

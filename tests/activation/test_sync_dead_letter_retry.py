@@ -185,3 +185,33 @@ def test_an_add_refused_again_and_again_is_left_to_a_full_run(
     # then: the incremental run leaves her alone, the full run sends her
     assert (third.status, third.total) == ("succeeded", 0)
     assert (full.status, full.sent) == ("succeeded", 1)
+
+
+def test_a_receiver_outage_does_not_use_up_the_resends(
+    workspace: Any,
+    receiver: Receiver,
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+) -> None:
+    # given: ada's and bo's adds dead-lettered, then the receiver down for three more runs
+    settings.CDP_SYNC_MAX_RESENDS = 2
+    ada, bo = person(workspace), person(workspace)
+    grant(workspace, ada, "advertising")
+    grant(workspace, bo, "advertising")
+    sync = _incremental(workspace, receiver)
+    enter(sync.audience, ada, bo)
+    receiver.statuses = [503] * 3
+    run_sync(sync, django_capture_on_commit_callbacks)
+    down = []
+    for _ in range(3):
+        receiver.statuses = [503] * 100
+        hits = len(receiver.hits)
+        down.append(run_sync(sync, django_capture_on_commit_callbacks))
+        # then: one re-send tried (its attempts), the other waits with it
+        assert len(receiver.hits) - hits == settings.CDP_WEBHOOK_MAX_ATTEMPTS
+    assert {run.status for run in down} == {"partial"}
+    # when: the receiver is back
+    receiver.statuses = []
+    back = run_sync(sync, django_capture_on_commit_callbacks)
+    # then: both are sent; the outage was not counted as their refusal
+    assert (back.status, back.sent) == ("succeeded", 2)

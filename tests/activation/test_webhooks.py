@@ -422,6 +422,10 @@ def test_policy_is_validated():
         ("-5", None),
         ("", None),
         (None, None),
+        # at most a day: a longer wait would stall a removal for good, or overflow
+        ("99999999999999", 86400.0),
+        ("9" * 400, 86400.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 86400.0),
     ],
 )
 def test_parse_retry_after(value, expected):
