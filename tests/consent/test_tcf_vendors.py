@@ -217,11 +217,11 @@ def test_a_sale_or_share_purpose_naming_no_vendor_is_never_granted_by_a_tc_strin
     tc = tc_string_decode(tc_string(purposes=range(1, 11), vendors=range(1, 800)))
     # when
     decisions = tcf_decisions(tc=tc, purposes=purposes)
-    # then: the purposes that are not a sale or sharing keep the purpose-bit mapping
+    # then: the purposes that are not a sale or sharing keep the purpose-bit mapping, and
+    # advertising is not decided at all: no grant, and no refusal the person never made
     assert decisions == {
         "analytics": "granted",
         "personalization": "granted",
-        "advertising": "denied",
         "profiling": "granted",
     }
 
