@@ -65,6 +65,16 @@ class ConsentStewardAdmin(WorkspaceScopedAdmin):
 # --- purposes --------------------------------------------------------------------------------
 
 
+def _id_list(value: Any, ids: Any, message: str) -> list[int]:
+    """A JSON list of whole numbers among `ids` (TCF purpose or vendor ids), else `message`."""
+    value = value or []
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v in ids for v in value
+    ):
+        raise ValidationError(message)
+    return value
+
+
 def _string_list(value: Any, example: str) -> list[str]:
     if value in (None, ""):
         return []
@@ -111,20 +121,18 @@ class PurposeForm(forms.ModelForm):
         return value
 
     def clean_tcf_purposes(self) -> list[int]:
-        value = self.cleaned_data.get("tcf_purposes") or []
-        if not isinstance(value, list) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v in TCF_PURPOSE_IDS for v in value
-        ):
-            raise ValidationError("Enter a JSON list of IAB TCF purpose ids (1 to 11), e.g. [8].")
-        return value
+        return _id_list(
+            self.cleaned_data.get("tcf_purposes"),
+            TCF_PURPOSE_IDS,
+            "Enter a JSON list of IAB TCF purpose ids (1 to 11), e.g. [8].",
+        )
 
     def clean_tcf_vendors(self) -> list[int]:
-        value = self.cleaned_data.get("tcf_vendors") or []
-        if not isinstance(value, list) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v in TCF_VENDOR_IDS for v in value
-        ):
-            raise ValidationError("Enter a JSON list of IAB TCF vendor ids, e.g. [755].")
-        return value
+        return _id_list(
+            self.cleaned_data.get("tcf_vendors"),
+            TCF_VENDOR_IDS,
+            "Enter a JSON list of IAB TCF vendor ids, e.g. [755].",
+        )
 
     def clean_dpv_purposes(self) -> list[str]:
         return _string_list(self.cleaned_data.get("dpv_purposes"), "dpv:ServiceOptimisation")

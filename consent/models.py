@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from cdp.core.crypto import BlindIndexField, EncryptedTextField
@@ -14,6 +14,9 @@ EEA = [
     "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT",
     "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO",
 ]  # fmt: skip
+# Ten years: a longer validity means none, and days beyond the calendar break the sweep's date
+# arithmetic.
+MAX_CONSENT_VALIDITY_DAYS = 3650
 JURISDICTION_GROUPS = {**dict.fromkeys(EEA, "EU"), "GB": "UK"}
 
 
@@ -49,10 +52,10 @@ class Purpose(models.Model):
     consent_validity_days = models.PositiveIntegerField(
         null=True,
         blank=True,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_CONSENT_VALIDITY_DAYS)],
         help_text="Days a consent grant stays valid before it expires and is asked again "
-        "(395: 13 months, as the banner asks again); empty: no expiry. Only purposes that "
-        "rest on consent expire.",
+        "(395: 13 months, as the banner asks again; at most 3650); empty: no expiry. Only "
+        "purposes that rest on consent expire.",
     )
     position = models.PositiveSmallIntegerField(default=100)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -63,8 +66,11 @@ class Purpose(models.Model):
             models.UniqueConstraint(fields=["workspace", "key"], name="purpose_ws_key_unique"),
             models.CheckConstraint(
                 condition=models.Q(consent_validity_days__isnull=True)
-                | models.Q(consent_validity_days__gte=1),
-                name="purpose_consent_validity_positive",
+                | models.Q(
+                    consent_validity_days__gte=1,
+                    consent_validity_days__lte=MAX_CONSENT_VALIDITY_DAYS,
+                ),
+                name="purpose_consent_validity_bounded",
             ),
         ]
 

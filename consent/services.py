@@ -878,13 +878,15 @@ class ExpirySweep:
     error: str = ""
 
 
-def consent_grants_expire_all(*, now: datetime | None = None) -> list[ExpirySweep]:
-    """The sweep over every workspace (the daily beat task). A workspace whose run fails is
-    reported (the class of the error only: a message might quote a value) and the others
-    still run."""
+def consent_grants_expire_all(
+    *, now: datetime | None = None, workspaces: Iterable[Any] | None = None
+) -> list[ExpirySweep]:
+    """The sweep over every workspace (the daily beat task), or over `workspaces` (the
+    command). A workspace whose run fails is reported and logged (the class of the error only:
+    a message might quote a value) and the others still run."""
     now = now or timezone.now()
     results = []
-    for workspace in profile_selectors.workspace_list():
+    for workspace in profile_selectors.workspace_list() if workspaces is None else workspaces:
         try:
             expired = consent_grants_expire(workspace=workspace, now=now)
         except Exception as exc:

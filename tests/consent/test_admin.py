@@ -182,6 +182,7 @@ def test_owner_edits_a_purpose_but_not_its_key_or_workspace(
         ("consent_validity_days", "0", "greater than or equal to 1"),
         ("consent_validity_days", "-30", "greater than or equal to"),
         ("consent_validity_days", "a year", "whole number"),
+        ("consent_validity_days", "3651", "less than or equal to 3650"),
     ],
 )
 def test_purpose_form_refuses_malformed_mappings(

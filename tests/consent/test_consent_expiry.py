@@ -13,7 +13,7 @@ import pytest
 from auditlog import get_logentry_model
 from django.conf import settings as django_settings
 from django.contrib.contenttypes.models import ContentType
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from activation import services as activation_services
@@ -451,6 +451,27 @@ def test_the_command_counts_with_dry_run_then_expires(workspace: Any) -> None:
     assert unchanged == before
     assert out.getvalue() == "acme: expired 1\n"
     assert state_of(ada, "analytics").decision == Decision.EXPIRED
+
+
+def test_the_command_and_the_task_report_a_workspace_that_failed(
+    workspace: Any, other_workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the sweep breaks in acme only
+    real = services.consent_grants_expire
+
+    def breaks_in_acme(*, workspace: Any, now: Any = None) -> int:
+        if workspace.slug == "acme":
+            raise RuntimeError("broken")
+        return real(workspace=workspace, now=now)
+
+    monkeypatch.setattr(services, "consent_grants_expire", breaks_in_acme)
+    out = StringIO()
+    # when / then: the command goes on with the others and exits in error, naming acme
+    with pytest.raises(CommandError, match="consent expiry failed in: acme"):
+        call_command("expire_consent", stdout=out)
+    assert "acme: FAILED (RuntimeError)" in out.getvalue()
+    assert f"{other_workspace.slug}: expired 0" in out.getvalue()
+    assert tasks.consent_grants_expire()["failed"] == ["acme"]
 
 
 def test_the_consent_report_counts_expired_states(workspace: Any) -> None:

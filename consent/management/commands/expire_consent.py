@@ -36,13 +36,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"{workspace.slug} (dry run): would expire {count}")
             return
         failed = []
-        for workspace in workspaces:
-            try:
-                expired = services.consent_grants_expire(workspace=workspace)
-            except ApplicationError as exc:
-                failed.append(workspace.slug)
-                self.stdout.write(f"{workspace.slug}: FAILED ({exc.code})")
+        for result in services.consent_grants_expire_all(workspaces=workspaces):
+            if result.error:
+                failed.append(result.workspace)
+                self.stdout.write(f"{result.workspace}: FAILED ({result.error})")
             else:
-                self.stdout.write(f"{workspace.slug}: expired {expired}")
+                self.stdout.write(f"{result.workspace}: expired {result.expired}")
         if failed:
             raise CommandError(f"consent expiry failed in: {', '.join(failed)}")
