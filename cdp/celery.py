@@ -25,3 +25,11 @@ def _log_through_settings(**kwargs: Any) -> None:
     from django.utils.log import configure_logging
 
     configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
+
+
+@signals.worker_process_init.connect
+def _gc_after_fork(**kwargs: Any) -> None:
+    """Each pool process freezes the objects of its start-up (cdp.core.gc)."""
+    from cdp.core.gc import gc_tune
+
+    gc_tune()
