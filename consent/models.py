@@ -6,6 +6,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from cdp.core.crypto import BlindIndexField, EncryptedTextField
+from cdp.core.fields import unconstrained_fk
 from cdp.core.ids import uuid7
 from consent.enums import Decision, DefaultMode, LegalBasis, Method
 
@@ -129,7 +130,7 @@ class ConsentRecord(models.Model):
     subject (an identity) are chained by hash: each stores the previous record's hash."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    workspace = unconstrained_fk("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
     profile = models.ForeignKey(
         "profiles.Profile", null=True, on_delete=models.CASCADE, related_name="+"
     )
@@ -142,7 +143,7 @@ class ConsentRecord(models.Model):
     )
     method = models.CharField(max_length=24, choices=Method.choices)
     jurisdiction = models.CharField(max_length=16, blank=True)
-    source = models.ForeignKey(
+    source = unconstrained_fk(
         "profiles.Source", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     client_time = models.DateTimeField(null=True, blank=True)
@@ -174,7 +175,7 @@ class ConsentRecord(models.Model):
 class ConsentState(models.Model):
     """The current decision per profile and purpose, kept by the services from the ledger."""
 
-    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    workspace = unconstrained_fk("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
     profile = models.ForeignKey("profiles.Profile", on_delete=models.CASCADE, related_name="+")
     purpose = models.ForeignKey(Purpose, on_delete=models.CASCADE, related_name="states")
     decision = models.CharField(max_length=16, choices=Decision.choices)
@@ -224,7 +225,7 @@ class Receipt(models.Model):
     """A signed consent receipt (ISO/IEC TS 27560 / Kantara fields) for one consent change."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    workspace = unconstrained_fk("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
     profile = models.ForeignKey(
         "profiles.Profile", null=True, on_delete=models.CASCADE, related_name="+"
     )

@@ -9,6 +9,7 @@ from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from cdp.core.crypto import BlindIndexField, EncryptedJSONField, EncryptedTextField
+from cdp.core.fields import unconstrained_fk
 from cdp.core.ids import uuid7
 from profiles.enums import (
     DEFAULT_SOURCE_PRIORITY,
@@ -78,7 +79,7 @@ class Profile(models.Model):
     the survivor) so that the merge can be undone and late references still resolve."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="profiles")
+    workspace = unconstrained_fk(Workspace, on_delete=models.PROTECT, related_name="profiles")
     status = models.CharField(
         max_length=16, choices=ProfileStatus.choices, default=ProfileStatus.ACTIVE
     )
@@ -110,7 +111,7 @@ class DataKey(models.Model):
     clears `wrapped` for good; the row stays as evidence of when that happened."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="data_keys")
+    workspace = unconstrained_fk(Workspace, on_delete=models.PROTECT, related_name="data_keys")
     profile = models.ForeignKey(
         Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="data_keys"
     )
@@ -230,7 +231,7 @@ class Identity(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     # Neither has an index of its own: the unique (workspace, blind_index, type) and
     # identity_profile lead with them (an index more is one more write per identity).
-    workspace = models.ForeignKey(
+    workspace = unconstrained_fk(
         Workspace, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     profile = models.ForeignKey(
@@ -242,7 +243,7 @@ class Identity(models.Model):
     blind_index = BlindIndexField()
     value = EncryptedTextField(key_field="data_key")
     data_key = models.ForeignKey(DataKey, on_delete=models.PROTECT, related_name="+")
-    source = models.ForeignKey(Source, null=True, on_delete=models.SET_NULL, related_name="+")
+    source = unconstrained_fk(Source, null=True, on_delete=models.SET_NULL, related_name="+")
     message_id = models.CharField(max_length=128, blank=True)
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
@@ -274,7 +275,7 @@ class Identity(models.Model):
 class IdentityLink(models.Model):
     """Two identifiers seen in one message: the evidence the identity graph is rebuilt from."""
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    workspace = unconstrained_fk(Workspace, on_delete=models.CASCADE, related_name="+")
     left = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+")
     right = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+")
     message_id = models.CharField(max_length=128, blank=True)
@@ -323,14 +324,14 @@ class Trait(models.Model):
     A profile's trait is chosen among its rows by the key's survivorship policy."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="+")
+    workspace = unconstrained_fk(Workspace, on_delete=models.PROTECT, related_name="+")
     # No index of its own: trait_profile_key leads with it.
     profile = models.ForeignKey(
         Profile, on_delete=models.CASCADE, related_name="trait_values", db_index=False
     )
     origin_profile_id = models.UUIDField()
     key = models.CharField(max_length=128)
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    source = unconstrained_fk(Source, on_delete=models.PROTECT, related_name="+")
     is_pii = models.BooleanField()
     value_attribute = models.JSONField(null=True, blank=True)
     value_pii = EncryptedJSONField(null=True, key_field="data_key")
@@ -358,14 +359,14 @@ class Event(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     # Neither has an index of its own: event_ws_* and event_profile_time lead with them
     # (the events table takes the most writes; each index is one more per event).
-    workspace = models.ForeignKey(
+    workspace = unconstrained_fk(
         Workspace, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     profile = models.ForeignKey(
         Profile, on_delete=models.CASCADE, related_name="events", db_index=False
     )
     origin_profile_id = models.UUIDField()
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    source = unconstrained_fk(Source, on_delete=models.PROTECT, related_name="+")
     message_id = models.CharField(max_length=128)
     type = models.CharField(max_length=16, choices=EventType.choices)
     name = models.CharField(max_length=200, blank=True)
@@ -395,7 +396,7 @@ class SeenMessage(models.Model):
     """messageIds seen within the dedup window: a retried batch is stored once."""
 
     # No index of its own: the unique (workspace, message_id) leads with it.
-    workspace = models.ForeignKey(
+    workspace = unconstrained_fk(
         Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
     )
     message_id = models.CharField(max_length=128)
