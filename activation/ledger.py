@@ -38,16 +38,45 @@ def _undelivered_add(action: str, status: str) -> bool:
 
 def _last_rows(rows: QuerySet[Delivery], keep: Callable[[str, str], bool]) -> set[Holding]:
     """The (destination, audience, profile) groups of `rows` whose last row passes `keep`."""
+    return _last_rows_split(rows, keep)[0]
+
+
+def _last_rows_split(
+    rows: QuerySet[Delivery], *keeps: Callable[[str, str], bool]
+) -> tuple[set[Holding], ...]:
+    """For each of `keeps`, the groups of `rows` whose last row passes it, from one read of
+    the rows: a caller that needs several sets of one chunk does not query it again."""
     group = ("destination_id", "audience_id", "profile_id")
     fields = (*group, "action", "status")
     if connection.vendor == "postgresql":
         # DISTINCT ON: one row per group, the last by id (UUIDv7 ids follow creation order).
-        last = rows.order_by(*group, "-id").distinct(*group).values_list(*fields)
-        return {(d, a, p) for d, a, p, action, status in last if keep(action, status)}
-    latest: dict[Holding, tuple[str, str]] = {}
-    for d, a, p, action, status in rows.order_by("id").values_list(*fields):
-        latest[(d, a, p)] = (action, status)
-    return {key for key, (action, status) in latest.items() if keep(action, status)}
+        last = list(rows.order_by(*group, "-id").distinct(*group).values_list(*fields))
+    else:
+        latest: dict[Holding, tuple[str, str]] = {}
+        for d, a, p, action, status in rows.order_by("id").values_list(*fields):
+            latest[(d, a, p)] = (action, status)
+        last = [(d, a, p, action, status) for (d, a, p), (action, status) in latest.items()]
+    return tuple(
+        {(d, a, p) for d, a, p, action, status in last if keep(action, status)} for keep in keeps
+    )
+
+
+def _ledger_rows(
+    *,
+    workspace_id: Any,
+    profile_ids: Iterable[Any] | None,
+    destination_ids: Iterable[Any] | None,
+    audience_id: Any,
+    by_audience: bool,
+) -> QuerySet[Delivery]:
+    rows = Delivery.objects.filter(workspace_id=workspace_id)
+    if profile_ids is not None:
+        rows = rows.filter(profile_id__in=list(profile_ids))
+    if destination_ids is not None:
+        rows = rows.filter(destination_id__in=list(destination_ids))
+    if audience_id is not None and by_audience:
+        rows = rows.filter(audience_id=audience_id)
+    return rows
 
 
 def holdings(
@@ -64,14 +93,36 @@ def holdings(
     owed against this conservative set. With `delivered_only`, only those it surely holds
     (the last row is a delivered add): additions are planned against that set, so that an add
     that did not arrive is sent again."""
-    rows = Delivery.objects.filter(workspace_id=workspace_id)
-    if profile_ids is not None:
-        rows = rows.filter(profile_id__in=list(profile_ids))
-    if destination_ids is not None:
-        rows = rows.filter(destination_id__in=list(destination_ids))
-    if audience_id is not None and by_audience:
-        rows = rows.filter(audience_id=audience_id)
+    rows = _ledger_rows(
+        workspace_id=workspace_id,
+        profile_ids=profile_ids,
+        destination_ids=destination_ids,
+        audience_id=audience_id,
+        by_audience=by_audience,
+    )
     return _last_rows(rows, _holds_surely if delivered_only else _holds)
+
+
+def holdings_split(
+    *,
+    workspace_id: Any,
+    profile_ids: Iterable[Any] | None = None,
+    destination_ids: Iterable[Any] | None = None,
+    audience_id: Any = None,
+    by_audience: bool = True,
+) -> tuple[set[Holding], set[Holding]]:
+    """`holdings` and `holdings(delivered_only=True)` from one read of the ledger: (may hold,
+    surely holds). A sync plans its removals by the first and its additions by the second,
+    chunk by chunk, and both come from the same last rows."""
+    rows = _ledger_rows(
+        workspace_id=workspace_id,
+        profile_ids=profile_ids,
+        destination_ids=destination_ids,
+        audience_id=audience_id,
+        by_audience=by_audience,
+    )
+    may, surely = _last_rows_split(rows, _holds, _holds_surely)
+    return may, surely
 
 
 def adds_undelivered(

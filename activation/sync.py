@@ -386,25 +386,15 @@ class _Runner:
         self.held = set()
         delivered: set[Any] = set()
         for chunk in _chunks(changed, REVEAL_BATCH_MAX):
-            self.held |= {
-                p
-                for _d, _a, p in ledger.holdings(
-                    workspace_id=self.workspace.pk,
-                    profile_ids=chunk,
-                    destination_ids=[self.destination.pk],
-                    audience_id=audience.pk,
-                )
-            }
-            delivered |= {
-                p
-                for _d, _a, p in ledger.holdings(
-                    workspace_id=self.workspace.pk,
-                    profile_ids=chunk,
-                    destination_ids=[self.destination.pk],
-                    audience_id=audience.pk,
-                    delivered_only=True,
-                )
-            }
+            # One read of the chunk's ledger rows gives both sets.
+            may_hold, surely_holds = ledger.holdings_split(
+                workspace_id=self.workspace.pk,
+                profile_ids=chunk,
+                destination_ids=[self.destination.pk],
+                audience_id=audience.pk,
+            )
+            self.held |= {p for _d, _a, p in may_hold}
+            delivered |= {p for _d, _a, p in surely_holds}
         current = set(
             AudienceMembership.objects.filter(
                 audience=audience, profile_id__in=changed
