@@ -9,12 +9,13 @@ the counts of a run add up to the profiles it excluded."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from activation.enums import RemovalReason
 from consent import selectors as consent_selectors
+from consent.enums import Decision
 from profiles import selectors as profile_selectors
 
 NOT_ACTIVE = "not_active"
@@ -65,10 +66,54 @@ def evaluate(*, workspace: Any, purposes: Sequence[Any], profile_ids: Iterable[A
     return verdict
 
 
-def removal_reason(exclusion: str) -> str:
-    """Why a person excluded for `exclusion` is taken back from a destination holding them."""
-    if exclusion == RESTRICTED:
-        return RemovalReason.RESTRICTED
-    if exclusion.startswith(NO_CONSENT):
-        return RemovalReason.CONSENT_WITHDRAWN
-    return RemovalReason.EXITED
+def removal_reasons(*, workspace: Any, excluded: Mapping[Any, str]) -> dict[Any, str]:
+    """Why each person excluded for `excluded[id]` is taken back from a destination holding
+    them: restricted; consent expired when the refused purpose's current decision is
+    `expired` (its validity elapsed: the person withdrew nothing); consent withdrawn for any
+    other refusal; else exited. Reads the consent states only when a refusal is among them."""
+    refused = [pk for pk, exclusion in excluded.items() if exclusion.startswith(NO_CONSENT)]
+    states = (
+        consent_selectors.consent_states_for_profiles(workspace=workspace, profile_ids=refused)
+        if refused
+        else {}
+    )
+    reasons: dict[Any, str] = {}
+    for pk, exclusion in excluded.items():
+        if exclusion == RESTRICTED:
+            reasons[pk] = RemovalReason.RESTRICTED
+        elif exclusion.startswith(NO_CONSENT):
+            key = exclusion.partition(":")[2]
+            decision = states.get(pk, {}).get(key, {}).get("decision")
+            reasons[pk] = _consent_reason([decision])
+        else:
+            reasons[pk] = RemovalReason.EXITED
+    return reasons
+
+
+def consent_refusal_reasons(
+    *, workspace: Any, profile_ids: Sequence[Any], purpose_keys: Iterable[str]
+) -> dict[Any, str]:
+    """The removal reason of each profile whose consent for `purpose_keys` stopped allowing
+    processing (the consent-change hook): consent expired when every one of those decisions
+    that refuses is an expiry, else consent withdrawn (a withdrawal or denial among them is
+    what the person said, and it is the stronger word)."""
+    keys = set(purpose_keys)
+    states = consent_selectors.consent_states_for_profiles(
+        workspace=workspace, profile_ids=list(profile_ids)
+    )
+    return {
+        pk: _consent_reason(
+            [
+                state["decision"]
+                for key, state in states.get(pk, {}).items()
+                if key in keys and state["decision"] != Decision.GRANTED
+            ]
+        )
+        for pk in profile_ids
+    }
+
+
+def _consent_reason(decisions: Sequence[Any]) -> str:
+    if decisions and all(decision == Decision.EXPIRED for decision in decisions):
+        return RemovalReason.CONSENT_EXPIRED
+    return RemovalReason.CONSENT_WITHDRAWN

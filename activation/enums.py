@@ -69,6 +69,9 @@ class DeliveryStatus(models.TextChoices):
 class RemovalReason(models.TextChoices):
     EXITED = "exited", "Left the audience"
     CONSENT_WITHDRAWN = "consent_withdrawn", "Consent withdrawn"
+    # The grant outlived its purpose's validity (the consent ledger recorded `expired`): the
+    # person withdrew nothing, and a steward or a destination reading the reason must see so.
+    CONSENT_EXPIRED = "consent_expired", "Consent expired"
     RESTRICTED = "restricted", "Processing restricted"
     ERASURE = "erasure", "Erasure request"
 

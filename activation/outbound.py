@@ -11,7 +11,8 @@ Formats:
 - webhook: JSON `{"type": "add" | "remove", "records": [...], ...}`; a record is
   `{"profileId": ..., "userId": ..., "email": ..., "traits": {...}}` with only the declared
   identifiers (the most recently seen value of each) and traits. A remove carries the same
-  identifiers, no traits.
+  identifiers, no traits, and the request a `reason` (activation.enums.RemovalReason:
+  `exited`, `consent_withdrawn`, `consent_expired`, `restricted`, `erasure`).
 - google_customer_match / meta_custom_audiences: the platform's upload CSV, hashed as the
   platform documents (activation.platforms); a removal file has the same columns.
 - csv / jsonl: `profile_id`, the declared identifiers, then the declared traits; a removal

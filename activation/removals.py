@@ -1,8 +1,9 @@
 """Removals: taking a person back from the destinations that received them.
 
-A removal is owed when consent for a destination's purpose is withdrawn (or denied), when the
-person's processing is restricted, when they leave an audience a destination holds them in,
-and when they are erased. "Received" is read from the delivery ledger (`ledger.holdings`).
+A removal is owed when consent for a destination's purpose is withdrawn or denied (reason
+`consent_withdrawn`) or expires (`consent_expired`), when the person's processing is
+restricted, when they leave an audience a destination holds them in, and when they are
+erased. "Received" is read from the delivery ledger (`ledger.holdings`).
 
 What the destination needs to find the person (the hashed identifiers of an ad-platform row,
 the ids of a webhook record) is computed when the removal is queued, while the person's data
@@ -400,13 +401,27 @@ def removal_retry(*, removal: Removal) -> Removal:
 def on_consent_refused(
     workspace_id: int, profile_ids: Sequence[Any], purpose_keys: Sequence[str]
 ) -> None:
-    """Consent change hook: a withdrawal, denial or expiry for these purposes."""
-    removals_owed(
-        workspace_id=workspace_id,
-        profile_ids=profile_ids,
-        reason=RemovalReason.CONSENT_WITHDRAWN,
-        purpose_keys=purpose_keys,
+    """Consent change hook: a withdrawal, denial or expiry for these purposes. The hook is not
+    told which: the current consent states, written before it runs, say whether the grant
+    expired (`consent_expired`) or the person refused (`consent_withdrawn`)."""
+    if not Destination.objects.filter(
+        workspace_id=workspace_id, purposes__key__in=list(purpose_keys)
+    ).exists():
+        return  # before reading anyone's consent: this runs for every refusal
+    workspace = profile_selectors.workspace_get_by_id(workspace_id=workspace_id)
+    reasons = eligibility.consent_refusal_reasons(
+        workspace=workspace, profile_ids=profile_ids, purpose_keys=purpose_keys
     )
+    by_reason: dict[str, list[Any]] = {}
+    for profile_id in profile_ids:
+        by_reason.setdefault(reasons[profile_id], []).append(profile_id)
+    for reason in sorted(by_reason):
+        removals_owed(
+            workspace_id=workspace_id,
+            profile_ids=by_reason[reason],
+            reason=reason,
+            purpose_keys=purpose_keys,
+        )
 
 
 def on_restricted(workspace_id: int, profile_ids: Sequence[Any]) -> None:

@@ -523,13 +523,14 @@ class _Runner:
             self.exclude(reason)
         if run.mode == SyncMode.FULL:
             # A member the destination holds who may no longer be sent is taken back.
-            back = [
-                (p, eligibility.removal_reason(reason))
+            held = {
+                p: reason
                 for p, reason in verdict.excluded.items()
                 if p in self.held and p not in self.pending
-            ]
-            if back:
-                self.take_back(back)
+            }
+            if held:
+                reasons = eligibility.removal_reasons(workspace=self.workspace, excluded=held)
+                self.take_back([(p, reasons[p]) for p in held])
         allowed = [p for p in chunk if p in verdict.allowed]
         waiting = [p for p in allowed if p in self.pending]
         if waiting:
@@ -651,7 +652,8 @@ class _Runner:
             workspace=self.workspace, purposes=self.purposes, profile_ids=profile_ids
         )
         by_reason: dict[str, list[Any]] = {}
-        for profile_id, reason in verdict.excluded.items():
-            by_reason.setdefault(eligibility.removal_reason(reason), []).append(profile_id)
+        reasons = eligibility.removal_reasons(workspace=self.workspace, excluded=verdict.excluded)
+        for profile_id, reason in reasons.items():
+            by_reason.setdefault(reason, []).append(profile_id)
         for reason, ids in by_reason.items():
             removals.removals_owed(workspace_id=self.workspace.pk, profile_ids=ids, reason=reason)

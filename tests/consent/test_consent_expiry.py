@@ -354,11 +354,12 @@ def test_a_removal_is_queued_for_a_destination_that_held_the_person(
     # when
     services.consent_grants_expire(workspace=workspace, now=NOW)
 
-    # then: the destination is owed her removal, in the same transaction
+    # then: the destination is owed her removal, in the same transaction, as an expiry (she
+    # withdrew nothing)
     removal = Removal.objects.get()
     assert (removal.profile_id, removal.reason, removal.status, removal.audience_id) == (
         ada.profile_id,
-        RemovalReason.CONSENT_WITHDRAWN,
+        RemovalReason.CONSENT_EXPIRED,
         RemovalStatus.QUEUED,
         sync.audience_id,
     )
