@@ -25,6 +25,7 @@ from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 from rest_framework.exceptions import ParseError
@@ -706,12 +707,13 @@ class SyncAdmin(ActivationStewardAdmin):
         "interval_minutes",
         "enabled",
         "last_run_at",
+        "deferred",
         "runs_link",
     )
     list_filter = (WORKSPACE_FILTER, "mode", "enabled")
     list_select_related = ("audience", "destination", "workspace")
     ordering = ("-created_at",)
-    identity_fields = ("audience", "destination", "last_run_at")
+    identity_fields = ("audience", "destination", "last_run_at", "deferred_until", "deferrals")
     actions = ("run_now",)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
@@ -722,6 +724,15 @@ class SyncAdmin(ActivationStewardAdmin):
                 "workspace"
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.display(description="destination asked to wait")
+    def deferred(self, obj: Sync) -> str:
+        """Why scheduled runs are held back, while they are: the receiver's "not before" and
+        how many runs in a row it deferred."""
+        if obj.deferred_until is None or obj.deferred_until <= timezone.now():
+            return "—"
+        until = timezone.localtime(obj.deferred_until).strftime("%Y-%m-%d %H:%M")
+        return f"until {until} ({obj.deferrals} in a row)"
 
     @admin.display(description="runs")
     def runs_link(self, obj: Sync) -> str:

@@ -15,7 +15,9 @@ class ActivationConfig(AppConfig):
         # encrypted, so never in a diff). Sync runs, the delivery ledger and removals are
         # written by the sync engine as their own record, like the consent ledger.
         audit.register(models.Destination)
-        audit.register(models.Sync, exclude_fields=("cursor", "last_run_at"))
+        audit.register(
+            models.Sync, exclude_fields=("cursor", "last_run_at", "deferred_until", "deferrals")
+        )
         registry.register(handlers.ACTIVATION_HANDLER)
         # What /v1/personalize may expose is configuration stewards change: audited.
         audit.register(models.PersonalizationConfig, exclude_fields=("updated_at",))

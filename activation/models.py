@@ -230,6 +230,20 @@ class Sync(models.Model):
     # Incremental syncs send the membership changes after this one.
     cursor = models.BigIntegerField(default=0)
     last_run_at = models.DateTimeField(null=True, blank=True)
+    # A webhook receiver that answers a run's additions with a Retry-After longer than a
+    # worker may wait defers them: kept here, beside the cursor the next run resumes from, so
+    # that the scheduler waits as asked and the deferrals in a row are capped.
+    deferred_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The destination asked not to be sent to before this time: scheduled runs "
+        "wait until then.",
+    )
+    deferrals = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Runs in a row whose additions the destination asked to wait for; at "
+        "CDP_SYNC_MAX_DEFERRALS the run fails and its batch is dead-lettered.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -24,6 +24,10 @@ A run (`SyncRun`) is queued by `sync_run_start` and carried out by a Celery task
    moved into place when the run completes. A receiver that asks for a longer wait than a
    worker may hold (`CDP_WEBHOOK_MAX_WAIT_SECONDS`) stops the run instead: the batch is not
    dead-lettered, its ledger rows stay failed, the cursor stays, and the next run sends it.
+   The wait is kept on the sync (`deferred_until`): the scheduler starts no run before it,
+   and records once that it held the sync back. The deferrals in a row are counted
+   (`deferrals`, reset by a delivered batch); the run deferred for the
+   CDP_SYNC_MAX_DEFERRALS-th time in a row fails, its batch dead-lettered.
    Consent is checked again right after a batch is sent: a withdrawal that raced the send
    queues a removal.
 5. A run whose sync or destination was disabled after it was queued is refused when it
@@ -38,7 +42,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -133,11 +137,39 @@ def syncs_start_due(*, now: datetime | None = None) -> list[SyncRun]:
     ):
         if sync.last_run_at and sync.last_run_at > now - timedelta(minutes=sync.interval_minutes):
             continue
+        if sync.deferred_until is not None and sync.deferred_until > now:
+            _scheduled_run_skip(sync=sync, now=now)
+            continue
         try:
             started.append(sync_run_start(sync=sync))
         except (SyncRunning, SyncDisabled):
             continue
     return started
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _scheduled_run_skip(*, sync: Sync, now: datetime) -> None:
+    """Record, once per deferral, that the scheduler holds the sync back because its
+    destination asked to wait: a refused run the steward sees among the sync's runs (one a
+    minute, as the beat ticks, would bury the others)."""
+    assert sync.deferred_until is not None
+    error = (
+        f"Not run: the destination asked not to be sent to before "
+        f"{_utc(sync.deferred_until)}; scheduled runs wait until then."
+    )
+    if SyncRun.objects.filter(sync=sync, status=SyncRunStatus.REFUSED, error=error).exists():
+        return
+    SyncRun.objects.create(
+        workspace_id=sync.workspace_id,
+        sync=sync,
+        mode=sync.mode,
+        status=SyncRunStatus.REFUSED,
+        error=error,
+        finished_at=now,
+    )
 
 
 def sync_run_execute(*, run_id: Any) -> SyncRun:
@@ -180,6 +212,8 @@ class _Runner:
     aborted: bool = False
     # A re-sent add met a receiver down or busy (not one refusing it): the others wait too.
     resends_halted: bool = False
+    # The receiver asked the run's adds to wait CDP_SYNC_MAX_DEFERRALS runs in a row.
+    deferrals_exhausted: bool = False
     errors: list[str] = field(default_factory=list)
     sent_ids: list[Any] = field(default_factory=list)
     sink: outbound.FileSink | None = None
@@ -343,7 +377,7 @@ class _Runner:
         if not self.aborted:
             Sync.objects.filter(pk=self.sync.pk).update(cursor=plan.cursor)
         status = SyncRunStatus.SUCCEEDED
-        if self.aborted and not run.sent and not run.removed:
+        if self.deferrals_exhausted or (self.aborted and not run.sent and not run.removed):
             status = SyncRunStatus.FAILED
         elif self.partial or self.aborted:
             status = SyncRunStatus.PARTIAL
@@ -596,17 +630,11 @@ class _Runner:
                 f"A re-sent batch could not be delivered now ({result.error}); "
                 "the next run sends it again."
             )
+            if result.retry_after is not None:
+                self.defer_until(result.retry_after)
             return False
         if result.retry_after is not None and result.retryable:
-            # The receiver asked for a longer wait than a worker may hold: the rows stay
-            # failed (to be sent again), the run stops and leaves its cursor for the next.
-            self.aborted = True
-            self.exclude(DEFERRED, len(records))
-            self.errors.append(
-                f"The destination asked to wait {result.retry_after:.0f} s "
-                f"({result.error}); the next run sends the rest."
-            )
-            return False
+            return self.defer(rows, result)
         status = DeliveryStatus.DELIVERED if result.delivered else DeliveryStatus.DEAD
         Delivery.objects.filter(pk__in=[row.pk for row in rows]).update(status=status)
         if not result.delivered:
@@ -615,8 +643,54 @@ class _Runner:
             self.errors.append(f"A batch could not be delivered ({result.error}).")
             return False
         run.sent += len(records)
+        self.undefer()
         self.recheck(sent_ids)
         return True
+
+    def defer_until(self, seconds: float) -> datetime:
+        """Keep the receiver's "not before" on the sync: the scheduler starts no run before."""
+        until = timezone.now() + timedelta(seconds=seconds)
+        Sync.objects.filter(pk=self.sync.pk).update(deferred_until=until)
+        self.sync.deferred_until = until
+        return until
+
+    def defer(self, rows: list[Delivery], result: outbound.SendResult) -> bool:
+        """The receiver asked for a longer wait than a worker may hold for the run's own adds:
+        the run stops and leaves its cursor for the next, which the scheduler starts no sooner
+        than asked. The rows stay failed (to be sent again), unless the receiver has asked so
+        CDP_SYNC_MAX_DEFERRALS runs in a row: then the batch is dead-lettered and the run
+        fails, so that a receiver that always asks to wait does not stop every run unseen."""
+        assert result.retry_after is not None
+        until = self.defer_until(result.retry_after)
+        count = self.sync.deferrals + 1
+        limit = max(1, settings.CDP_SYNC_MAX_DEFERRALS)
+        Sync.objects.filter(pk=self.sync.pk).update(deferrals=count)
+        self.sync.deferrals = count
+        self.aborted = True
+        asked = f"The destination asked to wait {result.retry_after:.0f} s ({result.error})"
+        if count < limit:
+            self.exclude(DEFERRED, len(rows))
+            self.errors.append(
+                f"{asked}; the next run sends the rest. Scheduled runs wait until "
+                f"{_utc(until)} (deferral {count} of at most {limit} in a row)."
+            )
+            return False
+        Delivery.objects.filter(pk__in=[row.pk for row in rows]).update(status=DeliveryStatus.DEAD)
+        self.deferrals_exhausted = True
+        self.exclude(DEAD_LETTER, len(rows))
+        self.errors.append(
+            f"{asked}, {count} runs in a row (CDP_SYNC_MAX_DEFERRALS: {limit}): the batch "
+            f"was dead-lettered and the run failed. Check the destination; scheduled runs "
+            f"wait until {_utc(until)}."
+        )
+        return False
+
+    def undefer(self) -> None:
+        """A batch was delivered: the receiver takes records again, its deferrals in a row end."""
+        if self.sync.deferrals or self.sync.deferred_until is not None:
+            Sync.objects.filter(pk=self.sync.pk).update(deferrals=0, deferred_until=None)
+            self.sync.deferrals = 0
+            self.sync.deferred_until = None
 
     def close_file(self) -> bool:
         """Move the run's file into place (or refuse it, for an ad platform below its

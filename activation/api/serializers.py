@@ -129,6 +129,14 @@ class SyncSerializer(serializers.Serializer):
     interval_minutes = serializers.IntegerField()
     enabled = serializers.BooleanField()
     last_run_at = serializers.DateTimeField(allow_null=True)
+    deferred_until = serializers.DateTimeField(
+        allow_null=True,
+        help_text="The destination asked not to be sent to before this time: scheduled runs "
+        "wait until then.",
+    )
+    deferrals = serializers.IntegerField(
+        help_text="Runs in a row whose additions the destination asked to wait for."
+    )
     created_at = serializers.DateTimeField()
 
 

@@ -351,6 +351,10 @@ CDP_SYNC_BATCH_SIZE = env_int("CDP_SYNC_BATCH_SIZE", 500)
 # An add dead-lettered this many times for a destination and audience is no longer sent again
 # by incremental runs (a record the destination keeps refusing); a full run still sends it.
 CDP_SYNC_MAX_RESENDS = env_int("CDP_SYNC_MAX_RESENDS", 3)
+# A webhook receiver may ask a sync's additions to wait (a Retry-After longer than
+# CDP_WEBHOOK_MAX_WAIT_SECONDS) this many runs in a row; the run it asks so for the last time
+# fails, its batch dead-lettered, so that a receiver that always asks to wait is seen.
+CDP_SYNC_MAX_DEFERRALS = env_int("CDP_SYNC_MAX_DEFERRALS", 5)
 # A queued or running sync run older than this is taken as abandoned (its worker died).
 CDP_SYNC_STALE_MINUTES = env_int("CDP_SYNC_STALE_MINUTES", 120)
 # Queued removals: attempts before the dead letter, and the first retry delay (doubling).

@@ -216,8 +216,12 @@ def test_a_batch_the_receiver_defers_is_not_dead_lettered_and_the_next_run_sends
         0,
         {"deferred": 1},
     )
+    until = Sync.objects.get(pk=sync.pk).deferred_until
+    assert until is not None
     assert first.error == (
-        "The destination asked to wait 600 s (http_status:503); the next run sends the rest."
+        "The destination asked to wait 600 s (http_status:503); the next run sends the rest. "
+        f"Scheduled runs wait until {until.strftime('%Y-%m-%d %H:%M:%S')} UTC "
+        "(deferral 1 of at most 5 in a row)."
     )
     assert list(Delivery.objects.values_list("status", flat=True)) == [DeliveryStatus.FAILED]
     assert Sync.objects.get(pk=sync.pk).cursor == 0
