@@ -3,7 +3,9 @@
 A removal is owed when consent for a destination's purpose is withdrawn or denied (reason
 `consent_withdrawn`) or expires (`consent_expired`), when the person's processing is
 restricted, when they leave an audience a destination holds them in, and when they are
-erased. "Received" is read from the delivery ledger (`ledger.holdings`).
+erased. "Received" is read from the delivery ledger (`ledger.holdings`). A profile merged
+into another is not taken back from an ad platform while its survivor may still be sent
+there: the platform knows people by hashed identifiers, and those are the survivor's now.
 
 What the destination needs to find the person (the hashed identifiers of an ad-platform row,
 the ids of a webhook record) is computed when the removal is queued, while the person's data
@@ -39,6 +41,7 @@ from django.utils import timezone
 
 from activation import eligibility, ledger, outbound
 from activation.enums import (
+    AD_PLATFORMS,
     DeliveryAction,
     DeliveryStatus,
     DestinationKind,
@@ -168,13 +171,17 @@ def removals_owed(
         triples = [(a, p) for d, a, p in todo if d == destination_id]
         profile_set = list(dict.fromkeys(p for _a, p in triples))
         if check_gate:
+            purposes = list(destination.purposes.all())
             verdict = eligibility.evaluate(
-                workspace=workspace,
-                purposes=list(destination.purposes.all()),
-                profile_ids=profile_set,
+                workspace=workspace, purposes=purposes, profile_ids=profile_set
             )
-            triples = [(a, p) for a, p in triples if p not in verdict.allowed]
-            profile_set = [p for p in profile_set if p not in verdict.allowed]
+            kept = set(verdict.allowed)
+            if destination.kind in AD_PLATFORMS:
+                kept |= _survivor_allowed(
+                    workspace, purposes, [p for p in profile_set if p not in kept]
+                )
+            triples = [(a, p) for a, p in triples if p not in kept]
+            profile_set = [p for p in profile_set if p not in kept]
         if not triples:
             continue
         loaded = outbound.people_load(destination=destination, profile_ids=profile_set)
@@ -189,6 +196,23 @@ def removals_owed(
     if queued:
         _schedule_send()
     return queued
+
+
+def _survivor_allowed(
+    workspace: Any, purposes: Sequence[Any], profile_ids: Sequence[Any]
+) -> set[Any]:
+    """Those of `profile_ids` merged into a profile that may still be sent for `purposes`. An
+    ad platform knows people by hashed identifiers, and a merged-away profile's belong to its
+    survivor now: a removal for it would carry the survivor's and take them back too (the
+    sync spares such a profile when it leaves an audience, `still_present`, for the same
+    reason)."""
+    merged = outbound.survivors(workspace=workspace, profile_ids=profile_ids)
+    if not merged:
+        return set()
+    allowed = eligibility.evaluate(
+        workspace=workspace, purposes=purposes, profile_ids=set(merged.values())
+    ).allowed
+    return {p for p, survivor in merged.items() if survivor in allowed}
 
 
 # --- sending ---------------------------------------------------------------------------------
