@@ -1,6 +1,7 @@
 """cdp.core.bulk: plain inserts, inserts with ON CONFLICT and RETURNING (on PostgreSQL through a
-session's temporary table, emptied by the statement that reads it), updates from VALUES, and
-JSON written as the standard library would write it."""
+session's temporary table, emptied by the statement that reads it), updates from a list of rows
+(a temporary table on PostgreSQL, VALUES on SQLite), and JSON written as the standard library
+would write it."""
 
 from __future__ import annotations
 
@@ -109,6 +110,25 @@ def test_update_from_values(workspace: Any) -> None:
     found = dict(Profile.objects.filter(pk__in=ids).values_list("id", "merge_count"))
     assert [found[i] for i in ids] == [4, 0, 9]
     assert Profile.objects.get(pk=ids[0]).attributes == {"plan": "vip"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_update_from_values_outside_a_transaction_and_twice_in_a_row(workspace: Any) -> None:
+    """On PostgreSQL the rows go through a temporary table that empties at commit and is read
+    by the update that deletes them: in autocommit each call still applies its own rows, and
+    only those."""
+    ids = [Profile.objects.create(workspace=workspace).pk for _ in range(3)]
+    for pk, count in ((ids[0], 5), (ids[1], 7)):
+        bulk.update_from_values(
+            Profile,
+            key="id",
+            names=["merge_count", "first_seen_at"],
+            rows=[(pk, count, None)],
+            assignments=["merge_count = t.merge_count + v.column2", "first_seen_at = v.column3"],
+        )
+    found = dict(Profile.objects.filter(pk__in=ids).values_list("id", "merge_count"))
+    assert [found[i] for i in ids] == [5, 7, 0]
+    assert not Profile.objects.filter(pk__in=ids, first_seen_at__isnull=False).exists()
 
 
 def test_a_row_of_the_wrong_width_is_refused(workspace: Any) -> None:
