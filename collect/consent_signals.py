@@ -191,9 +191,9 @@ def _decisions(signals: dict[str, Any], keys: Any) -> dict[str, str]:
 def _withdrawal(state: dict[str, Any] | None, decision: str) -> str:
     """A refusal of what the person had granted is a withdrawal (as the preference centre
     records it), any other refusal a denial."""
-    if decision == Decision.DENIED and state is not None and state["decision"] == Decision.GRANTED:
-        return Decision.WITHDRAWN
-    return decision
+    return consent_services.refusal_recorded_as(
+        current=state["decision"] if state is not None else None, decision=decision
+    )
 
 
 def _changes(state: dict[str, Any] | None, decision: str, message: InboundMessage) -> bool:

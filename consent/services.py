@@ -1026,6 +1026,17 @@ def _receipt_signed(
     return receipt
 
 
+def refusal_recorded_as(*, current: str | None, decision: str) -> str:
+    """The decision the ledger records for `decision` when the subject's current decision is
+    `current`: a denial of what the person had granted is a withdrawal (GDPR Art. 7(3): a
+    consent taken back, which the report counts and destinations act on as one), any other
+    decision as sent. The one rule of every writer of people's choices: the consent API, the
+    preference centre and the preferences carried by events."""
+    if decision == Decision.DENIED and current == Decision.GRANTED:
+        return Decision.WITHDRAWN
+    return decision
+
+
 # --- preference centre -----------------------------------------------------------------------
 
 PREFERENCE_LINK_SALT = "cdp-preference-centre"
@@ -1106,10 +1117,9 @@ def preference_centre_save(
         before = current.get(key)
         if before is not None and (before == Decision.GRANTED) == allowed:
             continue  # chosen as it stands
-        if allowed:
-            decisions[key] = Decision.GRANTED
-        else:
-            decisions[key] = Decision.WITHDRAWN if before == Decision.GRANTED else Decision.DENIED
+        decisions[key] = refusal_recorded_as(
+            current=before, decision=Decision.GRANTED if allowed else Decision.DENIED
+        )
     if not decisions:
         return RecordedConsent(records=[], receipt=None)
     from consent import selectors  # selectors import this module
@@ -1247,8 +1257,9 @@ def consent_submit(*, source: Any, submission: ConsentSubmission) -> ConsentSubm
     event `Consent Preference Updated` (properties: the decisions) is ingested with the
     request's ids, which creates or attaches the profile and merges as usual. Decisions a TC
     string implies for purposes mapped to TCF purposes are recorded too (method `tcf`) unless
-    decided explicitly; both go into one receipt. A GPC signal then opts out of sale/share
-    purposes (its own record and receipt). Any refusal rolls everything back."""
+    decided explicitly; both go into one receipt. A denial of a purpose the profile has granted
+    is recorded as a withdrawal (`refusal_recorded_as`). A GPC signal then opts out of
+    sale/share purposes (its own record and receipt). Any refusal rolls everything back."""
     rate_limit_consume(source_id=source.pk, limit=source.rate_limit_per_minute, count=1)
     workspace = source.workspace
     purposes = _check_decisions(workspace, submission.decisions)
@@ -1331,13 +1342,25 @@ def consent_submit(*, source: Any, submission: ConsentSubmission) -> ConsentSubm
         page_url=submission.page_url,
         signals=signals,
     )
+    # A refusal of what the profile has granted is recorded as a withdrawal, as the preference
+    # centre and the events' preferences record it; read under the ledger locks, so a change
+    # committed meanwhile is the one compared with.
+    consent_subjects_lock(workspace=workspace, subjects=[subject])
+    current = dict(
+        ConsentState.objects.filter(workspace=workspace, profile_id=profile_id).values_list(
+            "purpose__key", "decision"
+        )
+    )
     records: list[ConsentRecord] = []
     for decisions, method in ((submission.decisions, submission.method), (derived, Method.TCF)):
         if decisions:
             records += consent_record(
                 workspace=workspace,
                 subject=subject,
-                decisions=decisions,
+                decisions={
+                    key: refusal_recorded_as(current=current.get(key), decision=decision)
+                    for key, decision in decisions.items()
+                },
                 evidence=Evidence(**{**evidence.__dict__, "method": method}),
                 issue_receipt=False,
             ).records

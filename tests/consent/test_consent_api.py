@@ -308,6 +308,46 @@ def test_gpc_opts_out_of_sale_and_share_after_the_decisions_are_recorded(
     ]
 
 
+@pytest.mark.parametrize("refusal", ["denied", False], ids=["denied", "false"])
+def test_a_refusal_of_a_granted_purpose_is_recorded_as_a_withdrawal(
+    banner: APIClient, refusal: Any
+) -> None:
+    # given: analytics granted, profiling never decided
+    post(banner, {"anonymousId": "anon-w", "decisions": {"analytics": "granted"}})
+    # when: both refused
+    response = post(
+        banner, {"anonymousId": "anon-w", "decisions": {"analytics": refusal, "profiling": refusal}}
+    )
+    # then: taking back the grant is a withdrawal, as the preference centre and the events'
+    # preferences record it; refusing what was never granted stays a denial
+    assert response.status_code == 200
+    assert response.json()["state"] == {"analytics": "withdrawn", "profiling": "denied"}
+    records = ConsentRecord.objects.select_related("purpose").order_by("server_time", "id")
+    assert [(r.purpose.key, r.decision) for r in records] == [
+        ("analytics", "granted"),
+        ("analytics", "withdrawn"),
+        ("profiling", "denied"),
+    ]
+    receipt = Receipt.objects.get(pk=response.json()["receipt"])
+    statuses = {p["purpose"]: p["consentStatus"] for p in receipt.body["services"][0]["purposes"]}
+    assert statuses == {"analytics": "withdrawn", "profiling": "denied"}
+
+
+def test_a_tc_string_refusing_a_granted_purpose_records_a_withdrawal(banner: APIClient) -> None:
+    # given: personalization granted on its own
+    post(banner, {"anonymousId": "anon-tw", "decisions": {"personalization": "granted"}})
+    # when: a TC string without consent to TCF purposes 5 and 6
+    response = post(banner, {"anonymousId": "anon-tw", "tcString": TC_ANALYTICS_ONLY})
+    # then
+    assert response.status_code == 200
+    assert response.json()["state"]["personalization"] == "withdrawn"
+    assert list(
+        ConsentRecord.objects.filter(purpose__key="personalization")
+        .order_by("server_time", "id")
+        .values_list("decision", "method")
+    ) == [("granted", "api"), ("withdrawn", "tcf")]
+
+
 def test_get_answers_the_current_consent_of_an_identity(banner: APIClient) -> None:
     # given
     post(banner, {"anonymousId": "anon-5", "decisions": {"analytics": True, "profiling": False}})
