@@ -37,6 +37,15 @@ class Method(models.TextChoices):
     EXPIRY = "expiry", "Expiry (validity elapsed)"
 
 
+# What a caller of the consent API with a (public) write key may say it collected a choice by:
+# a banner or consent manager on the site or app, or `api` for any other report of the
+# person's own choice. The others are the server's to record: the hosted preference centre
+# (reached by a signed link), TC strings and GPC signals (decoded from what was sent), imports,
+# stewards, data-subject requests and expiry. A write key is public, so a claim to one of them
+# would put evidence in the ledger that nobody can stand behind.
+CLIENT_METHODS = (Method.BANNER, Method.API)
+
+
 class DefaultMode(models.TextChoices):
     OPT_IN = "opt_in", "Opt-in (nothing until granted)"
     OPT_OUT = "opt_out", "Opt-out (allowed until denied)"

@@ -36,7 +36,7 @@ from cdp.core.exceptions import InvalidInput
 from cdp.core.ids import uuid7
 from cdp.core.ratelimit import rate_limit_consume
 from consent import tcf
-from consent.enums import Decision, DefaultMode, LegalBasis, Method
+from consent.enums import CLIENT_METHODS, Decision, DefaultMode, LegalBasis, Method
 from consent.exceptions import NoticeVersionUnknown, PurposeUnknown
 from consent.models import (
     ConsentRecord,
@@ -1148,6 +1148,9 @@ BANNER_NOTICE = "banner"
 # What a person (or their banner) may say; `expired` is the ledger's own word.
 SUBMITTED_DECISIONS = frozenset({Decision.GRANTED, Decision.DENIED, Decision.WITHDRAWN})
 MAX_SUBMITTED_DECISIONS = 64
+METHOD_NOT_FOR_CLIENTS = (
+    'Send "banner" or "api" as the method: the other methods are recorded by the server itself.'
+)
 
 
 @dataclass(frozen=True)
@@ -1188,8 +1191,8 @@ def consent_config_get(*, workspace: Any, jurisdiction: str) -> ConsentConfig:
 
 @dataclass(frozen=True)
 class ConsentSubmission:
-    """One consent change as a banner, preference centre or server sends it (identifiers as
-    given; decisions already in the ledger's words)."""
+    """One consent change as a banner, app or server sends it with a write key (identifiers as
+    given; decisions already in the ledger's words; `method` one of `CLIENT_METHODS`)."""
 
     decisions: dict[str, str]
     user_id: str | None = None
@@ -1261,6 +1264,8 @@ def consent_submit(*, source: Any, submission: ConsentSubmission) -> ConsentSubm
     is recorded as a withdrawal (`refusal_recorded_as`). A GPC signal then opts out of
     sale/share purposes (its own record and receipt). Any refusal rolls everything back."""
     rate_limit_consume(source_id=source.pk, limit=source.rate_limit_per_minute, count=1)
+    if submission.method not in CLIENT_METHODS:
+        raise InvalidInput(METHOD_NOT_FOR_CLIENTS, code="invalid_method")
     workspace = source.workspace
     purposes = _check_decisions(workspace, submission.decisions)
     kind, value = _submission_subject(submission)

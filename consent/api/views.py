@@ -47,7 +47,7 @@ from consent.api.serializers import (
     NoticeVersionSerializer,
     ReceiptSerializer,
 )
-from consent.enums import Method
+from consent.enums import CLIENT_METHODS, Method
 from consent.exceptions import ReceiptNotFound
 from profiles.enums import IdentifierType
 
@@ -240,9 +240,16 @@ class ConsentApi(_ConsentApi):
         # named like Field.context: DRF's metaclass takes it off the class, mypy can't tell
         context = ContextSerializer(required=False, allow_null=True)  # type: ignore[assignment]
         method = serializers.ChoiceField(
-            choices=[Method.BANNER, Method.PREFERENCE_CENTRE, Method.API],
+            choices=list(CLIENT_METHODS),
             required=False,
             default=Method.API,
+            help_text="How the person made the choice: `banner` (a consent banner or consent "
+            "manager on the site or app) or `api` (any other report of the person's own "
+            "choice; the default). The other methods of the ledger (`preference_centre`, "
+            "`tcf`, `gpc`, `import`, `steward`, `request`, `expiry`) are recorded by the "
+            "server only and refused here (400 `invalid`): a TC string or GPC signal is sent "
+            "as `tcString` or `gpc`.",
+            error_messages={"invalid_choice": services.METHOD_NOT_FOR_CLIENTS},
         )
 
     @extend_schema_serializer(component_name="ConsentSubmitted")

@@ -13,7 +13,8 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from cdp.core.crypto import blind_index
-from consent import selectors
+from cdp.core.exceptions import InvalidInput
+from consent import selectors, services
 from consent.models import ConsentRecord, ConsentState, NoticeVersion, Receipt
 from profiles import services as profile_services
 from profiles.models import Event, Profile
@@ -694,6 +695,54 @@ def test_bad_input_is_refused_clearly_and_nothing_is_stored(
     assert response.json()["code"] == code
     assert response.json()["message"]
     assert counts() == NOTHING
+
+
+@pytest.mark.parametrize(
+    "method", ["preference_centre", "tcf", "gpc", "import", "steward", "request", "expiry"]
+)
+def test_a_write_key_caller_cannot_claim_a_method_the_server_records(
+    banner: APIClient, method: str
+) -> None:
+    # when: a public write key claims the hosted preference centre, or another server method
+    response = post(
+        banner, {"anonymousId": "a-21", "decisions": {"analytics": True}, "method": method}
+    )
+    # then
+    assert response.status_code == 400
+    answer = response.json()
+    assert (answer["code"], answer["message"]) == (
+        "invalid",
+        'method: Send "banner" or "api" as the method: the other methods are recorded by the '
+        "server itself.",
+    )
+    assert counts() == NOTHING
+
+
+def test_the_consent_service_refuses_a_server_method_from_a_write_key_caller(
+    source: Any,
+) -> None:
+    # when: a caller that skips the API's serializer
+    submission = services.ConsentSubmission(
+        decisions={"analytics": "granted"}, anonymous_id="a-22", method="preference_centre"
+    )
+    with pytest.raises(InvalidInput) as refused:
+        services.consent_submit(source=source, submission=submission)
+    # then
+    assert refused.value.code == "invalid_method"
+    assert counts() == NOTHING
+
+
+@pytest.mark.parametrize("method", ["banner", "api"])
+def test_a_banner_or_app_may_say_how_it_collected_the_choice(
+    banner: APIClient, method: str
+) -> None:
+    # when
+    response = post(
+        banner, {"anonymousId": "a-23", "decisions": {"analytics": True}, "method": method}
+    )
+    # then
+    assert response.status_code == 200
+    assert list(ConsentRecord.objects.values_list("method", flat=True)) == [method]
 
 
 @pytest.mark.parametrize(
