@@ -938,7 +938,13 @@ def signing_key_current(*, workspace: Any) -> SigningKey:
 
 def receipt_body(*, workspace: Any, records: Sequence[ConsentRecord], receipt_id: str) -> dict:
     """The receipt's fields, after ISO/IEC TS 27560 and the Kantara Consent Receipt v1.1. The
-    principal is named by a pseudonymous id, never by an email or other identifier value."""
+    principal is named by a pseudonymous id, never by an email or other identifier value.
+
+    One change may hold records collected in different ways (a banner's explicit choices and
+    the decisions its TC string implies): each purpose names its record's `collectionMethod`,
+    and `collectionMethods` lists them all, in record order. The top-level `collectionMethod`
+    is kept for readers of earlier receipts: the first record's (the explicit choice's, when
+    there is one)."""
     first = records[0]
     notice = first.notice_version
     return {
@@ -950,6 +956,7 @@ def receipt_body(*, workspace: Any, records: Sequence[ConsentRecord], receipt_id
         "jurisdiction": first.jurisdiction,
         "consentTimestamp": first.server_time.isoformat(),
         "collectionMethod": first.method,
+        "collectionMethods": list(dict.fromkeys(r.method for r in records)),
         "language": notice.language if notice else "en",
         "piiPrincipalId": f"{first.subject_type}:{bytes(first.subject_index).hex()}",
         "piiControllers": [
@@ -970,6 +977,7 @@ def receipt_body(*, workspace: Any, records: Sequence[ConsentRecord], receipt_id
                         "purposeCategory": r.purpose.dpv_purposes,
                         "legalBasis": r.purpose.legal_basis,
                         "consentStatus": r.decision,
+                        "collectionMethod": r.method,
                         "piiCategory": r.purpose.data_categories,
                         "termination": (
                             f"P{r.purpose.retention_days}D" if r.purpose.retention_days else ""

@@ -282,6 +282,39 @@ def test_post_with_a_tc_string_derives_decisions_and_explicit_ones_win(
     assert sorted(receipt.records) == sorted(str(r.pk) for r in records)
 
 
+def test_a_receipt_of_explicit_and_tcf_records_names_each_records_method(
+    banner: APIClient,
+) -> None:
+    # given: explicit choices from a banner and the decisions its TC string implies
+    body = {
+        "anonymousId": "anon-3m",
+        "decisions": {"advertising": "granted", "necessary": "granted"},
+        "tcString": TC_ANALYTICS_ONLY,
+        "method": "banner",
+    }
+    # when
+    response = post(banner, body)
+    # then: one receipt, each purpose with the method of its own record
+    assert response.status_code == 200
+    receipt = Receipt.objects.get(pk=response.json()["receipt"])
+    purposes = receipt.body["services"][0]["purposes"]
+    assert [(p["purpose"], p["collectionMethod"]) for p in purposes] == [
+        ("advertising", "banner"),
+        ("necessary", "banner"),
+        ("analytics", "tcf"),
+        ("personalization", "tcf"),
+        ("profiling", "tcf"),
+    ]
+    assert receipt.body["collectionMethods"] == ["banner", "tcf"]
+    # kept for readers of earlier receipts: the first record's, the explicit choice's
+    assert receipt.body["collectionMethod"] == "banner"
+    # and the receipt as the API hands it out still verifies
+    shown = banner.get(f"/v1/consent/receipts/{receipt.pk}", {"anonymousId": "anon-3m"}).json()
+    assert shown["body"] == receipt.body
+    check = selectors.receipt_verify(receipt=shown, keys=selectors.receipt_public_keys())
+    assert check.valid is True
+
+
 @pytest.mark.parametrize(
     ("headers", "flag"),
     [({"HTTP_SEC_GPC": "1"}, None), ({}, True)],
