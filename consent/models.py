@@ -203,7 +203,8 @@ class ConsentState(models.Model):
 
 class SigningKey(models.Model):
     """A workspace's Ed25519 key for consent receipts; the private key is sealed under a data
-    key of its own, the public key is published at /.well-known/cdp-receipt-keys.json."""
+    key of its own, the public key is published at
+    /.well-known/cdp-receipt-keys.json?workspace=<slug>."""
 
     # Encrypted, but the workspace's secret, not anyone's personal data.
     holds_personal_data = False

@@ -283,15 +283,22 @@ def receipt_get(*, workspace: Any, receipt_id: Any) -> Receipt | None:
 
 
 def receipt_public_keys(
-    *, workspace: Any | None = None, workspace_ids: Sequence[int] | None = None
+    *,
+    workspace: Any | None = None,
+    workspace_ids: Sequence[int] | None = None,
+    workspace_slug: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The published signing keys (/.well-known/cdp-receipt-keys.json), of every workspace or
-    of `workspace` / `workspace_ids` only."""
+    """The signing keys as published (/.well-known/cdp-receipt-keys.json?workspace=<slug>), of
+    `workspace`, `workspace_ids` or `workspace_slug` only; of every workspace when none is
+    given, for the server's own checks (never for the public resource: it would list every
+    tenant's slug)."""
     keys = SigningKey.objects.all()
     if workspace is not None:
         keys = keys.filter(workspace=workspace)
     if workspace_ids is not None:
         keys = keys.filter(workspace_id__in=list(workspace_ids))
+    if workspace_slug is not None:
+        keys = keys.filter(workspace__slug=workspace_slug)
 
     return [
         {
@@ -409,9 +416,20 @@ def _b64decode(text: str) -> bytes:
 
 def receipt_verify(*, receipt: dict[str, Any], keys: Sequence[dict[str, Any]]) -> ReceiptCheck:
     """Verify a receipt as the API hands it out ({"id", "body", "signature", "kid", "alg"})
-    against published keys (the /.well-known/cdp-receipt-keys.json entries): the Ed25519
-    signature over the canonical JSON of the body, by the key the receipt names."""
-    return signed_document_verify(document=receipt, keys=keys, id_field="receiptId", what="receipt")
+    against published keys (the /.well-known/cdp-receipt-keys.json?workspace=<slug> entries):
+    the Ed25519 signature over the canonical JSON of the body, by the key the receipt names,
+    and, when the body names its workspace (receipts signed since it does), a key of that
+    workspace: another workspace's key does not vouch for this one's receipts."""
+    check = signed_document_verify(
+        document=receipt, keys=keys, id_field="receiptId", what="receipt"
+    )
+    body = receipt["body"] if check.valid else {}
+    if "workspace" not in body:
+        return check
+    key = next(k for k in keys if isinstance(k, dict) and k.get("kid") == check.kid)
+    if key.get("workspace") != body["workspace"]:
+        return ReceiptCheck(False, check.kid, f"key {check.kid!r} belongs to another workspace")
+    return check
 
 
 def signed_document_verify(

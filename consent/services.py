@@ -951,6 +951,9 @@ def receipt_body(*, workspace: Any, records: Sequence[ConsentRecord], receipt_id
         "version": RECEIPT_VERSION,
         "conformsTo": ["ISO/IEC TS 27560:2023", "Kantara Consent Receipt v1.1"],
         "receiptId": receipt_id,
+        # The workspace's slug: a verifier fetches its keys by it
+        # (/.well-known/cdp-receipt-keys.json?workspace=<slug>), and the check binds the two.
+        "workspace": workspace.slug,
         "recordIds": [str(r.id) for r in records],
         "recordHashes": [r.record_hash for r in records],
         "jurisdiction": first.jurisdiction,
@@ -1409,7 +1412,7 @@ def consent_submit(*, source: Any, submission: ConsentSubmission) -> ConsentSubm
 
 def workspace_sign(*, workspace: Any, body: dict[str, Any]) -> tuple[str, str]:
     """Sign the canonical JSON of `body` with the workspace's current key (the one that signs
-    receipts, published at /.well-known/cdp-receipt-keys.json): (signature, kid). Governance
-    signs erasure certificates with it, so one published key verifies both."""
+    receipts, published at /.well-known/cdp-receipt-keys.json?workspace=<slug>): (signature,
+    kid). Governance signs erasure certificates with it, so one published key verifies both."""
     key = signing_key_current(workspace=workspace)
     return _b64(_private_key(key).sign(canonical_json(body))), key.kid

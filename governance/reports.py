@@ -301,8 +301,8 @@ def _dsr(workspace: Any, since: datetime, until: datetime, now: datetime) -> Rep
             "denied; on time: closed by the (possibly extended) deadline. Revoked and expired "
             "requests are not answered and do not count towards the rate.",
             "Each erasure certificate's signature is checked against the workspace's published "
-            "key (/.well-known/cdp-receipt-keys.json): INVALID means its stored record was "
-            "changed after it was signed.",
+            "key (/.well-known/cdp-receipt-keys.json?workspace=<slug>): INVALID means its "
+            "stored record was changed after it was signed.",
         ],
     )
 

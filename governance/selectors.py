@@ -149,7 +149,7 @@ def certificate_failed_stores(certificate: ErasureCertificate) -> list[str]:
 def certificate_document(certificate: ErasureCertificate) -> dict[str, Any]:
     """The certificate as it is handed out and verified: its body, the Ed25519 signature over
     the body's canonical JSON, and the id of the workspace key that made it (published at
-    /.well-known/cdp-receipt-keys.json, the key that signs consent receipts)."""
+    /.well-known/cdp-receipt-keys.json?workspace=<slug>, the key that signs consent receipts)."""
     return {
         "id": str(certificate.pk),
         "alg": consent_selectors.RECEIPT_ALG,

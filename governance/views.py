@@ -233,7 +233,8 @@ def portal_status(request: HttpRequest, request_id: str) -> HttpResponse:
 @require_GET
 def portal_certificate(request: HttpRequest, request_id: str) -> HttpResponse:
     """The signed erasure certificate as JSON, for the browser that submitted the request: the
-    person can check it against the published keys (/.well-known/cdp-receipt-keys.json)."""
+    person can check it against the published keys
+    (/.well-known/cdp-receipt-keys.json?workspace=<slug>)."""
     dsr = _own_request(request, request_id)
     certificate = selectors.certificate_of(dsr)
     if certificate is None:

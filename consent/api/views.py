@@ -387,14 +387,31 @@ class _PublicResourceApi(APIView):
     def public(self, data: Any, *, max_age: int) -> Response:
         response = Response(data)
         response["Cache-Control"] = f"public, max-age={max_age}"
-        # Public by design; a verifier in a browser may fetch them from any site.
+        return response
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        # Public by design; a verifier in a browser may fetch them from any site, and read
+        # why a request was refused.
         response["Access-Control-Allow-Origin"] = "*"
         return response
 
 
 class ReceiptKeysApi(_PublicResourceApi):
-    """Every workspace's receipt-signing public keys (JWK-like), retired ones included, so a
-    receipt stays verifiable offline after a key rotation."""
+    """One workspace's receipt-signing public keys (JWK-like), retired ones included, so a
+    receipt or certificate stays verifiable offline after a key rotation. The workspace is
+    named in the request (`?workspace=<slug>`, as the receipt or certificate body names it):
+    a list of every workspace's keys would let anyone enumerate the tenants. A slug that names
+    no workspace answers like one without keys, an empty list."""
+
+    class InputSerializer(serializers.Serializer):
+        workspace = serializers.SlugField(
+            max_length=64,
+            help_text="The workspace whose keys to list: the `workspace` of the receipt's or "
+            "certificate's body.",
+        )
 
     @extend_schema_serializer(component_name="ReceiptPublicKey")
     class KeySerializer(serializers.Serializer):
@@ -409,11 +426,23 @@ class ReceiptKeysApi(_PublicResourceApi):
 
     @extend_schema(
         operation_id="receipt_keys",
-        responses={200: inline_serializer("ReceiptKeys", {"keys": KeySerializer(many=True)})},
+        parameters=[InputSerializer],
+        responses={
+            200: inline_serializer("ReceiptKeys", {"keys": KeySerializer(many=True)}),
+            400: ErrorSerializer,
+        },
         tags=["consent"],
     )
     def get(self, request: Request) -> Response:
-        return self.public({"keys": selectors.receipt_public_keys()}, max_age=KEYS_MAX_AGE_SECONDS)
+        query = self.InputSerializer(data=request.query_params)
+        if not query.is_valid():
+            raise InvalidInput(
+                "Name the workspace whose keys to list: ?workspace=<slug>, as the receipt's or "
+                "certificate's body names it.",
+                code="workspace_required",
+            )
+        keys = selectors.receipt_public_keys(workspace_slug=query.validated_data["workspace"])
+        return self.public({"keys": keys}, max_age=KEYS_MAX_AGE_SECONDS)
 
 
 class GpcSupportApi(_PublicResourceApi):

@@ -18,7 +18,8 @@ class ErrorSerializer(serializers.Serializer):
 
 class CertificateDocumentSerializer(serializers.Serializer):
     """A signed erasure certificate: verify `signature` (Ed25519, base64url) over the canonical
-    JSON of `body` with the key `kid` from /.well-known/cdp-receipt-keys.json, or run
+    JSON of `body` with the key `kid` from
+    /.well-known/cdp-receipt-keys.json?workspace=<body.workspace>, or run
     `manage.py verify_certificate`."""
 
     id = serializers.UUIDField()

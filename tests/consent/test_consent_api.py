@@ -19,6 +19,7 @@ from consent.models import ConsentRecord, ConsentState, NoticeVersion, Receipt
 from profiles import services as profile_services
 from profiles.models import Event, Profile
 from tests.consent.test_tcf import TC_ANALYTICS_ONLY, TC_V1
+from tests.profiles.factories import WorkspaceFactory
 
 SHOP = "https://shop.example.com"
 ELSEWHERE = "https://evil.example.net"
@@ -459,7 +460,7 @@ def test_a_receipt_is_shown_to_its_subject_and_verifies_against_the_published_ke
     receipt_id = posted.json()["receipt"]
     # when
     response = banner.get(f"/v1/consent/receipts/{receipt_id}", {"anonymousId": "anon-6"})
-    keys = APIClient().get("/.well-known/cdp-receipt-keys.json")
+    keys = APIClient().get("/.well-known/cdp-receipt-keys.json", {"workspace": "acme"})
     # then
     assert response.status_code == 200
     receipt = response.json()
@@ -504,20 +505,81 @@ def test_an_unknown_receipt_answers_exactly_like_a_foreign_one(
 # --- well-known --------------------------------------------------------------------------------
 
 
-def test_receipt_keys_are_public(banner: APIClient, other_source: Any) -> None:
+def test_receipt_keys_are_public_for_the_workspace_named(
+    banner: APIClient, other_source: Any
+) -> None:
     # given: receipts issued in two workspaces
     post(banner, {"anonymousId": "anon-9", "decisions": {"analytics": "granted"}})
     post(client_for(other_source), {"anonymousId": "anon-9", "decisions": {"analytics": True}})
     # when
-    response = APIClient().get("/.well-known/cdp-receipt-keys.json")
-    # then
+    response = APIClient().get("/.well-known/cdp-receipt-keys.json", {"workspace": "acme"})
+    # then: that workspace's keys, and no other's
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     assert response["Access-Control-Allow-Origin"] == "*"
     keys = response.json()["keys"]
-    assert sorted(k["workspace"] for k in keys) == ["acme", "globex"]
+    assert [k["workspace"] for k in keys] == ["acme"]
     assert {(k["kty"], k["crv"]) for k in keys} == {("OKP", "Ed25519")}
-    assert sorted(k["kid"] for k in keys) == sorted(Receipt.objects.values_list("kid", flat=True))
+    assert [k["kid"] for k in keys] == list(
+        Receipt.objects.filter(workspace__slug="acme").values_list("kid", flat=True)
+    )
+
+
+@pytest.mark.parametrize("query", [{}, {"workspace": ""}, {"workspace": "not a slug!"}])
+def test_receipt_keys_are_not_listed_for_every_workspace(
+    banner: APIClient, other_source: Any, query: dict[str, str]
+) -> None:
+    # given: receipts issued in two workspaces
+    post(banner, {"anonymousId": "anon-10", "decisions": {"analytics": "granted"}})
+    post(client_for(other_source), {"anonymousId": "anon-10", "decisions": {"analytics": True}})
+    # when: no workspace named
+    response = APIClient().get("/.well-known/cdp-receipt-keys.json", query)
+    # then: refused, naming no tenant
+    assert response.status_code == 400
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert response.json() == {
+        "code": "workspace_required",
+        "message": "Name the workspace whose keys to list: ?workspace=<slug>, as the receipt's "
+        "or certificate's body names it.",
+    }
+    assert b"acme" not in response.content and b"globex" not in response.content
+
+
+def test_receipt_keys_of_an_unknown_workspace_are_an_empty_list(
+    banner: APIClient, source: Any
+) -> None:
+    # given: a workspace with a key, and one that has signed nothing yet
+    post(banner, {"anonymousId": "anon-11", "decisions": {"analytics": "granted"}})
+    WorkspaceFactory(slug="initech", name="Initech")
+    # when
+    unknown = APIClient().get("/.well-known/cdp-receipt-keys.json", {"workspace": "nobody"})
+    keyless = APIClient().get("/.well-known/cdp-receipt-keys.json", {"workspace": "initech"})
+    # then: alike, so the answer does not tell whether a workspace exists
+    assert (unknown.status_code, unknown.json()) == (200, {"keys": []})
+    assert (keyless.status_code, keyless.content) == (200, unknown.content)
+
+
+def test_a_receipt_names_its_workspace_and_another_workspaces_keys_do_not_verify_it(
+    banner: APIClient, other_source: Any
+) -> None:
+    # given: a receipt of acme
+    posted = post(banner, {"anonymousId": "anon-12", "decisions": {"analytics": "granted"}})
+    receipt = banner.get(
+        f"/v1/consent/receipts/{posted.json()['receipt']}", {"anonymousId": "anon-12"}
+    ).json()
+    post(client_for(other_source), {"anonymousId": "anon-12", "decisions": {"analytics": True}})
+    acme = APIClient().get("/.well-known/cdp-receipt-keys.json", {"workspace": "acme"}).json()
+    # when: its key passed off as globex's
+    [key] = acme["keys"]
+    relabelled = [{**key, "workspace": "globex"}]
+    # then
+    assert receipt["body"]["workspace"] == "acme"
+    assert selectors.receipt_verify(receipt=receipt, keys=acme["keys"]).valid is True
+    check = selectors.receipt_verify(receipt=receipt, keys=relabelled)
+    assert (check.valid, check.reason) == (
+        False,
+        f"key {key['kid']!r} belongs to another workspace",
+    )
 
 
 def test_gpc_support_resource(db: Any) -> None:

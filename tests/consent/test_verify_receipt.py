@@ -44,7 +44,7 @@ def issued(workspace: Any) -> dict[str, Any]:
     receipt = client.get(
         f"/v1/consent/receipts/{submitted.receipt.pk}", {"anonymousId": "anon-r1"}
     ).json()
-    keys = APIClient().get("/.well-known/cdp-receipt-keys.json").json()
+    keys = APIClient().get("/.well-known/cdp-receipt-keys.json", {"workspace": "acme"}).json()
     return {"receipt": receipt, "keys": keys}
 
 

@@ -220,7 +220,11 @@ def test_the_api_hands_out_the_signed_certificate(
     assert document["kid"] == certificate.kid
     assert document["body"]["request"] == str(certificate.request_id)
     assert document["signature_valid"] is True
-    keys = Client().get("/.well-known/cdp-receipt-keys.json").json()
+    keys = (
+        Client()
+        .get("/.well-known/cdp-receipt-keys.json", {"workspace": document["body"]["workspace"]})
+        .json()
+    )
     keys_path = _write(tmp_path, "keys.json", keys)
     call_command("verify_certificate", _write(tmp_path, "c.json", document), keys=keys_path)
 

@@ -163,7 +163,7 @@ def _under(keys: set[uuid.UUID]) -> list[tuple[str, str, Any, bytes]]:
 
 
 def _published_keys() -> list[dict[str, Any]]:
-    keys = Client().get("/.well-known/cdp-receipt-keys.json").json()
+    keys = Client().get("/.well-known/cdp-receipt-keys.json", {"workspace": "acme"}).json()
     return keys["keys"] if isinstance(keys, dict) else keys
 
 

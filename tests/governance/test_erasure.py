@@ -95,7 +95,7 @@ def test_erasure_suppresses_erases_every_store_and_issues_a_signed_certificate(
     assert body["destinations"] == []
     assert "deletion request" in body["destinations_note"]
     # ...signed with the workspace's published key
-    keys = Client().get("/.well-known/cdp-receipt-keys.json").json()
+    keys = Client().get("/.well-known/cdp-receipt-keys.json", {"workspace": "acme"}).json()
     keys = keys["keys"] if isinstance(keys, dict) else keys
     check = consent_selectors.receipt_verify(
         receipt={"body": body, "signature": certificate.signature, "kid": certificate.kid},

@@ -1,8 +1,9 @@
 """`manage.py verify_certificate FILE [--keys KEYS_JSON]`: check an erasure certificate's signature.
 
 FILE is a certificate as `GET /api/v1/requests/{id}/certificate` answers it or as the admin's
-"download" link saves it. With `--keys` (a copy of /.well-known/cdp-receipt-keys.json) the check
-is offline and trusts nothing in this database; without it, the keys are read from the
+"download" link saves it. With `--keys` (a copy of
+/.well-known/cdp-receipt-keys.json?workspace=<slug>, the slug the certificate's body names) the
+check is offline and trusts nothing in this database; without it, the keys are read from the
 database."""
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--keys",
-            help="the keys JSON (/.well-known/cdp-receipt-keys.json) for an offline check; "
+            help="the keys JSON (/.well-known/cdp-receipt-keys.json?workspace=<slug>) for an "
+            "offline check; "
             "default: the keys in the database",
         )
 
