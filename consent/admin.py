@@ -383,15 +383,19 @@ class NoticeAdmin(ConsentStewardAdmin):
         meta = self.model._meta
         change_url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[notice.pk])
         if form.is_valid():
-            version = services.notice_version_publish(
+            published = services.notice_version_publish(
                 notice=notice,
                 text=form.cleaned_data["text"],
                 purposes=form.cleaned_data["purposes"],
                 language=form.cleaned_data["language"],
                 policy_url=form.cleaned_data["policy_url"],
             )
+            version = published.version
             self.message_user(
-                request, f"Published {notice.title} v{version.version} ({version.text_hash[:12]})."
+                request,
+                f"Published {notice.title} v{version.version} ({version.text_hash[:12]}); "
+                f"{published.reconsent_flagged} consent grant(s) given under an earlier "
+                "version flagged for re-consent.",
             )
             return HttpResponseRedirect(change_url)
         context = {

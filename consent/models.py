@@ -181,7 +181,9 @@ class ConsentState(models.Model):
     decision = models.CharField(max_length=16, choices=Decision.choices)
     record = models.ForeignKey(ConsentRecord, on_delete=models.CASCADE, related_name="+")
     updated_at = models.DateTimeField()
-    # Set when a merge met conflicting decisions, or GPC overrode an opt-in: ask again.
+    # Set when a merge met conflicting decisions, GPC overrode an opt-in, or a newer notice
+    # version covers a grant given under an earlier one: ask again. The gate reads `decision`
+    # alone; a flagged grant holds until the person answers, whose next decision clears it.
     needs_reconsent = models.BooleanField(default=False)
 
     class Meta:

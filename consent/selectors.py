@@ -716,7 +716,9 @@ def consent_states_replay(*, workspace_id: int, profile_id: Any) -> dict[int, Re
     records of its identities and the merges still in place among its members, replayed in
     time order with the rules the live path applies (latest record per purpose; a GPC record
     over a grant asks again; a merge keeps the most restrictive decision and flags a
-    disagreement)."""
+    disagreement; a notice version published asks again for the grants given under an earlier
+    version of its notice, and a grant citing a version already superseded is asked again at
+    once)."""
     members, merges = profile_selectors.profile_merge_history(profile_id=profile_id)
     origin_of = {
         (kind, index): origin
@@ -735,9 +737,32 @@ def consent_states_replay(*, workspace_id: int, profile_id: Any) -> dict[int, Re
         .order_by("server_time", "id")
         .values_list(
             "id", "subject_type", "subject_index", "purpose_id", "decision", "method",
-            "server_time",
+            "server_time", "notice_version_id",
         )
     )  # fmt: skip
+    # Notice versions as services.consent_states_reconsent_flag and consent_submit read them:
+    # id -> (notice, version), and each publication with the purposes it covers.
+    purpose_ids = dict(Purpose.objects.filter(workspace_id=workspace_id).values_list("key", "pk"))
+    cited: dict[Any, tuple[int, int]] = {}
+    publications: list[tuple[datetime, int, int, set[int]]] = []
+    for pk, notice_id, number, keys, published_at in NoticeVersion.objects.filter(
+        notice__workspace_id=workspace_id
+    ).values_list("pk", "notice_id", "version", "purposes", "published_at"):
+        cited[pk] = (notice_id, number)
+        covered = {purpose_ids[key] for key in keys if key in purpose_ids}
+        publications.append((published_at, notice_id, number, covered))
+    record_cites: dict[Any, tuple[int, int] | None] = {}
+
+    def superseded(record_id: Any, purpose_id: int, at: datetime) -> bool:
+        """Whether the grant `record_id` cites a version that one published by `at` and
+        covering `purpose_id` supersedes."""
+        version = record_cites.get(record_id)
+        return version is not None and any(
+            notice_id == version[0] and number > version[1] and purpose_id in covered
+            for published_at, notice_id, number, covered in publications
+            if published_at <= at
+        )
+
     parent: dict[Any, Any] = {m: m for m in members}
 
     def find(p: Any) -> Any:
@@ -749,12 +774,31 @@ def consent_states_replay(*, workspace_id: int, profile_id: Any) -> dict[int, Re
     # Merges before records at the same instant: a consent submission resolves (and merges)
     # its subject before it records.
     timeline: list[tuple[datetime, int, Any]] = [(at, 0, (s, a)) for s, a, at in merges]
-    for rid, kind, index, purpose_id, decision, method, at in records:
+    for rid, kind, index, purpose_id, decision, method, at, notice_version_id in records:
         origin = origin_of.get((kind, bytes(index)))
         if origin is not None:
+            record_cites[rid] = cited.get(notice_version_id)
             timeline.append((at, 1, (rid, origin, purpose_id, decision, method)))
+    # A publication after the records of its instant: it flags what stands when it commits.
+    timeline += [
+        (at, 2, (notice_id, number, covered)) for at, notice_id, number, covered in publications
+    ]
     timeline.sort(key=lambda item: (item[0], item[1]))
     for at, kind_of_step, step in timeline:
+        if kind_of_step == 2:
+            notice_id, number, covered = step
+            for current in states.values():
+                for purpose_id in covered & set(current):
+                    state = current[purpose_id]
+                    version = record_cites.get(state.record_id)
+                    if (
+                        state.decision == Decision.GRANTED
+                        and version is not None
+                        and version[0] == notice_id
+                        and version[1] < number
+                    ):
+                        state.needs_reconsent = True
+            continue
         if kind_of_step == 0:
             survivor, absorbed = find(step[0]), find(step[1])
             if survivor == absorbed:
@@ -770,6 +814,6 @@ def consent_states_replay(*, workspace_id: int, profile_id: Any) -> dict[int, Re
         before = current.get(purpose_id)
         reconsent = (
             method == Method.GPC and before is not None and before.decision == Decision.GRANTED
-        )
+        ) or (decision == Decision.GRANTED and superseded(rid, purpose_id, at))
         current[purpose_id] = ReplayedState(decision, rid, at, reconsent)
     return states.get(find(profile_id), {})

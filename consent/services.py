@@ -10,6 +10,7 @@ hashes of the IP address, user agent and page URL, and the raw signals (GPC, TC 
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import logging
@@ -164,6 +165,15 @@ def purposes_ensure_defaults(*, workspace: Any) -> list[Purpose]:
     return list(Purpose.objects.filter(workspace=workspace))
 
 
+@dataclass(frozen=True)
+class NoticePublished:
+    """A new notice version, and how many current grants it flagged for re-consent."""
+
+    version: NoticeVersion
+    reconsent_flagged: int
+
+
+@transaction.atomic
 def notice_version_publish(
     *,
     notice: Notice,
@@ -171,10 +181,12 @@ def notice_version_publish(
     purposes: Sequence[str],
     language: str = "en",
     policy_url: str = "",
-) -> NoticeVersion:
-    """A new version of a notice; versions are never edited."""
+) -> NoticePublished:
+    """A new version of a notice; versions are never edited. The people who granted a purpose
+    it covers under an earlier version agreed to a text that has changed: their grants are
+    flagged for re-consent (`consent_states_reconsent_flag`), in the same transaction."""
     last = notice.versions.order_by("-version").values_list("version", flat=True).first() or 0
-    return NoticeVersion.objects.create(
+    version = NoticeVersion.objects.create(
         notice=notice,
         version=last + 1,
         language=language,
@@ -183,6 +195,67 @@ def notice_version_publish(
         purposes=list(purposes),
         policy_url=policy_url,
     )
+    return NoticePublished(
+        version=version, reconsent_flagged=consent_states_reconsent_flag(version=version)
+    )
+
+
+def notice_version_superseded_purposes(*, notice_version: NoticeVersion | None) -> set[str]:
+    """The purpose keys that a later version of `notice_version`'s notice covers: a grant of
+    one of them given under `notice_version` is to be asked again."""
+    if notice_version is None:
+        return set()
+    later = NoticeVersion.objects.filter(
+        notice_id=notice_version.notice_id, version__gt=notice_version.version
+    ).values_list("purposes", flat=True)
+    return {key for purposes in later for key in purposes}
+
+
+# States flagged per statement when a notice version is published: a notice a whole workspace
+# agreed to may meet every one of its profiles.
+RECONSENT_BATCH_SIZE = 1000
+
+
+def consent_states_reconsent_flag(*, version: NoticeVersion) -> int:
+    """Flag for re-consent (`ConsentState.needs_reconsent`) every current grant of a purpose
+    `version` covers whose granting record cites an earlier version of the same notice. The
+    grant stands until the person answers: the gate reads the decision, as for any state
+    flagged for re-consent, while the consent API (`needsReconsent`) and the preference centre
+    ask again, and the person's next decision clears the flag. Grants citing no notice version,
+    or another notice, are left: nothing says they were given to this text. Each flag is an
+    audit entry (an update of the state, attributed to whoever published). Returns how many
+    grants were flagged. Within the caller's transaction."""
+    notice = version.notice
+    found = ConsentState.objects.filter(
+        workspace_id=notice.workspace_id,
+        decision=Decision.GRANTED,
+        needs_reconsent=False,
+        purpose__key__in=list(version.purposes),
+        record__notice_version__notice_id=notice.pk,
+        record__notice_version__version__lt=version.version,
+    )
+    flagged, after = 0, None
+    while True:
+        batch = found if after is None else found.filter(pk__gt=after)
+        rows = list(batch.order_by("pk").values_list("pk", "profile_id")[:RECONSENT_BATCH_SIZE])
+        if not rows:
+            return flagged
+        after = rows[-1][0]
+        # The profiles' ledger locks, then the states read again under them: a decision
+        # committed meanwhile is the state flagged (or, if no longer a grant, left alone).
+        _lock_profiles([profile_id for _pk, profile_id in rows])
+        states = list(found.filter(pk__in=[pk for pk, _profile_id in rows]).order_by("pk"))
+        if not states:
+            continue
+        consent_cache_invalidate(profile_ids=[s.profile_id for s in states])
+        ConsentState.objects.filter(pk__in=[s.pk for s in states]).update(needs_reconsent=True)
+        changes: list[tuple[ConsentState | None, ConsentState | None]] = []
+        for state in states:
+            new = copy.copy(state)
+            new.needs_reconsent = True
+            changes.append((state, new))
+        audit.log_changes(changes)
+        flagged += len(states)
 
 
 @dataclass(frozen=True)
@@ -487,6 +560,18 @@ def _lock_subjects(indexes: set[bytes], profile_ids: Iterable[Any] = ()) -> None
         cursor.execute(
             "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
             [sorted(keys)],
+        )
+
+
+def _lock_profiles(profile_ids: Iterable[Any]) -> None:
+    """The per-profile locks of `_lock_subjects` alone, for a writer of current states that
+    records nothing on a subject's chain (flagging states for re-consent)."""
+    keys = sorted({_profile_lock_key(p) for p in profile_ids if p is not None})
+    if connection.vendor != "postgresql" or not keys:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k", [keys]
         )
 
 
@@ -1367,17 +1452,26 @@ def consent_submit(*, source: Any, submission: ConsentSubmission) -> ConsentSubm
             "purpose__key", "decision"
         )
     )
+    # A grant given under a notice version that a later one has superseded (a banner showing
+    # a text it had cached) is flagged for re-consent, as publishing the later one flagged the
+    # grants given before it.
+    superseded = notice_version_superseded_purposes(notice_version=notice_version)
     records: list[ConsentRecord] = []
     for decisions, method in ((submission.decisions, submission.method), (derived, Method.TCF)):
         if decisions:
+            recorded = {
+                key: refusal_recorded_as(current=current.get(key), decision=decision)
+                for key, decision in decisions.items()
+            }
             records += consent_record(
                 workspace=workspace,
                 subject=subject,
-                decisions={
-                    key: refusal_recorded_as(current=current.get(key), decision=decision)
-                    for key, decision in decisions.items()
-                },
+                decisions=recorded,
                 evidence=Evidence(**{**evidence.__dict__, "method": method}),
+                needs_reconsent={
+                    key for key, decision in recorded.items() if decision == Decision.GRANTED
+                }
+                & superseded,
                 issue_receipt=False,
             ).records
     receipts = [receipt_issue(workspace=workspace, records=records)] if records else []

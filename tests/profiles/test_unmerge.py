@@ -10,7 +10,7 @@ from auditlog import get_logentry_model
 from cdp.core import hooks
 from consent import services as consent_services
 from consent.enums import Decision, Method
-from consent.models import ConsentState
+from consent.models import ConsentState, NoticeVersion
 from consent.services import Evidence, Subject
 from profiles import services
 from profiles.enums import ProfileStatus
@@ -276,6 +276,43 @@ def test_consent_of_each_side_is_recomputed_from_its_own_ledger(source: Any) -> 
     assert dict(
         ConsentState.objects.filter(profile_id=bob).values_list("purpose__key", "needs_reconsent")
     ) == {"analytics": False, "advertising": True}
+
+
+def test_a_grant_flagged_by_a_new_notice_version_stays_flagged_after_an_unmerge(
+    source: Any,
+) -> None:
+    # given: Ann granted analytics under banner v1, Bob personalization under v1; merged, then
+    # v2 of the banner (covering analytics only) asks Ann's grant again
+    ws = source.workspace
+    ann, bob = two_people(source)
+    v1 = NoticeVersion.objects.get(notice__workspace=ws, notice__key="banner", version=1)
+    for subject, key in (
+        (Subject("anonymous_id", "ann-phone", ann), "analytics"),
+        (Subject("anonymous_id", "bob-laptop", bob), "personalization"),
+    ):
+        consent_services.consent_record(
+            workspace=ws, subject=subject, decisions={key: Decision.GRANTED},
+            evidence=Evidence(method=Method.BANNER, notice_version=v1),
+        )  # fmt: skip
+    merge = merge_them(source)
+    consent_services.notice_version_publish(
+        notice=v1.notice, text="A new partner for analytics.", purposes=["analytics"]
+    )
+    assert dict(
+        ConsentState.objects.filter(profile_id=ann).values_list("purpose__key", "needs_reconsent")
+    ) == {"analytics": True, "personalization": False}
+    # when
+    unmerge(merge)
+    # then: each side's state replayed from its ledger keeps what the publication asked
+    assert {
+        (str(profile_id), key): (decision, reconsent)
+        for profile_id, key, decision, reconsent in ConsentState.objects.values_list(
+            "profile_id", "purpose__key", "decision", "needs_reconsent"
+        )
+    } == {
+        (str(ann), "analytics"): ("granted", True),
+        (str(bob), "personalization"): ("granted", False),
+    }
 
 
 def test_unmerge_hooks_run_with_both_profiles(source: Any) -> None:
