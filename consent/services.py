@@ -417,6 +417,9 @@ def consent_record(
         # owes commit together (a crash between the two cannot lose one).
         refused = sorted(r.purpose.key for r in records if r.decision != Decision.GRANTED)
         hooks.run_consent_change_hooks(workspace.pk, [subject.profile_id], refused)
+        # And a grant lets activation send again whom it took back (it marks; syncs send).
+        granted = sorted(r.purpose.key for r in records if r.decision == Decision.GRANTED)
+        hooks.run_consent_grant_hooks(workspace.pk, [subject.profile_id], granted)
     receipt = receipt_issue(workspace=workspace, records=records) if issue_receipt else None
     return RecordedConsent(records=records, receipt=receipt)
 
@@ -495,18 +498,24 @@ def consent_record_many(
             for record in records
         ]
     )
-    # As consent_record: profiles that refused purposes, one hook call per set of purposes.
+    # As consent_record: profiles that refused purposes, one hook call per set of purposes;
+    # then likewise the profiles that granted purposes.
     refused_by: dict[tuple[str, ...], list[Any]] = {}
+    granted_by: dict[tuple[str, ...], list[Any]] = {}
     for change, records in zip(changes, grouped, strict=True):
         if change.subject.profile_id is None:
             continue
         refused = tuple(sorted(r.purpose.key for r in records if r.decision != Decision.GRANTED))
-        if refused:
-            profiles = refused_by.setdefault(refused, [])
-            if change.subject.profile_id not in profiles:
-                profiles.append(change.subject.profile_id)
+        granted = tuple(sorted(r.purpose.key for r in records if r.decision == Decision.GRANTED))
+        for keys, by_keys in ((refused, refused_by), (granted, granted_by)):
+            if keys:
+                profiles = by_keys.setdefault(keys, [])
+                if change.subject.profile_id not in profiles:
+                    profiles.append(change.subject.profile_id)
     for refused, profile_ids in refused_by.items():
         hooks.run_consent_change_hooks(workspace.pk, profile_ids, list(refused))
+    for granted, profile_ids in granted_by.items():
+        hooks.run_consent_grant_hooks(workspace.pk, profile_ids, list(granted))
     receipts = (
         _receipts_issue_many(workspace=workspace, grouped=grouped)
         if issue_receipt

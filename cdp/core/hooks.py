@@ -48,7 +48,8 @@ def run_unmerge_hooks(workspace_id: int, unmerges: Sequence[tuple[Any, Any]]) ->
         _unmerge_hooks[name](workspace_id, unmerges)
 
 
-# --- consent changes and restrictions (activation takes people back from destinations) ---------
+# --- consent changes and restrictions (activation takes people back from destinations, and
+# sends them again once they grant consent again) -----------------------------------------------
 
 ConsentChangeHook = Callable[[int, Sequence[Any], Sequence[str]], None]
 RestrictionHook = Callable[[int, Sequence[Any]], None]
@@ -71,6 +72,29 @@ def run_consent_change_hooks(
         return
     for name in sorted(_consent_change_hooks):
         _consent_change_hooks[name](workspace_id, profile_ids, purpose_keys)
+
+
+ConsentGrantHook = Callable[[int, Sequence[Any], Sequence[str]], None]
+
+_consent_grant_hooks: dict[str, ConsentGrantHook] = {}
+
+
+def register_consent_grant_hook(name: str, hook: ConsentGrantHook) -> None:
+    """`hook(workspace_id, profile_ids, purpose_keys)`, called by the consent services inside
+    the transaction that recorded a grant for those purposes of those profiles: a destination
+    that took the person back when they refused may receive them again, and nothing else
+    (their audience membership did not change) tells an incremental sync so. It runs for every
+    grant, in drains of thousands: keep it set-wise and short (mark, do not send)."""
+    _consent_grant_hooks[name] = hook
+
+
+def run_consent_grant_hooks(
+    workspace_id: int, profile_ids: Sequence[Any], purpose_keys: Sequence[str]
+) -> None:
+    if not profile_ids or not purpose_keys:
+        return
+    for name in sorted(_consent_grant_hooks):
+        _consent_grant_hooks[name](workspace_id, profile_ids, purpose_keys)
 
 
 def register_restriction_hook(name: str, hook: RestrictionHook) -> None:
