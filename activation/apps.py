@@ -8,7 +8,7 @@ class ActivationConfig(AppConfig):
     verbose_name = "Audiences and activation"
 
     def ready(self) -> None:
-        from activation import destinations, handlers, models, removals
+        from activation import destinations, handlers, models, regrants, removals
         from cdp.core import audit, hooks, registry
 
         # Destinations and syncs are configuration stewards change: audited (the secret is
@@ -22,6 +22,7 @@ class ActivationConfig(AppConfig):
         # What /v1/personalize may expose is configuration stewards change: audited.
         audit.register(models.PersonalizationConfig, exclude_fields=("updated_at",))
         hooks.register_consent_change_hook("activation.removals", removals.on_consent_refused)
+        hooks.register_consent_grant_hook("activation.regrants", regrants.on_consent_granted)
         hooks.register_restriction_hook("activation.removals", removals.on_restricted)
         registry.register_recipients("activation.destinations", destinations.destination_recipients)
         self._register_audiences(audit, hooks)

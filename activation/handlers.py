@@ -1,6 +1,7 @@
 """The personal-data handler of activation (see cdp.core.registry): a person's audience
 memberships and their history, computed trait values, the delivery ledger's rows about them,
-and the removals owed to destinations.
+the removals owed to destinations, and the marks a consent grant left for syncs to look at them
+again (activation.regrants).
 
 Erasure runs before the profiles handlers (erase_order 50): the removal each destination that
 received the person is owed is queued first, its payload computed while the person's data can
@@ -21,6 +22,7 @@ from activation.models import (
     Delivery,
     MembershipChange,
     Removal,
+    SyncRecheck,
 )
 from cdp.core.registry import DeletionRequest, ErasureReport, ErasureStatus, PersonalDataHandler
 from profiles import selectors as profile_selectors
@@ -38,7 +40,8 @@ def _at(value: Any) -> str | None:
 
 def export_activation(profile: Any) -> dict[str, Any]:
     """Memberships with their history, computed trait values, deliveries (destination,
-    audience, time, what allowed them) and removals owed or made."""
+    audience, time, what allowed them), removals owed or made, and the syncs marked to look
+    at the person again (a consent grant)."""
     people = _people(profile)
     return {
         "audience_memberships": [
@@ -89,6 +92,12 @@ def export_activation(profile: Any) -> dict[str, Any]:
             for r in Removal.objects.filter(profile_id__in=people)
             .select_related("destination", "audience")
             .order_by("created_at", "id")
+        ],
+        "sync_rechecks": [
+            {"audience": key, "destination": name, "created_at": _at(created)}
+            for key, name, created in SyncRecheck.objects.filter(profile_id__in=people)
+            .order_by("id")
+            .values_list("sync__audience__key", "sync__destination__name", "created_at")
         ],
     }
 
@@ -142,6 +151,8 @@ def erase_activation(profile: Any) -> ErasureReport:
     changes, _ = MembershipChange.objects.filter(profile_id__in=people).delete()
     computed, _ = ComputedTraitValue.objects.filter(profile_id__in=people).delete()
     deliveries, _ = Delivery.objects.filter(profile_id__in=people).delete()
+    # A mark for a sync to look at the person again (a consent grant) would only name them.
+    rechecks, _ = SyncRecheck.objects.filter(profile_id__in=people).delete()
     # Removals name no one once unlinked; the unsent ones still carry their sealed payload.
     unlinked = Removal.objects.filter(profile_id__in=people).update(profile=None)
     counts = {
@@ -149,11 +160,12 @@ def erase_activation(profile: Any) -> ErasureReport:
         "membership_changes": changes,
         "computed_trait_values": computed,
         "deliveries": deliveries,
+        "sync_rechecks": rechecks,
         "removals_queued": len(queued),
         "removals_owed": len(owed),
         "removals_unlinked": unlinked,
     }
-    found = memberships + changes + computed + deliveries + unlinked
+    found = memberships + changes + computed + deliveries + rechecks + unlinked
     return ErasureReport(
         store="activation",
         status=ErasureStatus.ERASED if found else ErasureStatus.NOTHING_FOUND,
@@ -175,6 +187,7 @@ ACTIVATION_HANDLER = PersonalDataHandler(
         "activation.ComputedTraitValue",
         "activation.Delivery",
         "activation.Removal",
+        "activation.SyncRecheck",
     ),
     export=export_activation,
     erase=erase_activation,

@@ -143,17 +143,44 @@ def adds_undelivered(
     last = _last_rows(rows.filter(profile_id__in=candidates), _undelivered_add)
     found = {p for _d, _a, p in last}
     if max_dead is not None and found:
-        given_up = (
-            rows.filter(
-                action=DeliveryAction.ADD, status=DeliveryStatus.DEAD, profile_id__in=list(found)
-            )
-            .values("profile_id")
-            .annotate(dead=Count("id"))
-            .filter(dead__gte=max_dead)
-            .values_list("profile_id", flat=True)
+        found -= adds_given_up(
+            workspace_id=workspace_id,
+            destination_id=destination_id,
+            audience_id=audience_id,
+            profile_ids=found,
+            max_dead=max_dead,
         )
-        found -= set(given_up)
     return found
+
+
+def adds_given_up(
+    *,
+    workspace_id: Any,
+    destination_id: Any,
+    audience_id: Any,
+    profile_ids: Iterable[Any],
+    max_dead: int,
+) -> set[Any]:
+    """Those of `profile_ids` with `max_dead` dead-lettered adds or more for this destination
+    and audience: incremental runs stop sending them (CDP_SYNC_MAX_RESENDS), whatever made
+    them due again (a failed add, a consent granted again); a full run still sends them."""
+    ids = list(profile_ids)
+    if not ids:
+        return set()
+    return set(
+        Delivery.objects.filter(
+            workspace_id=workspace_id,
+            destination_id=destination_id,
+            audience_id=audience_id,
+            action=DeliveryAction.ADD,
+            status=DeliveryStatus.DEAD,
+            profile_id__in=ids,
+        )
+        .values("profile_id")
+        .annotate(dead=Count("id"))
+        .filter(dead__gte=max_dead)
+        .values_list("profile_id", flat=True)
+    )
 
 
 def delivery_search(

@@ -1,8 +1,9 @@
 """Audiences, computed traits, destinations, syncs and the delivery ledger.
 
 Profiles and events belong to `profiles`; this app only derives from them (computed traits,
-memberships) and records what left the platform (deliveries) and what must be taken back
-(removals). Every row naming a profile is covered by the activation personal-data handler.
+memberships) and records what left the platform (deliveries), what must be taken back
+(removals) and whom a sync must look at again (rechecks). Every row naming a profile is covered
+by the activation personal-data handler.
 """
 
 from __future__ import annotations
@@ -357,6 +358,28 @@ class Removal(models.Model):
 
     def __str__(self) -> str:
         return f"Removal {self.id}"
+
+
+class SyncRecheck(models.Model):
+    """A member of a sync's audience its next run must look at although their membership did
+    not change: they granted consent for a purpose the destination serves, so a destination
+    that took them back when they refused may receive them again. Written set-wise by the
+    consent-grant hook (activation.regrants); a run that completes deletes the ones it read."""
+
+    id = models.BigAutoField(primary_key=True)
+    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="rechecks")
+    profile = models.ForeignKey("profiles.Profile", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["sync", "id"], name="sync_recheck_sync"),
+            models.Index(fields=["profile"], name="sync_recheck_profile"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Recheck {self.profile_id} for sync {self.sync_id}"
 
 
 class PersonalizationConfig(models.Model):

@@ -21,6 +21,9 @@ commit, in the removal task, so no network call ever holds that transaction open
 that raced the withdrawal (it read the consent before, wrote its ledger rows after the hook
 looked) checks consent again right after each batch and queues what the hook could not see.
 
+A person taken back for a refusal who grants consent again is sent again by the sync's next
+run (activation.regrants): the grant only marks them.
+
 Queued removals of a batch go out together: one signed `{"type": "remove"}` webhook request,
 or one removal file. Each sent removal of a profile that still exists gets a delivery-ledger
 row (action remove); after an erasure the removal row itself, which names no one, is the

@@ -9,9 +9,11 @@ A run (`SyncRun`) is queued by `sync_run_start` and carried out by a Celery task
    who is no longer a member is removed. Incremental: the membership changes after the
    sync's cursor; entered (and not surely held: the last ledger row is no delivered add) is
    sent, exited (and possibly held) is removed, and a member whose last add was dead-lettered
-   or never confirmed is sent again, even once the cursor has passed its change. The writers
-   of changes commit an audience's changes in id order (`membership.changes_settled`), so a
-   change never commits below the cursor.
+   or never confirmed is sent again, even once the cursor has passed its change. A member
+   who granted consent again since (a `SyncRecheck` left by the consent-grant hook,
+   activation.regrants) and whom the destination does not hold is sent too: no membership
+   change names them. The writers of changes commit an audience's changes in id order
+   (`membership.changes_settled`), so a change never commits below the cursor.
 3. Removals are queued (`Removal`, sealed payload) and sent at once; a failure stays queued
    and is retried by the removal task with backoff.
 4. Each batch of additions is evaluated at send time (activation.eligibility: active, not
@@ -50,7 +52,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from activation import destinations, eligibility, ledger, outbound, removals
+from activation import destinations, eligibility, ledger, outbound, regrants, removals
 from activation.enums import (
     AD_PLATFORMS,
     DeliveryAction,
@@ -227,6 +229,8 @@ class _Runner:
         self.is_file = self.destination.kind != DestinationKind.WEBHOOK
         self.pending: set[Any] = set()
         self.held: set[Any] = set()
+        # The sync's rechecks (activation.regrants) this run read: deleted once it completes.
+        self.rechecked: list[int] = []
 
     # --- bookkeeping -------------------------------------------------------------------
 
@@ -376,6 +380,7 @@ class _Runner:
             return
         if not self.aborted:
             Sync.objects.filter(pk=self.sync.pk).update(cursor=plan.cursor)
+            regrants.rechecks_done(ids=self.rechecked)
         status = SyncRunStatus.SUCCEEDED
         if self.deferrals_exhausted or (self.aborted and not run.sent and not run.removed):
             status = SyncRunStatus.FAILED
@@ -406,6 +411,7 @@ class _Runner:
             member_set = set(members)
             gone = self.still_present((self.held - member_set) - self.pending, member_set)
             exits: list[tuple[Any, str]] = [(p, RemovalReason.EXITED) for p in gone]
+            self.rechecked = self.rechecks_plan(member_set, incremental=False).done
             return _Plan(members, exits, cursor)
         latest: dict[Any, str] = {}
         cursor = self.sync.cursor
@@ -453,7 +459,21 @@ class _Runner:
         removes: list[tuple[Any, str]] = [
             (p, RemovalReason.EXITED) for p in self.still_present(exited, None)
         ]
-        return _Plan(adds, removes, cursor, resends)
+        # Members who granted consent again since the last run: no membership change names
+        # them, yet a destination that took them back may receive them again.
+        rechecked = self.rechecks_plan(set(latest) | set(resends), incremental=True)
+        self.rechecked = rechecked.done
+        return _Plan(adds + rechecked.adds, removes, cursor, resends)
+
+    def rechecks_plan(self, planned: set[Any], *, incremental: bool) -> regrants.Rechecked:
+        """The sync's rechecks (activation.regrants): whom to send again besides `planned`."""
+        return regrants.recheck_plan(
+            sync=self.sync,
+            workspace=self.workspace,
+            planned=planned,
+            pending=self.pending,
+            incremental=incremental,
+        )
 
     def undelivered_members(self, planned: set[Any]) -> list[Any]:
         """Members, not among `planned`, whose last add to the destination did not arrive

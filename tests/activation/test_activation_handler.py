@@ -79,6 +79,7 @@ def test_the_handler_runs_before_the_profile_keys_are_destroyed() -> None:
         "activation.ComputedTraitValue",
         "activation.Delivery",
         "activation.Removal",
+        "activation.SyncRecheck",
     }
 
 

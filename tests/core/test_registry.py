@@ -39,6 +39,9 @@ NOT_AUDITED = {
     "activation.ComputedTraitValue",
     "activation.AudienceMembership",
     "activation.MembershipChange",
+    # Marks a consent grant leaves for syncs to look at a member again, written set-wise in the
+    # consent transaction and deleted by the run (the consent record is the grant's record).
+    "activation.SyncRecheck",
     # Keyed hashes of a profile's blocking keys, rewritten by every matching run (the run and
     # its ACCESS entry are audited).
     "matching.MatchKeys",
