@@ -173,7 +173,6 @@ class NoticePublished:
     reconsent_flagged: int
 
 
-@transaction.atomic
 def notice_version_publish(
     *,
     notice: Notice,
@@ -183,18 +182,20 @@ def notice_version_publish(
     policy_url: str = "",
 ) -> NoticePublished:
     """A new version of a notice; versions are never edited. The people who granted a purpose
-    it covers under an earlier version agreed to a text that has changed: their grants are
-    flagged for re-consent (`consent_states_reconsent_flag`), in the same transaction."""
-    last = notice.versions.order_by("-version").values_list("version", flat=True).first() or 0
-    version = NoticeVersion.objects.create(
-        notice=notice,
-        version=last + 1,
-        language=language,
-        text=text,
-        text_hash=hashlib.sha256(text.encode()).hexdigest(),
-        purposes=list(purposes),
-        policy_url=policy_url,
-    )
+    it covers under an earlier version agreed to a text that has changed: once the version is
+    committed, their grants are flagged for re-consent (`consent_states_reconsent_flag`, a
+    transaction per batch)."""
+    with transaction.atomic():
+        last = notice.versions.order_by("-version").values_list("version", flat=True).first()
+        version = NoticeVersion.objects.create(
+            notice=notice,
+            version=(last or 0) + 1,
+            language=language,
+            text=text,
+            text_hash=hashlib.sha256(text.encode()).hexdigest(),
+            purposes=list(purposes),
+            policy_url=policy_url,
+        )
     return NoticePublished(
         version=version, reconsent_flagged=consent_states_reconsent_flag(version=version)
     )
@@ -224,7 +225,13 @@ def consent_states_reconsent_flag(*, version: NoticeVersion) -> int:
     ask again, and the person's next decision clears the flag. Grants citing no notice version,
     or another notice, are left: nothing says they were given to this text. Each flag is an
     audit entry (an update of the state, attributed to whoever published). Returns how many
-    grants were flagged. Within the caller's transaction."""
+    grants were flagged.
+
+    Each batch is its own transaction (a savepoint within a caller's): a batch takes the
+    ledger lock of each of its profiles, and one transaction over a whole workspace's grants
+    would hold one lock per granting profile until it ends, beyond what PostgreSQL's lock
+    table holds (`max_locks_per_transaction`), and across batches in an order no other writer
+    follows. Flagging is idempotent: a run stopped halfway is completed by running it again."""
     notice = version.notice
     found = ConsentState.objects.filter(
         workspace_id=notice.workspace_id,
@@ -241,21 +248,26 @@ def consent_states_reconsent_flag(*, version: NoticeVersion) -> int:
         if not rows:
             return flagged
         after = rows[-1][0]
-        # The profiles' ledger locks, then the states read again under them: a decision
-        # committed meanwhile is the state flagged (or, if no longer a grant, left alone).
-        _lock_profiles([profile_id for _pk, profile_id in rows])
-        states = list(found.filter(pk__in=[pk for pk, _profile_id in rows]).order_by("pk"))
-        if not states:
-            continue
-        consent_cache_invalidate(profile_ids=[s.profile_id for s in states])
-        ConsentState.objects.filter(pk__in=[s.pk for s in states]).update(needs_reconsent=True)
-        changes: list[tuple[ConsentState | None, ConsentState | None]] = []
-        for state in states:
-            new = copy.copy(state)
-            new.needs_reconsent = True
-            changes.append((state, new))
-        audit.log_changes(changes)
-        flagged += len(states)
+        flagged += _reconsent_flag_batch(found, rows)
+
+
+@transaction.atomic
+def _reconsent_flag_batch(found: Any, rows: list[tuple[Any, Any]]) -> int:
+    # The profiles' ledger locks, then the states read again under them: a decision
+    # committed meanwhile is the state flagged (or, if no longer a grant, left alone).
+    _lock_profiles([profile_id for _pk, profile_id in rows])
+    states = list(found.filter(pk__in=[pk for pk, _profile_id in rows]).order_by("pk"))
+    if not states:
+        return 0
+    consent_cache_invalidate(profile_ids=[s.profile_id for s in states])
+    ConsentState.objects.filter(pk__in=[s.pk for s in states]).update(needs_reconsent=True)
+    changes: list[tuple[ConsentState | None, ConsentState | None]] = []
+    for state in states:
+        new = copy.copy(state)
+        new.needs_reconsent = True
+        changes.append((state, new))
+    audit.log_changes(changes)
+    return len(states)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pytest
 from auditlog import get_logentry_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -271,3 +272,36 @@ def test_a_cached_consent_answer_is_stale_once_a_version_flags_it(
     assert banner.get("/v1/consent", {"anonymousId": "ann"}).json()["needsReconsent"] == [
         "analytics"
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="advisory locks are PostgreSQL's")
+def test_publishing_holds_the_ledger_locks_of_one_batch_at_a_time(
+    banner: APIClient, source: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version over a whole workspace's grants must not hold one lock per granting profile
+    until it ends (PostgreSQL's lock table holds some thousands): each batch commits, and its
+    locks go with it."""
+    for name in ("ann", "bob", "carl", "dora", "eve"):
+        submit(banner, name, 1, analytics="granted")
+    monkeypatch.setattr(services, "RECONSENT_BATCH_SIZE", 2)
+    held: list[int] = []
+    lock_profiles = services._lock_profiles
+
+    def counting(profile_ids: Any) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = pg_backend_pid()"
+            )
+            held.append(cursor.fetchone()[0])
+        lock_profiles(profile_ids)
+
+    monkeypatch.setattr(services, "_lock_profiles", counting)
+
+    published = services.notice_version_publish(
+        notice=banner_notice(source.workspace), text=NEW_TEXT, purposes=["analytics"]
+    )
+
+    assert published.reconsent_flagged == 5
+    assert held == [0, 0, 0]  # none left from the batch before
