@@ -422,6 +422,12 @@ def consent_record(
         records.append(record)
     ConsentRecord.objects.bulk_create(records)
     if subject.profile_id is not None:
+        # What the profile held before, for the grant hook below (read under the locks).
+        held = dict(
+            ConsentState.objects.filter(
+                profile_id=subject.profile_id, purpose_id__in=[r.purpose_id for r in records]
+            ).values_list("purpose_id", "decision")
+        )
         for record in records:
             _state_set(record, reconsent=record.purpose.key in reconsent)
         # Destinations that received the person must take them back: activation queues the
@@ -429,8 +435,13 @@ def consent_record(
         # owes commit together (a crash between the two cannot lose one).
         refused = sorted(r.purpose.key for r in records if r.decision != Decision.GRANTED)
         hooks.run_consent_change_hooks(workspace.pk, [subject.profile_id], refused)
-        # And a grant lets activation send again whom it took back (it marks; syncs send).
-        granted = sorted(r.purpose.key for r in records if r.decision == Decision.GRANTED)
+        # And a grant lets activation send again whom it took back (it marks; syncs send):
+        # only a purpose not granted before is a grant to act on (banners repeat theirs).
+        granted = sorted(
+            r.purpose.key
+            for r in records
+            if r.decision == Decision.GRANTED and held.get(r.purpose_id) != Decision.GRANTED
+        )
         hooks.run_consent_grant_hooks(workspace.pk, [subject.profile_id], granted)
     receipt = receipt_issue(workspace=workspace, records=records) if issue_receipt else None
     return RecordedConsent(records=records, receipt=receipt)
@@ -502,7 +513,7 @@ def consent_record_many(
             records.append(record)
         grouped.append(records)
     bulk.insert(ConsentRecord, _RECORD_COLUMNS, bulk.model_rows(_flat(grouped), _RECORD_COLUMNS))
-    _states_set_many(
+    newly_granted = _states_set_many(
         [
             (record, record.purpose.key in change.needs_reconsent)
             for change, records in zip(changes, grouped, strict=True)
@@ -518,7 +529,7 @@ def consent_record_many(
         if change.subject.profile_id is None:
             continue
         refused = tuple(sorted(r.purpose.key for r in records if r.decision != Decision.GRANTED))
-        granted = tuple(sorted(r.purpose.key for r in records if r.decision == Decision.GRANTED))
+        granted = tuple(sorted(r.purpose.key for r in records if id(r) in newly_granted))
         for keys, by_keys in ((refused, refused_by), (granted, granted_by)):
             if keys:
                 profiles = by_keys.setdefault(keys, [])
@@ -632,12 +643,13 @@ def _after(at: datetime, head_time: datetime | None) -> datetime:
     return at
 
 
-def _states_set_many(items: list[tuple[ConsentRecord, bool]]) -> None:
+def _states_set_many(items: list[tuple[ConsentRecord, bool]]) -> set[int]:
     """_state_set for each (record, needs re-consent), in order, set-wise: one read of the
     current states, one upsert, and the audit entries the per-row saves would have written
-    (a create or an update with its diff, for every write, in order)."""
+    (a create or an update with its diff, for every write, in order). Returns the `id()` of
+    the records that grant a purpose the profile did not hold granted just before."""
     if not items:
-        return
+        return set()
     consent_cache_invalidate(profile_ids=[record.profile_id for record, _ in items])
     profile_ids = [record.profile_id for record, _ in items if record.profile_id is not None]
     purpose_ids = {record.purpose_id for record, _ in items}
@@ -648,9 +660,14 @@ def _states_set_many(items: list[tuple[ConsentRecord, bool]]) -> None:
         )
     }
     writes: list[tuple[ConsentState | None, ConsentState]] = []
+    granted: set[int] = set()
     for record, reconsent in items:
         key = (record.profile_id, record.purpose_id)
         old = current.get(key)
+        if record.decision == Decision.GRANTED and (
+            old is None or old.decision != Decision.GRANTED
+        ):
+            granted.add(id(record))
         assert record.profile_id is not None  # a state belongs to a profile
         new = ConsentState(
             pk=old.pk if old is not None else None,
@@ -671,6 +688,7 @@ def _states_set_many(items: list[tuple[ConsentRecord, bool]]) -> None:
     for _old, new in writes:
         new.pk = pk_of[(new.profile_id, new.purpose_id)]
     audit.log_changes(writes)
+    return granted
 
 
 def _states_upsert(states: Sequence[ConsentState]) -> dict[tuple[Any, Any], Any]:

@@ -365,3 +365,41 @@ def test_a_member_whose_adds_were_refused_too_often_is_not_added_again(
     # then: bob alone is added again
     assert (run.status, run.sent) == ("succeeded", 1)
     assert _bodies(receiver, hits) == [("add", [bob.user_id])]
+
+
+def test_a_grant_repeated_while_held_leaves_no_further_mark(
+    workspace: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Banners post the same choice again and again: only a grant of what the profile did not
+    hold granted marks anyone, through either recording path."""
+    ada, bob = person(workspace), person(workspace)
+    sync = _taken_back(workspace, receiver, django_capture_on_commit_callbacks, ada, bob)
+    grant(workspace, ada, "advertising")
+    consent_services.consent_record_many(
+        workspace=workspace,
+        changes=[
+            ConsentChange(
+                subject=Subject("user_id", bob.user_id, bob.profile_id),
+                decisions={"advertising": Decision.GRANTED},
+                evidence=Evidence(method=Method.BANNER, jurisdiction="DE"),
+            )
+        ],
+    )
+    assert SyncRecheck.objects.filter(sync=sync).count() == 2
+
+    # when: both grant it again, several times, while they hold it
+    for _ in range(3):
+        grant(workspace, ada, "advertising")
+        consent_services.consent_record_many(
+            workspace=workspace,
+            changes=[
+                ConsentChange(
+                    subject=Subject("user_id", bob.user_id, bob.profile_id),
+                    decisions={"advertising": Decision.GRANTED},
+                    evidence=Evidence(method=Method.BANNER, jurisdiction="DE"),
+                )
+            ],
+        )
+
+    # then: still one mark each
+    assert SyncRecheck.objects.filter(sync=sync).count() == 2
