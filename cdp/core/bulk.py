@@ -392,6 +392,10 @@ def _update_by_copy(
     with transaction.atomic():  # the temporary table empties at commit (see insert)
         temp = _temp_table(cursor, table, select)
         _copy_rows(cursor.cursor, f"COPY {temp} ({names}) FROM STDIN", types, values)
+        # The planner must know how few rows there are: a temporary table without statistics
+        # is estimated at some thousand, and the join then read the whole target table
+        # (profiles, events) instead of probing its index row by row.
+        cursor.execute(f"ANALYZE {temp}")
         cursor.execute(
             f"WITH v AS (DELETE FROM {temp} RETURNING {names}) "  # noqa: S608 — names, not data
             f"UPDATE {table} AS t SET {', '.join(assignments)} "

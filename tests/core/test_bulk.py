@@ -245,3 +245,36 @@ def test_json_a_field_encodes_itself_goes_out_as_its_encoder_writes_it() -> None
     assert bulk._jsonb_binary(prepared) == b'\x01{"price": "9.90"}'
     assert bulk._jsonb_binary('{"a":1}') == b'\x01{"a":1}'
     assert bulk._jsonb_binary(None) is None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the temporary table is PostgreSQL's")
+def test_an_update_of_a_few_rows_probes_the_index_instead_of_reading_the_table(
+    workspace: Any,
+) -> None:
+    """The rows go through a temporary table: without statistics the planner took it for some
+    thousand rows and read the whole target table (every profile, every event) per update."""
+    columns = ["workspace", "status", "attributes", "merge_count", "created_at", "updated_at"]
+    bulk.insert(Profile, columns, [(workspace.pk, ProfileStatus.ACTIVE, {}, 0, NOW, NOW)] * 5000)
+    ids = list(Profile.objects.values_list("pk", flat=True)[:2])
+
+    def seq_scans() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE profiles_profile")
+            cursor.execute("SELECT pg_stat_force_next_flush()")
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'profiles_profile'"
+            )
+            return int(cursor.fetchone()[0])
+
+    before = seq_scans()
+    bulk.update_from_values(
+        Profile,
+        key="id",
+        names=["merge_count"],
+        rows=[(pk, 3) for pk in ids],
+        assignments=["merge_count = v.column2"],
+    )
+    assert seq_scans() == before
+    assert Profile.objects.filter(pk__in=ids, merge_count=3).count() == 2
