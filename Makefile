@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo test lint format bench-crypto bench-ingest bench-consent-api bench-dsr bench-import bench-audiences bench-matching clean
+.PHONY: install demo test lint format bench-crypto bench-ingest bench-drain bench-consent-api bench-dsr bench-import bench-audiences bench-matching clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench-crypto: install
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cdp_bench
 bench-ingest: install
 	$(PY) bench/ingest.py --database-url $(BENCH_DATABASE_URL) $(BENCH_ARGS)
+
+# The intake drain alone, in one process (drops and recreates cdp_bench_drain).
+bench-drain: install
+	$(PY) bench/drain.py $(BENCH_ARGS)
 
 # Needs PostgreSQL (drops and recreates BENCH_CONSENT_API_DATABASE_URL) and Redis at
 # 127.0.0.1:6379 (flushes database 13, the shared cache of the cached run).
