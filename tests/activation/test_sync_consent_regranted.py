@@ -35,9 +35,11 @@ from tests.activation.sync_helpers import (
     leave,
     person,
     run_sync,
+    source_for,
     webhook,
 )
 from tests.governance.request_helpers import SUBJECT_EMAIL, in_progress
+from tests.profiles.ingest_helpers import msg
 
 pytestmark = pytest.mark.django_db
 
@@ -403,3 +405,40 @@ def test_a_grant_repeated_while_held_leaves_no_further_mark(
 
     # then: still one mark each
     assert SyncRecheck.objects.filter(sync=sync).count() == 2
+
+
+def test_a_mark_on_a_profile_merged_away_since_adds_its_survivor(
+    workspace: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The mark names the profile that granted; a merge before the run must not lose the
+    person: the survivor is sent, under the identifiers it took over."""
+    # given: an older, anonymous profile of the same person (a first visit), in the audience,
+    # never sent (no consent then), and a newer one, taken back after withdrawing, who grants
+    # again
+    older = profile_services.ingest_messages(
+        source=source_for(workspace), messages=[msg(anonymous_id="anon-ada-first-visit")]
+    ).profile_ids[0]
+    ada = person(workspace)
+    sync = _taken_back(workspace, receiver, django_capture_on_commit_callbacks, ada)
+    enter(sync.audience, Person(older, "", "", ""))
+    grant(workspace, ada, "advertising")
+    assert list(SyncRecheck.objects.values_list("profile_id", flat=True)) == [ada.profile_id]
+    hits = len(receiver.hits)
+
+    # when: the two are merged (the older survives, with ada's consent) before the run
+    merge = profile_services.profiles_merge(
+        workspace=workspace,
+        profile_ids=(older, ada.profile_id),
+        rule="steward",
+        actor=None,
+        evidence={"note": "same person"},
+    )
+    assert merge.survivor_id == older
+    run = run_sync(sync, django_capture_on_commit_callbacks)
+
+    # then: the survivor (holding ada's userId now) is sent, once, and the mark is taken
+    assert (run.status, run.sent) == ("succeeded", 1)
+    assert _bodies(receiver, hits) == [("add", [ada.user_id])]
+    row = Delivery.objects.filter(destination=sync.destination).order_by("-id").first()
+    assert row is not None and row.profile_id == older
+    assert not SyncRecheck.objects.exists()
