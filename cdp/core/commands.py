@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError
+from rest_framework.exceptions import ParseError
+
+from cdp.core.api.parsers import NulCharacter, loads
 
 
 def command_json_file(path: str, what: str) -> Any:
     """The JSON document in the file at `path`, for a management command: a file that cannot
-    be read or is not JSON is a CommandError naming it as `what` ("receipt", "keys")."""
+    be read or is not JSON is a CommandError naming it as `what` ("receipt", "keys"). Read as
+    the APIs read bodies (`cdp.core.api.parsers.loads`): a document nested beyond reason, or
+    holding NaN or a NUL, is refused like any other, not a traceback."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise CommandError(f"Cannot read the {what} file {path}: {exc.strerror}.") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    try:
+        return loads(raw)
+    except (ParseError, NulCharacter):
         raise CommandError(f"The {what} file {path} is not JSON.") from None
 
 

@@ -192,6 +192,8 @@ def test_an_unknown_kid_is_named(issued: dict[str, Any], tmp_path: Path) -> None
     ("content", "message"),
     [
         ("{not json", "is not JSON"),
+        ("[" * 100_000, "is not JSON"),  # nested beyond reason: no RecursionError
+        ('{"id": NaN}', "is not JSON"),
         ("[]", "does not hold a receipt object"),
         ('{"id": "x"}', "not a receipt"),
     ],
