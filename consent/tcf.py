@@ -216,18 +216,19 @@ def _vendor_consented(tc: TcConsent, *, vendor: int, purposes: set[int]) -> bool
 def tcf_decisions(*, tc: TcConsent, purposes: Iterable[Any]) -> dict[str, str]:
     """Our consent-based purposes that name TCF purposes: granted when the string consents to
     every one of them, denied when any is missing. A sale/share purpose also needs every vendor
-    it names (`tcf_vendors`) to pass `_vendor_consented`; one naming no vendor is left out
-    (the string says nothing about who would receive the data: neither a grant nor a refusal
-    the person never made is recorded). Purposes on another legal basis are left out too."""
+    it names (`tcf_vendors`) to pass `_vendor_consented`; one naming no vendor is granted by no
+    string (the string says nothing about who would receive the data) but is still denied when
+    the person refused one of its TCF purposes: a refusal needs no vendor. Purposes on another
+    legal basis are left out."""
     decisions: dict[str, str] = {}
     for purpose in purposes:
         wanted = {int(p) for p in purpose.tcf_purposes or ()}
         if not wanted or purpose.legal_basis != LegalBasis.CONSENT:
             continue
         vendors = {int(v) for v in purpose.tcf_vendors or ()}
-        if purpose.sale_or_share and not vendors:
-            continue
         consented = wanted <= tc.purposes_consented
+        if consented and purpose.sale_or_share and not vendors:
+            continue  # neither a grant nor a refusal the person never made
         if consented and purpose.sale_or_share:
             consented = all(_vendor_consented(tc, vendor=v, purposes=wanted) for v in vendors)
         decisions[purpose.key] = Decision.GRANTED if consented else Decision.DENIED

@@ -227,6 +227,21 @@ def test_a_sale_or_share_purpose_naming_no_vendor_is_never_granted_by_a_tc_strin
 
 
 @pytest.mark.django_db
+def test_a_refusal_of_a_sale_or_share_purpose_naming_no_vendor_is_still_recorded(
+    workspace: Any,
+) -> None:
+    """No vendor is needed to say no: a person who unticks advertising's TCF purposes in the
+    CMP has refused it, and a grant recorded before must not stand."""
+    # given: the default purposes, as seeded (advertising names no vendor; TCF 2, 3, 4, 7)
+    purposes = services.purposes_ensure_defaults(workspace=workspace)
+    tc = tc_string_decode(tc_string(purposes={1, 2, 3, 8, 9}, vendors=range(1, 800)))
+    # when
+    decisions = tcf_decisions(tc=tc, purposes=purposes)
+    # then
+    assert decisions["advertising"] == "denied"
+
+
+@pytest.mark.django_db
 def test_purposes_that_are_not_a_sale_or_sharing_need_no_vendor_consent(
     purposes: list[Purpose],
 ) -> None:
