@@ -682,8 +682,10 @@ class _Runner:
         fails, so that a receiver that always asks to wait does not stop every run unseen."""
         assert result.retry_after is not None
         until = self.defer_until(result.retry_after)
-        count = self.sync.deferrals + 1
         limit = max(1, settings.CDP_SYNC_MAX_DEFERRALS)
+        # At most the limit: past it every deferral fails the same way, and the counter must
+        # not climb run after run to its column's end.
+        count = min(self.sync.deferrals + 1, limit)
         Sync.objects.filter(pk=self.sync.pk).update(deferrals=count)
         self.sync.deferrals = count
         self.aborted = True

@@ -139,6 +139,18 @@ def test_a_receiver_that_always_asks_to_wait_fails_the_run_at_the_limit(
     listing = client.get(reverse("admin:activation_sync_changelist")).content.decode()
     assert "(3 in a row)" in listing
 
+    # when: it asks again, past the limit
+    receiver.statuses = [503]
+    past = run_sync(hourly, django_capture_on_commit_callbacks)
+
+    # then: that run fails the same way, and the count stays at the limit
+    hourly.refresh_from_db()
+    assert (past.status, past.excluded, hourly.deferrals) == (
+        SyncRunStatus.FAILED,
+        {"dead_letter": 1},
+        3,
+    )
+
     # when: the receiver takes records again
     fourth = run_sync(hourly, django_capture_on_commit_callbacks)
 
