@@ -10,9 +10,9 @@ that costs the most, so that a change to the pipeline can be judged in a minute:
 
 1. Drops and recreates the bench database, migrates it (`cdp.settings.production`, fresh
    random keys), creates a workspace and a source.
-2. Validates the synthetic store stream (`collect.synthetic.store_traffic`) and seals it into
-   the intake buffer in batches of 100, as the collection API does (not timed; no drain is
-   queued).
+2. Passes the synthetic store stream (`collect.synthetic.store_traffic`) in batches of 100
+   through `collect.services.collect_messages`, as the collection API does (validation, size
+   limits, the intake buffer); not timed, and no drain is queued.
 3. Runs `collect.intake.intake_drain()` until the buffer is empty, in this process, and
    prints the wall time, this process's CPU and the CPU of its PostgreSQL backend, per event.
    `--gc tuned` (the default) first applies `cdp.core.gc.gc_tune()`, as a worker does when it
@@ -59,28 +59,37 @@ def _parse() -> argparse.Namespace:
 
 
 def _fill_intake(source: Any, messages: list[dict[str, Any]]) -> None:
+    """Through the collection service, as the API calls it (validation, size limits, the
+    asynchronous intake); the drain it would queue is the one timed below."""
     from django.utils import timezone
 
-    from collect import intake, tasks
+    from collect import tasks
+    from collect.services import RequestMeta, collect_messages
     from collect.synthetic import batches
-    from collect.validation import MessageError, RequestMeta, validate_message
 
-    with mock.patch.object(tasks.intake_drain, "delay"):  # the drain below runs it
+    with mock.patch.object(tasks.intake_drain, "delay"):
         for batch in batches(iter(messages), 100):
-            meta = RequestMeta(received_at=timezone.now(), ip="203.0.113.7")
-            valid = [validate_message(m, index=i, meta=meta) for i, m in enumerate(batch)]
-            bad = [v for v in valid if isinstance(v, MessageError)]
-            if bad:
-                raise SystemExit(f"the synthetic stream has an invalid message: {bad[0]}")
-            intake.intake_store(source=source, messages=valid)  # type: ignore[arg-type]
+            result = collect_messages(
+                source=source,
+                payloads=batch,
+                request_meta=RequestMeta(received_at=timezone.now(), ip="203.0.113.7"),
+                enforce_rate_limit=False,
+            )
+            if result.rejected:
+                raise SystemExit(
+                    f"the synthetic stream has an invalid message: {result.rejected[0]}"
+                )
 
 
 def main() -> int:
     args = _parse()
+    if args.events < 1:
+        raise SystemExit("--events must be at least 1")
     people = args.people or max(1, args.events // 10)
     print(f"bench/drain.py: {args.events} events, {people} people, gc {args.gc}, fk {args.fk}")
     print(f"machine: {os.cpu_count()} CPUs, load average {load_average()}")
     env = _bench_env(args.database_url, processing_workers=0)
+    env["COLLECT_ASYNC_INTAKE"] = "true"  # no broker here: the drain below is run by hand
     db_name = recreate_database(args.database_url)
     subprocess.run(
         [_tool("python"), "manage.py", "migrate", "--no-input", "-v", "0"],
@@ -101,7 +110,7 @@ def main() -> int:
 
     try:
         workspace = workspace_create(slug="bench", name="Drain benchmark")
-        source = source_create(workspace=workspace, name="store", rate_limit_per_minute=10**9)
+        source = source_create(workspace=workspace, name="store")
         messages = list(store_traffic(people=people, events=args.events, seed=args.seed))
         _fill_intake(source, messages)
         print(f"intake: {len(messages)} messages sealed in the buffer (not timed)")
