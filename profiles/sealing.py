@@ -11,7 +11,7 @@ What is taken out:
 - **properties**, at any depth: the value of a personal-data key (the built-in ones below, and
   the workspace's trait keys not classified as plain attributes), compared without case,
   spaces, dashes or underscores (`Phone Number`, `phone_number` and `phoneNumber` alike); any
-  string (value or key) holding an email address, percent-encoded once or twice included
+  string (value or key) holding an email address, percent-encoded any number of times included
   (`jane%40example.com`, `jane%2540example.com`); and the
   query string and fragment of URL values (keys such as `url`, `page_url`, `referrer`,
   `href`: the plain value keeps the address without them; `search` goes whole), where forms
@@ -92,15 +92,29 @@ def _is_url_key(key: str) -> bool:
     return folded.endswith(("url", "referrer")) or folded in ("href", "link")
 
 
+# An "@" percent-encoded any number of times: %40, %2540, %252540, ...
+_ENCODED_AT = re.compile(r"%(?:25)*40")
+# Rounds of percent-decoding at most (a link in a link in a link ...).
+_MAX_DECODES = 8
+
+
 def _may_hold_email(text: str) -> bool:
-    """Whether `text` has an "@", percent-encoded once or twice (%40, %2540): else no email."""
-    return "@" in text or "%40" in text or "%2540" in text
+    """Whether `text` has an "@", plain or percent-encoded however many times: else no
+    email."""
+    return "@" in text or ("%" in text and _ENCODED_AT.search(text) is not None)
 
 
 def _decoded(text: str) -> str:
-    """`text` percent-decoded, twice when it was encoded twice (%2540 for "@")."""
-    once = unquote_plus(text)
-    return unquote_plus(once) if "%" in once else once
+    """`text` percent-decoded until nothing more decodes (as often as it was encoded, up to
+    _MAX_DECODES rounds: %252540 is an "@" too)."""
+    for _ in range(_MAX_DECODES):
+        if "%" not in text:
+            break
+        decoded = unquote_plus(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
 
 
 def holds_email(text: str) -> bool:

@@ -119,6 +119,10 @@ def test_urls_keep_their_address_plain_and_their_query_sealed() -> None:
         "url": "https://t.example/r/jane%2540example.com",
         "note": "to jane%2540example.com",
     }
+    # ...and three times
+    plain, sealed = split_properties({"url": "https://t.example/u/jane%252540example.com"}, KEYS)
+    assert plain == {"url": "https://t.example/u/[email]"}
+    assert sealed == {"url": "https://t.example/u/jane%252540example.com"}
     # an address without a query or email is left alone, an empty search too
     assert split_properties({"url": "https://x.example/a", "search": ""}, KEYS) == (
         {"url": "https://x.example/a", "search": ""},
