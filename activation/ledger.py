@@ -165,22 +165,28 @@ def adds_given_up(
     and audience: incremental runs stop sending them (CDP_SYNC_MAX_RESENDS), whatever made
     them due again (a failed add, a consent granted again); a full run still sends them."""
     ids = list(profile_ids)
-    if not ids:
-        return set()
-    return set(
-        Delivery.objects.filter(
-            workspace_id=workspace_id,
-            destination_id=destination_id,
-            audience_id=audience_id,
-            action=DeliveryAction.ADD,
-            status=DeliveryStatus.DEAD,
-            profile_id__in=ids,
+    given_up: set[Any] = set()
+    # In chunks: after a receiver outage the undelivered adds of one destination number tens
+    # of thousands, past what one statement may list on SQLite (32,766 parameters).
+    for start in range(0, len(ids), GIVEN_UP_CHUNK):
+        given_up.update(
+            Delivery.objects.filter(
+                workspace_id=workspace_id,
+                destination_id=destination_id,
+                audience_id=audience_id,
+                action=DeliveryAction.ADD,
+                status=DeliveryStatus.DEAD,
+                profile_id__in=ids[start : start + GIVEN_UP_CHUNK],
+            )
+            .values("profile_id")
+            .annotate(dead=Count("id"))
+            .filter(dead__gte=max_dead)
+            .values_list("profile_id", flat=True)
         )
-        .values("profile_id")
-        .annotate(dead=Count("id"))
-        .filter(dead__gte=max_dead)
-        .values_list("profile_id", flat=True)
-    )
+    return given_up
+
+
+GIVEN_UP_CHUNK = 5000
 
 
 def delivery_search(

@@ -117,3 +117,30 @@ def test_an_incremental_plan_reads_the_ledger_once_per_chunk_of_changes(
         key=lambda pair: str(pair[0]),
     )
     assert plan.resends == []
+
+
+def test_adds_given_up_are_read_in_chunks(
+    workspace: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an outage a destination's undelivered adds number tens of thousands: more than
+    one SQLite statement may list. They are read a chunk at a time, with the same answer."""
+    destination = webhook(workspace, receiver.url)
+    aud = audience(workspace)
+    people = [person(workspace) for _ in range(5)]
+    for who in people[:3]:  # given up: two dead-lettered adds each
+        _row(destination, aud, who, DeliveryAction.ADD, DeliveryStatus.DEAD)
+        _row(destination, aud, who, DeliveryAction.ADD, DeliveryStatus.DEAD)
+    _row(destination, aud, people[3], DeliveryAction.ADD, DeliveryStatus.DEAD)
+    monkeypatch.setattr(ledger, "GIVEN_UP_CHUNK", 2)
+
+    with CaptureQueriesContext(connection) as queries:
+        given_up = ledger.adds_given_up(
+            workspace_id=workspace.pk,
+            destination_id=destination.pk,
+            audience_id=aud.pk,
+            profile_ids=[p.profile_id for p in people],
+            max_dead=2,
+        )
+
+    assert given_up == {p.profile_id for p in people[:3]}
+    assert len(queries.captured_queries) == 3
