@@ -231,7 +231,8 @@ def consent_states_reconsent_flag(*, version: NoticeVersion) -> int:
     ledger lock of each of its profiles, and one transaction over a whole workspace's grants
     would hold one lock per granting profile until it ends, beyond what PostgreSQL's lock
     table holds (`max_locks_per_transaction`), and across batches in an order no other writer
-    follows. Flagging is idempotent: a run stopped halfway is completed by running it again."""
+    follows. Flagging is idempotent: a run stopped halfway is completed by running it again
+    (`manage.py flag_reconsent`)."""
     notice = version.notice
     found = ConsentState.objects.filter(
         workspace_id=notice.workspace_id,

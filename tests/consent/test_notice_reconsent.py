@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
+from io import StringIO
 from typing import Any
 
 import pytest
 from auditlog import get_logentry_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -305,3 +307,49 @@ def test_publishing_holds_the_ledger_locks_of_one_batch_at_a_time(
 
     assert published.reconsent_flagged == 5
     assert held == [0, 0, 0]  # none left from the batch before
+
+
+def test_the_command_completes_an_interrupted_flagging(
+    banner: APIClient, source: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publishing flags a batch per transaction after the version commits; a publish stopped
+    halfway (a request killed by its timeout) is completed by `flag_reconsent`."""
+    workspace = source.workspace
+    for name in ("ann", "bob", "carl"):
+        submit(banner, name, 1, analytics="granted")
+    monkeypatch.setattr(services, "RECONSENT_BATCH_SIZE", 2)
+    calls = 0
+    batch = services._reconsent_flag_batch
+
+    def interrupted(found: Any, rows: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise TimeoutError("the request was killed")
+        return batch(found, rows)
+
+    monkeypatch.setattr(services, "_reconsent_flag_batch", interrupted)
+    with pytest.raises(TimeoutError):
+        services.notice_version_publish(
+            notice=banner_notice(workspace), text=NEW_TEXT, purposes=["analytics"]
+        )
+    monkeypatch.setattr(services, "_reconsent_flag_batch", batch)
+    assert sorted(reconsent for _d, reconsent in flags(workspace).values()) == [
+        False,
+        True,
+        True,
+    ]
+
+    out = StringIO()
+    call_command("flag_reconsent", "--workspace", workspace.slug, "--notice", "banner", stdout=out)
+
+    assert out.getvalue().strip() == "banner v2: 1 grant(s) flagged for re-consent"
+    assert all(reconsent for _d, reconsent in flags(workspace).values())
+
+
+def test_the_command_names_an_unknown_notice_version(source: Any) -> None:
+    with pytest.raises(CommandError, match="No such notice version"):
+        call_command(
+            "flag_reconsent", "--workspace", source.workspace.slug, "--notice", "banner",
+            "--notice-version", "9",
+        )  # fmt: skip
