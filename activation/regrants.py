@@ -27,7 +27,7 @@ refused, stopped or deferred leaves them for the next."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,12 +35,8 @@ from django.conf import settings
 
 from activation import ledger, outbound
 from activation.models import AudienceMembership, Sync, SyncRecheck
+from cdp.core.iterables import chunks
 from profiles.selectors import REVEAL_BATCH_MAX
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
 
 
 def on_consent_granted(
@@ -60,7 +56,7 @@ def on_consent_granted(
     if not audiences:
         return  # before reading any membership: this runs for every grant
     rows = []
-    for chunk in _chunks(list(dict.fromkeys(profile_ids)), REVEAL_BATCH_MAX):
+    for chunk in chunks(list(dict.fromkeys(profile_ids)), REVEAL_BATCH_MAX):
         for audience_id, profile_id in (
             AudienceMembership.objects.filter(audience_id__in=list(audiences), profile_id__in=chunk)
             .order_by()
@@ -97,7 +93,7 @@ def recheck_plan(
         return Rechecked()
     marked = sorted({p for _id, p in marks}, key=str)
     survivor: dict[Any, Any] = {}
-    for chunk in _chunks(marked, REVEAL_BATCH_MAX):
+    for chunk in chunks(marked, REVEAL_BATCH_MAX):
         survivor |= outbound.survivors(workspace=workspace, profile_ids=chunk)
     person = {p: survivor.get(p, p) for p in marked}
     waiting = {p for p in person.values() if p in pending}
@@ -106,7 +102,7 @@ def recheck_plan(
         return Rechecked(done=done)
     candidates = sorted(set(person.values()) - planned - waiting, key=str)
     adds: set[Any] = set()
-    for chunk in _chunks(candidates, REVEAL_BATCH_MAX):
+    for chunk in chunks(candidates, REVEAL_BATCH_MAX):
         members = set(
             AudienceMembership.objects.filter(
                 audience_id=sync.audience_id, profile_id__in=chunk
@@ -134,5 +130,5 @@ def recheck_plan(
 
 def rechecks_done(*, ids: Sequence[int]) -> None:
     """Delete the marks a completed run read."""
-    for chunk in _chunks(list(ids), REVEAL_BATCH_MAX):
+    for chunk in chunks(list(ids), REVEAL_BATCH_MAX):
         SyncRecheck.objects.filter(pk__in=chunk).delete()

@@ -42,7 +42,6 @@ A run (`SyncRun`) is queued by `sync_run_start` and carried out by a Celery task
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,6 +66,7 @@ from activation.exceptions import SyncDisabled, SyncRunning
 from activation.models import AudienceMembership, Delivery, MembershipChange, Removal, Sync, SyncRun
 from activation.platforms import AudienceTooSmall, check_min_audience_size
 from cdp.core.exceptions import ApplicationError, InvalidInput
+from cdp.core.iterables import chunks
 from profiles.selectors import REVEAL_BATCH_MAX
 
 logger = logging.getLogger(__name__)
@@ -81,11 +81,6 @@ NO_MATCH_KEY = "no_match_key"
 BELOW_MIN_SIZE = "below_min_size"
 # Records left for the next run because the receiver asked for a longer wait.
 DEFERRED = "deferred"
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
 
 
 @transaction.atomic
@@ -345,14 +340,14 @@ class _Runner:
                 return
 
         size = outbound.batch_size(self.destination)
-        for chunk in _chunks(plan.removes, size):
+        for chunk in chunks(plan.removes, size):
             if self.stopped():
                 break
             self.take_back(chunk)
             run.processed += len(chunk)
             self.progress()
         dead_streak = 0
-        for chunk in _chunks(plan.adds, size):
+        for chunk in chunks(plan.adds, size):
             if self.stopped():
                 break
             delivered = self.add_batch(chunk)
@@ -370,7 +365,7 @@ class _Runner:
         # webhook (a record the receiver refuses must not take others down with it every run):
         # their failures neither stop the run nor hold its cursor.
         resend_size = 1 if self.destination.kind == DestinationKind.WEBHOOK else size
-        for chunk in _chunks(plan.resends, resend_size):
+        for chunk in chunks(plan.resends, resend_size):
             if self.stopped() or self.resends_halted:
                 break
             self.add_batch(chunk, resend=True)
@@ -425,7 +420,7 @@ class _Runner:
         changed = list(latest)
         self.held = set()
         delivered: set[Any] = set()
-        for chunk in _chunks(changed, REVEAL_BATCH_MAX):
+        for chunk in chunks(changed, REVEAL_BATCH_MAX):
             # One read of the chunk's ledger rows gives both sets.
             may_hold, surely_holds = ledger.holdings_split(
                 workspace_id=self.workspace.pk,
@@ -486,7 +481,7 @@ class _Runner:
             max_dead=settings.CDP_SYNC_MAX_RESENDS,
         )
         members: list[Any] = []
-        for chunk in _chunks(sorted(undelivered - planned, key=str), REVEAL_BATCH_MAX):
+        for chunk in chunks(sorted(undelivered - planned, key=str), REVEAL_BATCH_MAX):
             members += AudienceMembership.objects.filter(
                 audience=self.audience, profile_id__in=chunk
             ).values_list("profile_id", flat=True)
@@ -499,7 +494,7 @@ class _Runner:
         if self.destination.kind not in AD_PLATFORMS or not leaving:
             return sorted(leaving, key=str)
         merged: dict[Any, Any] = {}
-        for chunk in _chunks(sorted(leaving, key=str), REVEAL_BATCH_MAX):
+        for chunk in chunks(sorted(leaving, key=str), REVEAL_BATCH_MAX):
             merged |= outbound.survivors(workspace=self.workspace, profile_ids=chunk)
         if members is None:
             members = set(
@@ -518,7 +513,7 @@ class _Runner:
             .values_list("profile_id", flat=True)
         )
         count = 0
-        for chunk in _chunks(members, REVEAL_BATCH_MAX):
+        for chunk in chunks(members, REVEAL_BATCH_MAX):
             count += len(
                 eligibility.evaluate(
                     workspace=self.workspace, purposes=self.purposes, profile_ids=chunk
@@ -737,7 +732,7 @@ class _Runner:
         Delivery.objects.filter(
             sync_run=run, action=DeliveryAction.ADD, status=DeliveryStatus.FAILED
         ).update(status=DeliveryStatus.DELIVERED)
-        for chunk in _chunks(self.sent_ids, REVEAL_BATCH_MAX):
+        for chunk in chunks(self.sent_ids, REVEAL_BATCH_MAX):
             self.recheck(chunk)
         return True
 
