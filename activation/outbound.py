@@ -91,6 +91,7 @@ class SendResult:
     # Set when the destination asked for (or the retry budget left) a wait longer than a
     # worker may hold: try again that many seconds later, do not dead-letter.
     retry_after: float | None = None
+    asked: bool = False  # whether the destination asked for `retry_after` (Retry-After)
 
 
 def survivors(*, workspace: Any, profile_ids: Sequence[Any]) -> dict[Any, Any]:
@@ -328,7 +329,13 @@ def webhook_send(
     error = result.error or "failed"
     if result.status_code:
         error = f"{error}:{result.status_code}"
-    return SendResult(False, error, retryable=result.retryable, retry_after=result.retry_after)
+    return SendResult(
+        False,
+        error,
+        retryable=result.retryable,
+        retry_after=result.retry_after,
+        asked=result.asked,
+    )
 
 
 class FileSink:

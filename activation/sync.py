@@ -684,7 +684,12 @@ class _Runner:
         Sync.objects.filter(pk=self.sync.pk).update(deferrals=count)
         self.sync.deferrals = count
         self.aborted = True
-        asked = f"The destination asked to wait {result.retry_after:.0f} s ({result.error})"
+        asked = (
+            f"The destination asked to wait {result.retry_after:.0f} s ({result.error})"
+            if result.asked
+            else f"The destination kept failing ({result.error}) past the retry budget of a "
+            f"send (CDP_WEBHOOK_MAX_WAIT_SECONDS); the next try is in {result.retry_after:.0f} s"
+        )
         if count < limit:
             self.exclude(DEFERRED, len(rows))
             self.errors.append(

@@ -344,7 +344,8 @@ class WebhookResult:
     says whether the last failure was transient (worth another try later) or final (dead
     letter); `retry_after`, when set, is the wait still owed when `send` stopped early (a
     `Retry-After` beyond the policy's cap, or a wait past its total budget): the caller should
-    try again that much later, not dead-letter."""
+    try again that much later, not dead-letter; `asked` says whether the receiver asked for
+    that wait (`Retry-After`) or our own backoff ran past the budget."""
 
     delivered: bool
     status_code: int | None
@@ -353,6 +354,7 @@ class WebhookResult:
     retryable: bool
     retry_after: float | None = None
     history: tuple[Attempt, ...] = ()
+    asked: bool = False
 
 
 def _client(timeout: float) -> httpx.Client:
@@ -447,6 +449,7 @@ def send(
                     retryable,
                     owed,
                     tuple(history),
+                    asked=owed is not None and retry_after is not None,
                 )
             history.append(Attempt(number, status, error, duration, wait))
             waited += wait

@@ -180,3 +180,23 @@ def test_a_deferred_resend_keeps_the_wait_without_counting_a_deferral(
     assert hourly.deferrals == 0
     assert hourly.deferred_until is not None
     assert timedelta(seconds=600) <= hourly.deferred_until - before < timedelta(seconds=660)
+
+
+def test_a_wait_of_our_own_budget_is_not_reported_as_the_receivers(
+    workspace: Any, receiver: Receiver, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A receiver failing without a Retry-After, past the retry budget of one send: the run
+    is put off as for a deferral, and the error says why, not that the receiver asked."""
+    settings.CDP_WEBHOOK_MAX_WAIT_SECONDS = 0
+    settings.CDP_WEBHOOK_RETRY_BASE_MS = 1000  # a backoff past that budget (never slept)
+    hourly = _hourly(workspace, receiver)
+    receiver.statuses = [503]
+
+    run = run_sync(hourly, django_capture_on_commit_callbacks)
+
+    assert (run.status, run.excluded) == (SyncRunStatus.FAILED, {"deferred": 1})
+    assert run.error.startswith(
+        "The destination kept failing (http_status:503) past the retry budget of a send "
+        "(CDP_WEBHOOK_MAX_WAIT_SECONDS); the next try is in "
+    )
+    assert "asked to wait" not in run.error
