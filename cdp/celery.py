@@ -33,3 +33,18 @@ def _gc_after_fork(**kwargs: Any) -> None:
     from cdp.core.gc import gc_tune
 
     gc_tune()
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _close_old_connections(sender: Any = None, **kwargs: Any) -> None:
+    """A worker's task gets the connection lifecycle of a request: one past CONN_MAX_AGE, or
+    broken (CONN_HEALTH_CHECKS), is closed before the task and after it; a sound one is kept,
+    since settings.CELERY_DB_REUSE_MAX stops Celery from closing every connection itself. Not
+    for an eager task (the demo, tests), which runs inside its caller's request or transaction,
+    as Celery's own fix-up does not."""
+    if sender is None or getattr(sender.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()

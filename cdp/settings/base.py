@@ -203,6 +203,12 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fix-up closes every database connection before and after each task unless
+# this is set (then only every that many tasks), so each intake drain paid a new PostgreSQL
+# backend: a fork, authentication and cold catalog caches, some 400 a 40,000-event run.
+# Workers keep their connection instead, and cdp/celery.py applies CONN_MAX_AGE and the health
+# check around each task as Django does around each request (docs/benchmarks.md).
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE = {
