@@ -33,7 +33,9 @@ A run (`SyncRun`) is queued by `sync_run_start` and carried out by a Celery task
    Consent is checked again right after a batch is sent: a withdrawal that raced the send
    queues a removal.
 5. A run whose sync or destination was disabled after it was queued is refused when it
-   starts, and stops between batches if that happens while it runs.
+   starts, and stops between batches if that happens while it runs. A file run then
+   publishes nothing, whether the switch-off came between batches or just before the file
+   was moved into place: the file is deleted and its ledger rows stay unconfirmed (failed).
 6. Ad platforms refuse an audience smaller than the destination's minimum (run refused,
    nothing written). In a full run of a file destination, a member the destination holds who
    may no longer be sent is taken back (a removal), which heals any removal missed earlier.
@@ -263,14 +265,14 @@ class _Runner:
 
     # --- the run -------------------------------------------------------------------------
 
-    def disabled(self) -> str:
+    def disabled(self, *, lock: bool = False) -> str:
         """Why the run may not go on (the sync or the destination was disabled since it was
-        queued), or "". Read afresh: an admin may switch either off while the run goes."""
-        flags = (
-            Sync.objects.filter(pk=self.sync.pk)
-            .values_list("enabled", "destination__enabled")
-            .first()
-        )
+        queued), or "". Read afresh: an admin may switch either off while the run goes. With
+        `lock`, both rows stay locked until the caller's transaction ends."""
+        rows = Sync.objects.filter(pk=self.sync.pk)
+        if lock:
+            rows = rows.select_for_update()
+        flags = rows.values_list("enabled", "destination__enabled").first()
         sync_enabled, destination_enabled = flags or (False, False)
         if not sync_enabled:
             return "The sync was disabled"
@@ -278,14 +280,19 @@ class _Runner:
             return "The destination was disabled"
         return ""
 
-    def stopped(self) -> bool:
-        """Whether the run stops before its next batch: it was aborted, or its sync or
-        destination was disabled meanwhile (one small query a batch)."""
+    def stopped(self, *, lock: bool = False) -> bool:
+        """Whether the run stops before its next batch (or before its file is published): it
+        was aborted, or its sync or destination was disabled meanwhile (one small query)."""
         if not self.aborted:
-            why = self.disabled()
+            why = self.disabled(lock=lock)
             if why:
                 self.aborted = True
-                self.errors.append(f"{why} during the run: the rest was not sent.")
+                self.errors.append(
+                    f"{why} during the run: its file was not published and no one was added; "
+                    "the next run sends them."
+                    if self.is_file
+                    else f"{why} during the run: the rest was not sent."
+                )
         return self.aborted
 
     def execute(self) -> None:
@@ -716,9 +723,15 @@ class _Runner:
 
     def close_file(self) -> bool:
         """Move the run's file into place (or refuse it, for an ad platform below its
-        minimum); False when the run was refused."""
+        minimum, or abandon it, when the sync or destination was disabled during the run);
+        False when the run was refused."""
         assert self.sink is not None
         run = self.run
+        if self.aborted:
+            # Its sync or destination was disabled between batches: half a file is never
+            # published (an uploader takes what it finds for the run's whole work).
+            self.abandon_file()
+            return True
         if (
             self.destination.kind in AD_PLATFORMS
             and run.mode == SyncMode.FULL
@@ -731,7 +744,16 @@ class _Runner:
             run.sent = 0
             self.refuse(rows)
             return False
-        path = self.sink.commit()
+        path: str | None = None
+        with transaction.atomic():
+            # Read with the sync's and destination's rows locked until the file is in place:
+            # a switch-off commits either before (the file is not published) or after it
+            # (this run was out already), never between the check and the move.
+            if not self.stopped(lock=True):
+                path = self.sink.commit()
+        if path is None:
+            self.abandon_file()
+            return True
         self.sink = None
         self.artifacts.append(path)
         Delivery.objects.filter(
@@ -740,6 +762,14 @@ class _Runner:
         for chunk in chunks(self.sent_ids, REVEAL_BATCH_MAX):
             self.recheck(chunk)
         return True
+
+    def abandon_file(self) -> None:
+        """The run stopped before its file was published: the file is deleted and its ledger
+        rows stay as written ahead and never confirmed (failed): the next run sends those
+        records again."""
+        self.discard_file()
+        self.run.sent = 0
+        self.sent_ids = []
 
     def recheck(self, profile_ids: list[Any]) -> None:
         """Consent may have changed while the batch was on its way: take back whoever may no
