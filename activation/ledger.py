@@ -135,6 +135,8 @@ def adds_undelivered(
     rows = Delivery.objects.filter(
         workspace_id=workspace_id, destination_id=destination_id, audience_id=audience_id
     )
+    # Read through the partial index `delivery_add_undelivered`: a few rows among every add
+    # the destination received.
     candidates = (
         rows.filter(action=DeliveryAction.ADD)
         .exclude(status=DeliveryStatus.DELIVERED)

@@ -318,6 +318,15 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["workspace", "profile", "destination"], name="delivery_lookup"),
             models.Index(fields=["destination", "-delivered_at"], name="delivery_recent"),
+            # Every incremental run looks up the adds of its destination and audience that
+            # did not arrive (ledger.adds_undelivered): a few rows among the millions the
+            # destination received. Built concurrently on PostgreSQL (migration 0008).
+            models.Index(
+                fields=["workspace", "destination", "audience", "profile"],
+                condition=models.Q(action=DeliveryAction.ADD)
+                & ~models.Q(status=DeliveryStatus.DELIVERED),
+                name="delivery_add_undelivered",
+            ),
         ]
 
     def __str__(self) -> str:
