@@ -130,9 +130,13 @@ class ConsentRecord(models.Model):
     subject (an identity) are chained by hash: each stores the previous record's hash."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    workspace = unconstrained_fk("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    # Neither has an index of its own: consentrecord_purpose and consentrecord_profile lead
+    # with them.
+    workspace = unconstrained_fk(
+        "profiles.Workspace", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     profile = models.ForeignKey(
-        "profiles.Profile", null=True, on_delete=models.CASCADE, related_name="+"
+        "profiles.Profile", null=True, on_delete=models.CASCADE, related_name="+", db_index=False
     )
     subject_type = models.CharField(max_length=64)
     subject_index = BlindIndexField()
@@ -175,8 +179,13 @@ class ConsentRecord(models.Model):
 class ConsentState(models.Model):
     """The current decision per profile and purpose, kept by the services from the ledger."""
 
-    workspace = unconstrained_fk("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
-    profile = models.ForeignKey("profiles.Profile", on_delete=models.CASCADE, related_name="+")
+    # Neither has an index of its own: consentstate_gate and consentstate_unique lead with them.
+    workspace = unconstrained_fk(
+        "profiles.Workspace", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    profile = models.ForeignKey(
+        "profiles.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     purpose = models.ForeignKey(Purpose, on_delete=models.CASCADE, related_name="states")
     decision = models.CharField(max_length=16, choices=Decision.choices)
     record = models.ForeignKey(ConsentRecord, on_delete=models.CASCADE, related_name="+")

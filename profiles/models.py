@@ -79,7 +79,10 @@ class Profile(models.Model):
     the survivor) so that the merge can be undone and late references still resolve."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    workspace = unconstrained_fk(Workspace, on_delete=models.PROTECT, related_name="profiles")
+    # No index of its own: profile_ws_created leads with it.
+    workspace = unconstrained_fk(
+        Workspace, on_delete=models.PROTECT, related_name="profiles", db_index=False
+    )
     status = models.CharField(
         max_length=16, choices=ProfileStatus.choices, default=ProfileStatus.ACTIVE
     )
@@ -111,9 +114,17 @@ class DataKey(models.Model):
     clears `wrapped` for good; the row stays as evidence of when that happened."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    workspace = unconstrained_fk(Workspace, on_delete=models.PROTECT, related_name="data_keys")
+    # Indexed by datakey_purpose and datakey_profile, not each by an index of its own.
+    workspace = unconstrained_fk(
+        Workspace, on_delete=models.PROTECT, related_name="data_keys", db_index=False
+    )
     profile = models.ForeignKey(
-        Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="data_keys"
+        Profile,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="data_keys",
+        db_index=False,
     )
     purpose = models.CharField(
         max_length=16, choices=DataKeyPurpose.choices, default=DataKeyPurpose.PROFILE
@@ -275,8 +286,12 @@ class Identity(models.Model):
 class IdentityLink(models.Model):
     """Two identifiers seen in one message: the evidence the identity graph is rebuilt from."""
 
-    workspace = unconstrained_fk(Workspace, on_delete=models.CASCADE, related_name="+")
-    left = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+")
+    # Neither has an index of its own: identitylink_ws_seen and identitylink_pair_unique lead
+    # with them.
+    workspace = unconstrained_fk(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    left = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+", db_index=False)
     right = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+")
     message_id = models.CharField(max_length=128, blank=True)
     seen_at = models.DateTimeField()
