@@ -1124,8 +1124,8 @@ def receipt_body(*, workspace: Any, records: Sequence[ConsentRecord], receipt_id
 
 
 def _validity(purpose: Purpose) -> str:
-    days = purpose.consent_validity_days
-    return f"P{days}D" if days and purpose.legal_basis == LegalBasis.CONSENT else ""
+    days = purpose_consent_validity(purpose)
+    return f"P{days}D" if days else ""
 
 
 def receipt_issue(*, workspace: Any, records: Sequence[ConsentRecord]) -> Receipt:
@@ -1225,6 +1225,14 @@ def purpose_is_asked(purpose: Purpose) -> bool:
     return purpose.legal_basis not in NOT_ASKED_BASES
 
 
+def purpose_consent_validity(purpose: Purpose) -> int | None:
+    """The days a grant of the purpose holds before the expiry sweep ends it (as
+    selectors.consent_grants_expired reads them); None when its grants do not expire."""
+    if purpose.legal_basis != LegalBasis.CONSENT:
+        return None
+    return purpose.consent_validity_days or None
+
+
 @transaction.atomic
 def preference_centre_save(
     *,
@@ -1300,6 +1308,9 @@ class ConsentConfig:
     defaults: dict[str, str]
     # Not decided by the person (a basis other than consent or legitimate interests).
     required: dict[str, bool]
+    # The days the server holds a grant (purpose_consent_validity): a banner must ask again
+    # by then, or the site would go on reading a choice the server has expired.
+    validity_days: dict[str, int | None]
     notice: NoticeVersion | None
 
 
@@ -1321,6 +1332,7 @@ def consent_config_get(*, workspace: Any, jurisdiction: str) -> ConsentConfig:
         purposes=purposes,
         defaults={p.key: p.default_mode(jurisdiction) for p in purposes},
         required={p.key: not purpose_is_asked(p) for p in purposes},
+        validity_days={p.key: purpose_consent_validity(p) for p in purposes},
         notice=notice,
     )
 

@@ -106,6 +106,13 @@ class ConfigPurposeSerializer(serializers.Serializer):
     required = serializers.BooleanField(  # type: ignore[assignment]
         help_text="Rests on a basis other than consent or legitimate interests: not asked."
     )
+    consent_validity_days = serializers.IntegerField(
+        allow_null=True,
+        min_value=1,
+        help_text="Days a grant of this purpose holds before the server expires it (null: it "
+        "does not expire). Ask again by then: a banner keeps a choice no longer than the "
+        "shortest of these, and 395 days (13 months) at most.",
+    )
 
 
 @extend_schema_serializer(component_name="ConsentNoticeVersion")

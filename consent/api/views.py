@@ -122,8 +122,9 @@ class _ConsentApi(APIView):
 
 
 class ConsentConfigApi(_ConsentApi):
-    """What a banner shows: the purposes with their default for the visitor's jurisdiction,
-    whether the browser sent GPC, and the current notice. Public and cacheable (60 s, ETag)."""
+    """What a banner shows: the purposes with their default for the visitor's jurisdiction
+    and the days a grant of each holds, whether the browser sent GPC, and the current notice.
+    Public and cacheable (60 s, ETag)."""
 
     class InputSerializer(serializers.Serializer):
         jurisdiction = JurisdictionField(required=False)
@@ -178,6 +179,7 @@ class ConsentConfigApi(_ConsentApi):
                 "default": config.defaults[p.key],
                 "sale_or_share": p.sale_or_share,
                 "required": config.required[p.key],
+                "consent_validity_days": config.validity_days[p.key],
             }
             for p in config.purposes
         ]

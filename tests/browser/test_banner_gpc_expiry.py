@@ -1,8 +1,8 @@
 """The consent banner (consent/static/consent/cdp-consent.js) over time, in Debian's Chromium: a
 Global Privacy Control signal that a visitor turns on after accepting all (CCPA regs
 §7025(c)(3): the earlier opt-in yields to the signal), and a choice that grows older than the
-13 months the banner keeps it. The shop page, the browser and the helpers are those of
-test_consent_banner.py.
+banner keeps it: 13 months, or the shortest validity of a purpose's grants on the server. The
+shop page, the browser and the helpers are those of test_consent_banner.py.
 
 Playwright's event loop and Django's ORM cannot share a thread, so each test sets up the
 database, runs the browser to the end, and only then reads what was stored.
@@ -11,13 +11,14 @@ database, runs the browser to the end, and only then reads what was stored.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from consent import services as consent_services
-from consent.models import ConsentRecord, ConsentState
+from consent.models import ConsentRecord, ConsentState, Purpose
 from profiles import services as profile_services
 from tests.browser.harness import StaticServer
 from tests.browser.test_consent_banner import (
@@ -216,6 +217,77 @@ def test_a_choice_older_than_13_months_is_asked_again(
     else:
         assert (banner, analytics) == (0, "granted")
         assert ConsentRecord.objects.filter(source=shop["source"]).count() == len(ASKED)
+
+
+def set_validity(shop: dict[str, Any], key: str, days: int) -> None:
+    """A steward gives `key` a shorter validity than the seeded 395 days."""
+    Purpose.objects.filter(workspace=shop["source"].workspace, key=key).update(
+        consent_validity_days=days
+    )
+
+
+@pytest.mark.parametrize(
+    ("days_later", "asked_again"),
+    [
+        pytest.param(29, False, id="validity-less-a-day"),
+        pytest.param(30, True, id="as-old-as-the-validity"),
+    ],
+)
+def test_a_choice_is_asked_again_once_as_old_as_the_shortest_validity(
+    shop: dict[str, Any], days_later: int, asked_again: bool
+) -> None:
+    # given: analytics grants hold 30 days on the server (one 60, the others 395), and a
+    # visitor who accepted all
+    set_validity(shop, "analytics", 30)
+    set_validity(shop, "profiling", 60)
+    visitor = accept_all(shop)
+    [cookie] = [c for c in visitor["cookies"] if c["name"] == "cdp_consent"]
+
+    # when: the same visitor comes back `days_later` days later
+    with chromium(storage_state=visitor) as (page, _traffic):
+        page.add_init_script(CLOCK_INIT_SCRIPT % (days_later * DAY_MS))
+        page.add_init_script(EARLY_GET_INIT_SCRIPT)
+        with page.expect_response(lambda r: "/v1/consent/config" in r.url):
+            page.goto(shop["url"])
+        page.wait_for_timeout(500)
+        early = page.evaluate("window.earlyAdvertising")
+        banner = page.get_by_role("dialog", name=DIALOG).count()
+        analytics = page.evaluate("window.cdpConsent.get('analytics')")
+
+    # then: the choice is kept as long as the server holds the analytics grant, no longer
+    # (the server expires a grant as old as its validity), before the config is in as well;
+    # the cookie lasts as long
+    if asked_again:
+        assert (early, banner, analytics) == (None, 1, None)
+    else:
+        assert (early, banner, analytics) == ("granted", 0, "granted")
+    assert cookie["expires"] - time.time() == pytest.approx(30 * 86_400, abs=3_600)
+
+
+def test_a_validity_shortened_after_the_choice_asks_again_once_the_choice_is_that_old(
+    shop: dict[str, Any],
+) -> None:
+    # given: a visitor who accepted all while grants held 395 days; then a steward shortens
+    # the analytics validity to 30 days, and the server expires older grants
+    visitor = accept_all(shop)
+    set_validity(shop, "analytics", 30)
+
+    # when: the same visitor comes back 31 days later
+    with chromium(storage_state=visitor) as (page, _traffic):
+        page.add_init_script(CLOCK_INIT_SCRIPT % (31 * DAY_MS))
+        with page.expect_response(lambda r: "/v1/consent/config" in r.url):
+            page.goto(shop["url"])
+        page.wait_for_timeout(500)
+        banner = page.get_by_role("dialog", name=DIALOG).count()
+        analytics = page.evaluate("window.cdpConsent.get('analytics')")
+        dialog = page.get_by_role("dialog", name=DIALOG)
+        dialog.get_by_role("button", name="Reject all").click()
+        event = wait_for_consent_event(page)
+
+    # then: asked again, the expired choice counting as none, and the new answer recorded
+    assert (banner, analytics) == (1, None)
+    assert event["state"]["analytics"] == "denied"
+    assert len(records_of(shop["source"], 2 * len(ASKED))) == 2 * len(ASKED)
 
 
 def test_a_choice_whose_time_cannot_be_read_is_asked_again(shop: dict[str, Any]) -> None:

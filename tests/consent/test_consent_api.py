@@ -15,7 +15,8 @@ from rest_framework.test import APIClient
 from cdp.core.crypto import blind_index
 from cdp.core.exceptions import InvalidInput
 from consent import selectors, services
-from consent.models import ConsentRecord, ConsentState, NoticeVersion, Receipt
+from consent.enums import LegalBasis
+from consent.models import ConsentRecord, ConsentState, NoticeVersion, Purpose, Receipt
 from profiles import services as profile_services
 from profiles.models import Event, Profile
 from tests.consent.test_tcf import TC_ANALYTICS_ONLY, TC_V1
@@ -115,6 +116,7 @@ def test_config_lists_purposes_with_their_defaults_for_the_jurisdiction_and_the_
         "default": "opt_in",
         "sale_or_share": True,
         "required": False,
+        "consent_validity_days": 395,
     }
     assert body["notice"] == {
         "key": "banner",
@@ -158,6 +160,40 @@ def test_config_is_cacheable_and_answers_304_to_its_etag(banner: APIClient) -> N
     assert {"Origin", "Authorization", "CDP-Jurisdiction", "Sec-GPC"} <= vary
     assert (again.status_code, again.content, again["ETag"]) == (304, b"", first["ETag"])
     assert other.status_code == 200
+
+
+def test_config_carries_the_days_the_server_holds_a_grant_of_each_purpose(
+    banner: APIClient, workspace: Any
+) -> None:
+    # given: the seeded purposes; then a steward shortens analytics' validity, removes
+    # profiling's, and moves personalization to legitimate interests (its validity stays set)
+    first = banner.get("/v1/consent/config")
+    purposes = Purpose.objects.filter(workspace=workspace)
+    purposes.filter(key="analytics").update(consent_validity_days=30)
+    purposes.filter(key="profiling").update(consent_validity_days=None)
+    purposes.filter(key="personalization").update(legal_basis=LegalBasis.LEGITIMATE_INTERESTS)
+    # when
+    response = banner.get("/v1/consent/config", HTTP_IF_NONE_MATCH=first["ETag"])
+    # then: the days the expiry sweep applies, null where grants do not expire (no consent
+    # basis, or no validity); a changed validity is a changed answer, not a 304
+    assert {p["key"]: p["consent_validity_days"] for p in first.json()["purposes"]} == {
+        "necessary": None,
+        "analytics": 395,
+        "personalization": 395,
+        "marketing_email": 395,
+        "advertising": 395,
+        "profiling": 395,
+    }
+    assert response.status_code == 200
+    assert response["ETag"] != first["ETag"]
+    assert {p["key"]: p["consent_validity_days"] for p in response.json()["purposes"]} == {
+        "necessary": None,
+        "analytics": 30,
+        "personalization": None,
+        "marketing_email": 395,
+        "advertising": 395,
+        "profiling": None,
+    }
 
 
 def test_config_takes_the_write_key_from_the_query_for_a_plain_get(source: Any) -> None:

@@ -9,14 +9,15 @@
  * accessible banner, remembers the choice on this site (localStorage and a first-party
  * `cdp_consent` cookie, both carrying the notice version and the time of the choice) and
  * records it with the CDP (POST /v1/consent). It asks again under a new notice version, and
- * once the choice is 13 months old. A Global Privacy Control signal outweighs an earlier
- * opt-in to a sale/share purpose: get() answers "denied" for it, and the banner records the
- * opt-out with the CDP as a GPC one. It talks to nothing but `data-api`, loads nothing else
- * and has no dependencies. ES2017, no build step.
+ * once the choice is as old as the shortest time the CDP holds a grant of a purpose shown
+ * (the config's `consent_validity_days`), 13 months at most. A Global Privacy Control signal
+ * outweighs an earlier opt-in to a sale/share purpose: get() answers "denied" for it, and the
+ * banner records the opt-out with the CDP as a GPC one. It talks to nothing but `data-api`,
+ * loads nothing else and has no dependencies. ES2017, no build step.
  *
  * Page API:
  *   window.cdpConsent.get(purpose)  -> "granted" | "denied" | undefined (no choice yet, or
- *                                      one older than 13 months)
+ *                                      one older than it is kept)
  *   window.cdpConsent.show()        -> opens the banner again (for a "Privacy choices" link)
  *   window.cdpConsent.onChange(fn)  -> fn({state, receipt}) after each change; returns a
  *                                      function that unsubscribes
@@ -44,7 +45,9 @@
   const STORE_KEY = "cdp_consent";
   const ANON_KEY = "ajs_anonymous_id"; // analytics.js' key: one anonymous id for both
   const USER_KEY = "ajs_user_id";
-  const CHOICE_DAYS = 395; // 13 months, the longest regulators accept before asking again
+  // 13 months, the longest regulators accept before asking again; a purpose whose grants the
+  // CDP expires sooner shortens it (choiceDays).
+  const CHOICE_DAYS = 395;
   const DAY_MS = 86400000;
   const ANON_DAYS = 365; // what analytics.js uses for its own cookie
   const REQUEST_TIMEOUT_MS = 10000;
@@ -134,24 +137,30 @@
   }
 
   // localStorage has everything; the cookie (what the site's own server can read) has the
-  // decisions, the notice version, the time of the choice and the sale/share purposes, and
-  // stands in when localStorage was cleared.
+  // decisions, the notice version, the time of the choice, the sale/share purposes and how
+  // long the choice is kept, and stands in when localStorage was cleared.
   const loadChoice = () => parseChoice(readLocal(STORE_KEY)) || parseChoice(readCookie(STORE_KEY));
+
+  // The days a choice is kept: `days` when it is a number of them, never more than CHOICE_DAYS.
+  const keptDays = (days) =>
+    Number.isInteger(days) && days > 0 ? Math.min(days, CHOICE_DAYS) : CHOICE_DAYS;
 
   function saveChoice(current) {
     writeLocal(STORE_KEY, JSON.stringify(current));
-    const { version, notice, decisions, timestamp, saleOrShare } = current;
-    writeCookie(STORE_KEY, JSON.stringify({ version, notice, decisions, timestamp, saleOrShare }), CHOICE_DAYS);
+    const { version, notice, decisions, timestamp, saleOrShare, days } = current;
+    const cookie = { version, notice, decisions, timestamp, saleOrShare, days };
+    writeCookie(STORE_KEY, JSON.stringify(cookie), keptDays(days));
   }
 
   // --- state ----------------------------------------------------------------------------
 
   let config = null; // the answer of GET /v1/consent/config
-  // {version, notice, jurisdiction, decisions, saleOrShare, gpc, timestamp, receipt, sent,
-  // gpcOptOut}; `decisions` holds every purpose, the required ones as granted, and
-  // `saleOrShare` the keys of the purposes a GPC signal opts out of, so that get() answers
-  // before the config has loaded on the next page; `sent` is true, false (to retry) or
-  // "refused"; `gpcOptOut` ({timestamp, sent}) is there once a GPC signal overrode the choice.
+  // {version, notice, jurisdiction, decisions, saleOrShare, days, gpc, timestamp, receipt,
+  // sent, gpcOptOut}; `decisions` holds every purpose, the required ones as granted, and
+  // `saleOrShare` the keys of the purposes a GPC signal opts out of and `days` how long the
+  // choice is kept, so that get() answers before the config has loaded on the next page;
+  // `sent` is true, false (to retry) or "refused"; `gpcOptOut` ({timestamp, sent}) is there
+  // once a GPC signal overrode the choice.
   let choice = loadChoice();
   let listeners = [];
   let ui = null; // the banner's elements while it is open
@@ -169,11 +178,23 @@
     return choice && Array.isArray(choice.saleOrShare) ? choice.saleOrShare : [];
   }
 
-  // A choice is kept CHOICE_DAYS, then asked again; localStorage never expires by itself, so
-  // the time of the choice decides. A time that cannot be read counts as expired.
+  // How long a choice is kept: no longer than the CDP holds a grant of any purpose shown (a
+  // workspace may set a shorter validity than 13 months; the CDP expires a grant that old,
+  // and the site must not go on reading it as granted), and CHOICE_DAYS at most. Before the
+  // config is in, the days stored with the choice (one stored by an older version of this
+  // script has none: CHOICE_DAYS).
+  function choiceDays() {
+    if (!config) return keptDays(choice && choice.days);
+    const validities = purposes().map((p) => keptDays(p.consent_validity_days));
+    return Math.min(CHOICE_DAYS, ...validities);
+  }
+
+  // A choice is kept choiceDays(), then asked again; localStorage never expires by itself, so
+  // the time of the choice decides, as the age of a grant does on the CDP (a grant as old as
+  // its validity has expired). A time that cannot be read counts as expired.
   function choiceIsFresh() {
     const made = choice && typeof choice.timestamp === "string" ? Date.parse(choice.timestamp) : NaN;
-    return Number.isFinite(made) && Date.now() - made < CHOICE_DAYS * DAY_MS;
+    return Number.isFinite(made) && Date.now() - made < choiceDays() * DAY_MS;
   }
 
   function choiceIsCurrent() {
@@ -308,6 +329,7 @@
       jurisdiction: config.jurisdiction && config.jurisdiction !== "default" ? config.jurisdiction : JURISDICTION,
       decisions,
       saleOrShare: saleOrShare(),
+      days: choiceDays(),
       gpc: gpcOn(),
       timestamp: new Date().toISOString(),
       receipt: null,
@@ -566,8 +588,11 @@ ${P} a{color:#1558d6}
   async function catchUp() {
     const current = choice;
     const keys = saleOrShare();
-    if (String(current.saleOrShare) !== String(keys)) {
-      current.saleOrShare = keys; // for get() on the next page, before the config is in
+    const days = choiceDays();
+    if (String(current.saleOrShare) !== String(keys) || current.days !== days) {
+      // for get() on the next page, before the config is in
+      current.saleOrShare = keys;
+      current.days = days;
       saveChoice(current);
     }
     if (current.sent === false) {
