@@ -19,3 +19,8 @@ class TcStringInvalid(InvalidInput):
 class ReceiptNotFound(NotFound):
     code = "receipt_not_found"
     default_message = "No such receipt."
+
+
+class ReceiptKeyNotFound(NotFound):
+    code = "key_not_found"
+    default_message = "No such key."

@@ -287,11 +287,12 @@ def receipt_public_keys(
     workspace: Any | None = None,
     workspace_ids: Sequence[int] | None = None,
     workspace_slug: str | None = None,
+    kid: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The signing keys as published (/.well-known/cdp-receipt-keys.json?workspace=<slug>), of
-    `workspace`, `workspace_ids` or `workspace_slug` only; of every workspace when none is
-    given, for the server's own checks (never for the public resource: it would list every
-    tenant's slug)."""
+    """The signing keys as published (/.well-known/cdp-receipt-keys.json?workspace=<slug>, or
+    ?kid=<kid> for the one key a receipt names), of `workspace`, `workspace_ids`,
+    `workspace_slug` or `kid` only; of every workspace when none is given, for the server's own
+    checks (never for the public resource: it would list every tenant's slug)."""
     keys = SigningKey.objects.all()
     if workspace is not None:
         keys = keys.filter(workspace=workspace)
@@ -299,6 +300,8 @@ def receipt_public_keys(
         keys = keys.filter(workspace_id__in=list(workspace_ids))
     if workspace_slug is not None:
         keys = keys.filter(workspace__slug=workspace_slug)
+    if kid is not None:
+        keys = keys.filter(kid=kid)
 
     return [
         {
@@ -416,10 +419,11 @@ def _b64decode(text: str) -> bytes:
 
 def receipt_verify(*, receipt: dict[str, Any], keys: Sequence[dict[str, Any]]) -> ReceiptCheck:
     """Verify a receipt as the API hands it out ({"id", "body", "signature", "kid", "alg"})
-    against published keys (the /.well-known/cdp-receipt-keys.json?workspace=<slug> entries):
-    the Ed25519 signature over the canonical JSON of the body, by the key the receipt names,
-    and, when the body names its workspace (receipts signed since it does), a key of that
-    workspace: another workspace's key does not vouch for this one's receipts."""
+    against published keys (the /.well-known/cdp-receipt-keys.json?workspace=<slug> entries,
+    or the ?kid=<kid> one for a receipt whose body names no workspace): the Ed25519 signature
+    over the canonical JSON of the body, by the key the receipt names, and, when the body
+    names its workspace (receipts signed since it does), a key of that workspace: another
+    workspace's key does not vouch for this one's receipts."""
     check = signed_document_verify(
         document=receipt, keys=keys, id_field="receiptId", what="receipt"
     )

@@ -37,8 +37,8 @@ def command_signed_document(path: str, what: str) -> dict[str, Any]:
 
 def command_published_keys(path: str | None, stored: Callable[[], list[dict[str, Any]]]) -> Any:
     """The signing keys to verify with: the `keys` list of a copy of
-    /.well-known/cdp-receipt-keys.json?workspace=<slug> at `path` (an offline check that trusts
-    nothing in the database), else `stored()`, the keys in the database."""
+    /.well-known/cdp-receipt-keys.json?workspace=<slug> (or ?kid=<kid>) at `path` (an offline
+    check that trusts nothing in the database), else `stored()`, the keys in the database."""
     if not path:
         return stored()
     published = command_json_file(path, "keys")

@@ -131,7 +131,8 @@ class NoticeVersionSerializer(serializers.Serializer):
 class ReceiptSerializer(serializers.Serializer):
     """A signed receipt: verify `signature` (Ed25519, base64url) over the canonical JSON of
     `body` (keys sorted, no spaces, UTF-8) with the key `kid` from
-    /.well-known/cdp-receipt-keys.json?workspace=<body.workspace>. Each purpose in
+    /.well-known/cdp-receipt-keys.json?workspace=<body.workspace> (or ?kid=<kid>, for a receipt
+    whose body names no workspace: one signed before receipts named it). Each purpose in
     `body.services[].purposes` names the `collectionMethod` of its record (`banner`, `api`,
     `tcf`, `gpc`, ...); `body.collectionMethods` lists them all, and `body.collectionMethod` is
     the first record's (kept for earlier readers)."""

@@ -48,7 +48,7 @@ from consent.api.serializers import (
     ReceiptSerializer,
 )
 from consent.enums import CLIENT_METHODS, Method
-from consent.exceptions import ReceiptNotFound
+from consent.exceptions import ReceiptKeyNotFound, ReceiptNotFound
 from profiles.enums import IdentifierType
 
 CONFIG_MAX_AGE_SECONDS = 60
@@ -57,6 +57,8 @@ GPC_MAX_AGE_SECONDS = 86400
 # The day this server started to honour Global Privacy Control (W3C GPC, /.well-known/gpc.json).
 GPC_SUPPORT_SINCE = "2026-11-28"
 DEFAULT_JURISDICTION = "default"
+# A receipt key's id: the workspace slug and a hash of the key (services.signing_key_current).
+KID_RE = r"\A[A-Za-z0-9_-]+\Z"
 # The config answer depends on the key (workspace), the jurisdiction header and the GPC header.
 CONFIG_VARY = ("Origin", "Authorization", "CDP-Jurisdiction", "Sec-GPC")
 NO_STORE = "private, no-store"
@@ -402,17 +404,28 @@ class _PublicResourceApi(APIView):
 
 
 class ReceiptKeysApi(_PublicResourceApi):
-    """One workspace's receipt-signing public keys (JWK-like), retired ones included, so a
-    receipt or certificate stays verifiable offline after a key rotation. The workspace is
-    named in the request (`?workspace=<slug>`, as the receipt or certificate body names it):
-    a list of every workspace's keys would let anyone enumerate the tenants. A slug that names
-    no workspace answers like one without keys, an empty list."""
+    """Receipt-signing public keys (JWK-like), retired ones included, so a receipt or
+    certificate stays verifiable offline after a key rotation: one workspace's
+    (`?workspace=<slug>`, as the receipt's or certificate's body names it), or the one key a
+    receipt names (`?kid=<kid>`, for receipts signed before their body named the workspace).
+    A list of every workspace's keys would let anyone enumerate the tenants, so one of the two
+    is required, not both. A slug that names no workspace answers like one without keys, an
+    empty list; a kid that names no key answers 404: a kid cannot be guessed (a hash of the
+    key), so the answer tells nothing about the workspaces it did not name."""
 
     class InputSerializer(serializers.Serializer):
         workspace = serializers.SlugField(
             max_length=64,
+            required=False,
             help_text="The workspace whose keys to list: the `workspace` of the receipt's or "
-            "certificate's body.",
+            "certificate's body. Not with `kid`.",
+        )
+        kid = serializers.RegexField(
+            KID_RE,
+            max_length=64,
+            required=False,
+            help_text="The one key to answer: the receipt's `kid`, for a receipt whose body "
+            "names no workspace. Not with `workspace`.",
         )
 
     @extend_schema_serializer(component_name="ReceiptPublicKey")
@@ -431,19 +444,45 @@ class ReceiptKeysApi(_PublicResourceApi):
         parameters=[InputSerializer],
         responses={
             200: inline_serializer("ReceiptKeys", {"keys": KeySerializer(many=True)}),
-            400: ErrorSerializer,
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description="`workspace_required` (neither parameter, or a malformed "
+                "workspace), `invalid_kid` (a malformed kid), `workspace_or_kid` (both).",
+            ),
+            404: OpenApiResponse(
+                ErrorSerializer, description="`key_not_found`: no key has that kid."
+            ),
         },
         tags=["consent"],
     )
     def get(self, request: Request) -> Response:
-        query = self.InputSerializer(data=request.query_params)
-        if not query.is_valid():
+        named = {name for name in ("workspace", "kid") if name in request.query_params}
+        if named == {"workspace", "kid"}:
             raise InvalidInput(
-                "Name the workspace whose keys to list: ?workspace=<slug>, as the receipt's or "
-                "certificate's body names it.",
-                code="workspace_required",
+                "Name the workspace (?workspace=<slug>) or the key (?kid=<kid>), not both.",
+                code="workspace_or_kid",
             )
-        keys = selectors.receipt_public_keys(workspace_slug=query.validated_data["workspace"])
+        query = self.InputSerializer(data=request.query_params)
+        # a parameter sent empty is valid but missing from validated_data: malformed too
+        valid = query.is_valid() and named <= set(query.validated_data)
+        if "kid" in named:
+            if not valid:
+                raise InvalidInput(
+                    "A key id is the receipt's kid: up to 64 letters, digits, '-' and '_'.",
+                    code="invalid_kid",
+                )
+            keys = selectors.receipt_public_keys(kid=query.validated_data["kid"])
+            if not keys:
+                raise ReceiptKeyNotFound()
+        else:
+            if not valid or not named:
+                raise InvalidInput(
+                    "Name the workspace whose keys to list, ?workspace=<slug> as the receipt's "
+                    "or certificate's body names it, or the key, ?kid=<kid> as the receipt "
+                    "names it.",
+                    code="workspace_required",
+                )
+            keys = selectors.receipt_public_keys(workspace_slug=query.validated_data["workspace"])
         return self.public({"keys": keys}, max_age=KEYS_MAX_AGE_SECONDS)
 
 

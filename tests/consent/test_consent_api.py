@@ -10,13 +10,21 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from cdp.core.crypto import blind_index
 from cdp.core.exceptions import InvalidInput
 from consent import selectors, services
 from consent.enums import LegalBasis
-from consent.models import ConsentRecord, ConsentState, NoticeVersion, Purpose, Receipt
+from consent.models import (
+    ConsentRecord,
+    ConsentState,
+    NoticeVersion,
+    Purpose,
+    Receipt,
+    SigningKey,
+)
 from profiles import services as profile_services
 from profiles.models import Event, Profile
 from tests.consent.test_tcf import TC_ANALYTICS_ONLY, TC_V1
@@ -575,8 +583,8 @@ def test_receipt_keys_are_not_listed_for_every_workspace(
     assert response["Access-Control-Allow-Origin"] == "*"
     assert response.json() == {
         "code": "workspace_required",
-        "message": "Name the workspace whose keys to list: ?workspace=<slug>, as the receipt's "
-        "or certificate's body names it.",
+        "message": "Name the workspace whose keys to list, ?workspace=<slug> as the receipt's "
+        "or certificate's body names it, or the key, ?kid=<kid> as the receipt names it.",
     }
     assert b"acme" not in response.content and b"globex" not in response.content
 
@@ -593,6 +601,94 @@ def test_receipt_keys_of_an_unknown_workspace_are_an_empty_list(
     # then: alike, so the answer does not tell whether a workspace exists
     assert (unknown.status_code, unknown.json()) == (200, {"keys": []})
     assert (keyless.status_code, keyless.content) == (200, unknown.content)
+
+
+def test_a_receipt_key_is_answered_by_its_kid_alone_retired_or_not(
+    banner: APIClient, other_source: Any
+) -> None:
+    # given: receipts of two workspaces; acme's first key then retired for a new one
+    post(banner, {"anonymousId": "anon-13", "decisions": {"analytics": "granted"}})
+    post(client_for(other_source), {"anonymousId": "anon-13", "decisions": {"analytics": True}})
+    old_kid = Receipt.objects.get(workspace__slug="acme").kid
+    SigningKey.objects.filter(kid=old_kid).update(retired_at=timezone.now())
+    post(banner, {"anonymousId": "anon-13", "decisions": {"analytics": "denied"}})
+    listed = APIClient().get("/.well-known/cdp-receipt-keys.json", {"workspace": "acme"}).json()
+    # when: the kid of a receipt, as the holder of one that names no workspace has it
+    response = APIClient().get("/.well-known/cdp-receipt-keys.json", {"kid": old_kid})
+    # then: that key alone, as the workspace's list has it (same shape), public and cacheable
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert response["Cache-Control"] == "public, max-age=300"
+    [old_key, new_key] = listed["keys"]
+    assert old_key["kid"] == old_kid and old_key["retired"] is not None
+    assert new_key["retired"] is None
+    assert response.json() == {"keys": [old_key]}
+
+
+def test_a_receipt_key_by_kid_names_no_other_workspace(
+    banner: APIClient, other_source: Any
+) -> None:
+    # given: receipts of two workspaces
+    post(banner, {"anonymousId": "anon-14", "decisions": {"analytics": "granted"}})
+    post(client_for(other_source), {"anonymousId": "anon-14", "decisions": {"analytics": True}})
+    acme_kid = Receipt.objects.get(workspace__slug="acme").kid
+    globex_kid = Receipt.objects.get(workspace__slug="globex").kid
+    # when
+    acme = APIClient().get("/.well-known/cdp-receipt-keys.json", {"kid": acme_kid})
+    globex = APIClient().get("/.well-known/cdp-receipt-keys.json", {"kid": globex_kid})
+    # then: each answer holds its own workspace's key and nothing of the other's
+    assert [(k["kid"], k["workspace"]) for k in acme.json()["keys"]] == [(acme_kid, "acme")]
+    assert [(k["kid"], k["workspace"]) for k in globex.json()["keys"]] == [(globex_kid, "globex")]
+    assert b"globex" not in acme.content and globex_kid.encode() not in acme.content
+    assert b"acme" not in globex.content and acme_kid.encode() not in globex.content
+
+
+@pytest.mark.parametrize(
+    "kid",
+    ["acme-AAAAAAAAAAAA", "nobody-AAAAAAAAAAAA", "KID"],
+    ids=["a-workspace-slug-and-another-hash", "no-such-workspace", "no-slug"],
+)
+def test_an_unknown_kid_is_not_found_and_names_no_workspace(
+    banner: APIClient, other_source: Any, kid: str
+) -> None:
+    # given: receipts of two workspaces
+    post(banner, {"anonymousId": "anon-15", "decisions": {"analytics": "granted"}})
+    post(client_for(other_source), {"anonymousId": "anon-15", "decisions": {"analytics": True}})
+    # when
+    response = APIClient().get("/.well-known/cdp-receipt-keys.json", {"kid": kid})
+    # then
+    assert response.status_code == 404
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert response.json() == {"code": "key_not_found", "message": "No such key."}
+    assert b"acme" not in response.content and b"globex" not in response.content
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ({"kid": ""}, "invalid_kid"),
+        ({"kid": "acme key!"}, "invalid_kid"),
+        ({"kid": "acme-AAAAAAAAAAAA/../"}, "invalid_kid"),
+        ({"kid": "a" * 65}, "invalid_kid"),
+        ({"workspace": "acme", "kid": "KID"}, "workspace_or_kid"),
+        ({"workspace": "", "kid": ""}, "workspace_or_kid"),
+    ],
+    ids=["empty", "spaces", "slashes", "too-long", "both", "both-empty"],
+)
+def test_a_malformed_kid_or_both_parameters_are_refused(
+    banner: APIClient, query: dict[str, str], code: str
+) -> None:
+    # given: a receipt, so there are keys to answer
+    post(banner, {"anonymousId": "anon-16", "decisions": {"analytics": "granted"}})
+    if query.get("kid") == "KID":
+        query = {**query, "kid": Receipt.objects.get().kid}
+    # when
+    response = APIClient().get("/.well-known/cdp-receipt-keys.json", query)
+    # then: refused, and no key answered
+    assert response.status_code == 400
+    assert response.json()["code"] == code
+    assert b'"keys"' not in response.content
 
 
 def test_a_receipt_names_its_workspace_and_another_workspaces_keys_do_not_verify_it(

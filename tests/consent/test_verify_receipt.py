@@ -84,6 +84,45 @@ def test_without_a_keys_file_the_database_keys_are_used(
     assert printed == f"valid {issued['receipt']['kid']}"
 
 
+@pytest.fixture
+def legacy(issued: dict[str, Any], workspace: Any) -> dict[str, Any]:
+    """A receipt as signed before receipts named their workspace: the same body without
+    `workspace`, signed by the workspace's key."""
+    body = {k: v for k, v in issued["receipt"]["body"].items() if k != "workspace"}
+    signature, kid = services.workspace_sign(workspace=workspace, body=body)
+    return {**issued["receipt"], "body": body, "signature": signature, "kid": kid}
+
+
+def test_a_receipt_naming_no_workspace_verifies_offline_with_the_key_of_its_kid(
+    legacy: dict[str, Any], other_workspace: Any, tmp_path: Path
+) -> None:
+    # given: another workspace with a key of its own; the holder of a receipt that names no
+    # workspace has only its kid to fetch the key by
+    services.signing_key_current(workspace=other_workspace)
+    response = APIClient().get("/.well-known/cdp-receipt-keys.json", {"kid": legacy["kid"]})
+    assert response.status_code == 200
+    # when
+    printed = verify(
+        write(tmp_path, "receipt.json", legacy), write(tmp_path, "keys.json", response.json())
+    )
+    # then
+    assert "workspace" not in legacy["body"]
+    assert printed == f"valid {legacy['kid']}"
+
+
+def test_a_receipt_naming_its_workspace_verifies_with_the_key_of_its_kid(
+    issued: dict[str, Any],
+) -> None:
+    # given: the key fetched by kid rather than by workspace
+    kid = issued["receipt"]["kid"]
+    keys = APIClient().get("/.well-known/cdp-receipt-keys.json", {"kid": kid}).json()["keys"]
+    # when
+    check = selectors.receipt_verify(receipt=issued["receipt"], keys=keys)
+    # then: the key answered names the workspace, so the binding to it still holds
+    assert issued["receipt"]["body"]["workspace"] == "acme"
+    assert (check.valid, check.kid) == (True, kid)
+
+
 def test_a_flipped_decision_breaks_the_signature(issued: dict[str, Any], tmp_path: Path) -> None:
     # given: analytics "granted" -> "denied"
     receipt = copy.deepcopy(issued["receipt"])

@@ -1,9 +1,11 @@
 """`manage.py verify_receipt FILE [--keys KEYS_JSON]`: check a consent receipt's signature.
 
 FILE is a receipt as `GET /v1/consent/receipts/{id}` answers it. With `--keys` (a copy of
-/.well-known/cdp-receipt-keys.json?workspace=<slug>, the slug the receipt's body names) the
-check is offline and trusts nothing in this database; without it, the keys are read from the
-database. A receipt that names its workspace verifies only with a key of that workspace."""
+/.well-known/cdp-receipt-keys.json?workspace=<slug>, the slug the receipt's body names, or of
+/.well-known/cdp-receipt-keys.json?kid=<kid>, the receipt's kid, for a receipt signed before
+receipts named their workspace) the check is offline and trusts nothing in this database;
+without it, the keys are read from the database. A receipt that names its workspace verifies
+only with a key of that workspace."""
 
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ class Command(BaseCommand):
         parser.add_argument("file", help="a receipt JSON, as GET /v1/consent/receipts/{id}")
         parser.add_argument(
             "--keys",
-            help="the keys JSON (/.well-known/cdp-receipt-keys.json?workspace=<slug>) for an "
-            "offline check; "
+            help="the keys JSON (/.well-known/cdp-receipt-keys.json?workspace=<slug>, or "
+            "?kid=<kid> for a receipt whose body names no workspace) for an offline check; "
             "default: the keys in the database",
         )
 
