@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 # Event property keys sealed whatever the trait schema says (compared as `_folded` keys).
 PII_PROPERTY_KEYS = frozenset(
@@ -104,13 +104,14 @@ def _may_hold_email(text: str) -> bool:
     return "@" in text or ("%" in text and _ENCODED_AT.search(text) is not None)
 
 
-def _decoded(text: str) -> str:
+def _decoded(text: str, unquote_text: Callable[[str], str] = unquote_plus) -> str:
     """`text` percent-decoded until nothing more decodes (as often as it was encoded, up to
-    _MAX_DECODES rounds: %252540 is an "@" too)."""
+    _MAX_DECODES rounds: %252540 is an "@" too). Query strings and form values read "+" as a
+    space (the default); a URL's path keeps it (`unquote`)."""
     for _ in range(_MAX_DECODES):
         if "%" not in text:
             break
-        decoded = unquote_plus(text)
+        decoded = unquote_text(text)
         if decoded == text:
             break
         text = decoded
@@ -127,14 +128,25 @@ def holds_email(text: str) -> bool:
 
 def _plain_url(url: str) -> str:
     """The address without its query string and fragment, emails in it masked (read decoded
-    when encoded: `jane%40example%2Ecom` is an address too)."""
+    when encoded: `jane%40example%2Ecom` is an address too). Only a path segment that held an
+    email is decoded; the others stay as sent (a "+" or "%2F" in them is not an email's)."""
     cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
     address = url[:cut]
     if not _may_hold_email(address):  # most addresses: no regex scan
         return address
-    masked = EMAIL_IN_TEXT.sub(EMAIL_MASK, address)
-    if "%" in masked and holds_email(masked):
-        return EMAIL_IN_TEXT.sub(EMAIL_MASK, _decoded(masked))
+    return "/".join(_masked_segment(segment) for segment in address.split("/"))
+
+
+def _masked_segment(segment: str) -> str:
+    if not _may_hold_email(segment):
+        return segment
+    masked = EMAIL_IN_TEXT.sub(EMAIL_MASK, segment)
+    if "%" in masked:
+        # Decoded as a path ("+" is a "+"): `jane+tag%2540example.com` is one address, where a
+        # form's decoding would leave "jane " plain before "[email]".
+        decoded = _decoded(masked, unquote)
+        if EMAIL_IN_TEXT.search(decoded) is not None:
+            return EMAIL_IN_TEXT.sub(EMAIL_MASK, decoded)
     return masked
 
 

@@ -123,6 +123,13 @@ def test_urls_keep_their_address_plain_and_their_query_sealed() -> None:
     plain, sealed = split_properties({"url": "https://t.example/u/jane%252540example.com"}, KEYS)
     assert plain == {"url": "https://t.example/u/[email]"}
     assert sealed == {"url": "https://t.example/u/jane%252540example.com"}
+    # only the segment that held the address is decoded: the rest of the path stays as sent,
+    # and a "+" in the address is the address's (no "jane " left plain before the mask)
+    url = "https://t.example/c/red+shoes/a%2Fb/jane+tag%2540example.com/orders?step=2"
+    assert split_properties({"url": url}, KEYS) == (
+        {"url": "https://t.example/c/red+shoes/a%2Fb/[email]/orders"},
+        {"url": url},
+    )
     # an address without a query or email is left alone, an empty search too
     assert split_properties({"url": "https://x.example/a", "search": ""}, KEYS) == (
         {"url": "https://x.example/a", "search": ""},
