@@ -43,5 +43,6 @@ class ActivationConfig(AppConfig):
         hooks.register_unmerge_hook("activation", realtime.on_unmerged)
         # After removals' "activation" hook (hooks run in name order): memberships end at once.
         hooks.register_restriction_hook("activation_membership", realtime.on_restricted)
+        hooks.register_restriction_lifted_hook("activation", realtime.on_restriction_lifted)
         hooks.register_workspace_created_hook("activation", realtime.on_workspace_created)
         hooks.register_keys_personal_hook("activation", computed.on_keys_personal)

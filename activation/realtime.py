@@ -7,6 +7,9 @@ cdp.core.hooks (apps.py) and the service the `profiles_touched` task runs.
   lose their computed values; after commit, the survivors are recomputed for every audience.
 - A merge undone: after commit, both sides are recomputed for every audience.
 - Processing restricted: the profiles leave every audience at once.
+- A restriction lifted: in its transaction, the profiles are recomputed for every audience
+  and marked for the syncs of the audiences they are members of again (activation.regrants),
+  so that the next incremental run sends them.
 - Workspace created: the default lifecycle stages are seeded."""
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from django.db import transaction
 
+from activation import regrants
 from activation.computed import computed_traits_update, computed_values_drop
 from activation.lifecycle import lifecycle_stages_ensure_defaults
 from activation.membership import audiences_refresh_for_profiles, memberships_end
@@ -80,6 +84,15 @@ def on_unmerged(workspace_id: int, unmerges: Sequence[tuple[Any, Any]]) -> None:
 def on_restricted(workspace_id: int, profile_ids: Sequence[Any]) -> None:
     """Restriction hook (inside the restricting transaction)."""
     memberships_end(workspace_id=workspace_id, profile_ids=profile_ids)
+
+
+def on_restriction_lifted(workspace_id: int, profile_ids: Sequence[Any]) -> None:
+    """Restriction-lifted hook (inside the lifting transaction). At once, not in a task after
+    commit: the marks need the membership recomputed first, and a steward lifts one person at a
+    time. The marks cover members the restriction kept from being sent without ending their
+    membership (restricted behind the services' back, or excluded at send time)."""
+    profiles_touched(workspace_id=workspace_id, profile_ids=profile_ids, all_audiences=True)
+    regrants.rechecks_mark_lifted(workspace_id=workspace_id, profile_ids=profile_ids)
 
 
 def on_workspace_created(workspace: Any) -> None:

@@ -1,4 +1,5 @@
-"""Consent granted again: sending a person again to the destinations that took them back.
+"""Consent granted again, or a restriction lifted: sending a person again to the destinations
+that took them back.
 
 An incremental sync plans from membership changes. A member taken back from a destination
 because they refused its purpose (a removal, `consent_withdrawn` or `consent_expired`), or
@@ -23,7 +24,13 @@ survivor. They go with the run's own additions, so the gate (every purpose of th
 restriction, erasure) is evaluated at send time as for any add, and an add that does not
 arrive is left to the re-sends of undelivered adds. A run that completes deletes the marks it
 read, except those of people still owed a removal (the next run looks at them again); a run
-refused, stopped or deferred leaves them for the next."""
+refused, stopped or deferred leaves them for the next.
+
+A restriction of processing (GDPR Art. 18) lifted is the same case for every destination: the
+restriction took the person back from all of them (a removal, `restricted`) or kept them from
+being sent (excluded at send time). The restriction-lifted hook (activation.realtime) first
+recomputes their membership, then marks them for every sync of an audience they are a member
+of (`rechecks_mark_lifted`)."""
 
 from __future__ import annotations
 
@@ -45,13 +52,25 @@ def on_consent_granted(
     """Consent-grant hook: mark these profiles for the syncs whose destination serves one of
     `purpose_keys` and whose audience they are members of. Disabled syncs are marked too: a
     sync enabled again must not have lost them."""
+    _mark(
+        workspace_id,
+        profile_ids,
+        Sync.objects.filter(workspace_id=workspace_id, destination__purposes__key__in=purpose_keys),
+    )
+
+
+def rechecks_mark_lifted(*, workspace_id: int, profile_ids: Sequence[Any]) -> None:
+    """The restriction of these profiles was lifted: mark them for every sync of the workspace
+    whose audience they are members of (call it once their membership is recomputed). A
+    member whose restriction kept them from being sent (excluded at send time, or taken back)
+    changes no membership by being unrestricted unless the restriction had ended it."""
+    _mark(workspace_id, profile_ids, Sync.objects.filter(workspace_id=workspace_id))
+
+
+def _mark(workspace_id: int, profile_ids: Sequence[Any], syncs: Any) -> None:
+    """One SyncRecheck per sync of `syncs` whose audience has one of `profile_ids`."""
     audiences: dict[Any, list[Any]] = {}
-    for sync_id, audience_id in (
-        Sync.objects.filter(workspace_id=workspace_id, destination__purposes__key__in=purpose_keys)
-        .order_by("pk")
-        .values_list("pk", "audience_id")
-        .distinct()
-    ):
+    for sync_id, audience_id in syncs.order_by("pk").values_list("pk", "audience_id").distinct():
         audiences.setdefault(audience_id, []).append(sync_id)
     if not audiences:
         return  # before reading any membership: this runs for every grant

@@ -10,9 +10,10 @@ A run (`SyncRun`) is queued by `sync_run_start` and carried out by a Celery task
    sync's cursor; entered (and not surely held: the last ledger row is no delivered add) is
    sent, exited (and possibly held) is removed, and a member whose last add was dead-lettered
    or never confirmed is sent again, even once the cursor has passed its change. A member
-   who granted consent again since (a `SyncRecheck` left by the consent-grant hook,
-   activation.regrants) and whom the destination does not hold is sent too: no membership
-   change names them. The writers of changes commit an audience's changes in id order
+   who granted consent again since, or whose restriction of processing was lifted (a
+   `SyncRecheck` left by the consent-grant or restriction-lifted hook, activation.regrants),
+   and whom the destination does not hold is sent too: no membership change may name them.
+   The writers of changes commit an audience's changes in id order
    (`membership.changes_settled`), so a change never commits below the cursor.
 3. Removals are queued (`Removal`, sealed payload) and sent at once; a failure stays queued
    and is retried by the removal task with backoff.

@@ -498,9 +498,20 @@ def profile_restrict(*, profile: Profile, restricted: bool) -> Profile:
     if profile.restricted != restricted:
         profile.restricted = restricted
         profile.save(update_fields=["restricted", "updated_at"])
+        # Activation takes the person back from destinations, or (lifted) makes them a member
+        # again and marks them to be sent again, in this transaction.
         if restricted:
-            # Activation takes the person back from destinations, in this transaction.
             hooks.run_restriction_hooks(profile.workspace_id, [profile.pk])
+        else:
+            hooks.run_restriction_lifted_hooks(profile.workspace_id, [profile.pk])
+    return profile
+
+
+def profile_lock(*, profile: Profile) -> Profile:
+    """Re-read `profile` under a row lock held until the caller's transaction ends, so that
+    two stewards acting on it at once (lifting its restriction, say) see each other's change."""
+    Profile.objects.select_for_update().filter(pk=profile.pk).values("pk").first()
+    profile.refresh_from_db()
     return profile
 
 

@@ -49,7 +49,7 @@ def run_unmerge_hooks(workspace_id: int, unmerges: Sequence[tuple[Any, Any]]) ->
 
 
 # --- consent changes and restrictions (activation takes people back from destinations, and
-# sends them again once they grant consent again) -----------------------------------------------
+# sends them again once they grant consent again or their restriction is lifted) ----------------
 
 ConsentChangeHook = Callable[[int, Sequence[Any], Sequence[str]], None]
 RestrictionHook = Callable[[int, Sequence[Any]], None]
@@ -108,6 +108,24 @@ def run_restriction_hooks(workspace_id: int, profile_ids: Sequence[Any]) -> None
         return
     for name in sorted(_restriction_hooks):
         _restriction_hooks[name](workspace_id, profile_ids)
+
+
+_restriction_lifted_hooks: dict[str, RestrictionHook] = {}
+
+
+def register_restriction_lifted_hook(name: str, hook: RestrictionHook) -> None:
+    """`hook(workspace_id, profile_ids)`, called by the profiles services inside the
+    transaction that lifted the restriction of processing of those profiles: what the
+    restriction took away (audience membership, what destinations were sent) must come back,
+    since nothing else (no event, no consent change) tells activation so."""
+    _restriction_lifted_hooks[name] = hook
+
+
+def run_restriction_lifted_hooks(workspace_id: int, profile_ids: Sequence[Any]) -> None:
+    if not profile_ids:
+        return
+    for name in sorted(_restriction_lifted_hooks):
+        _restriction_lifted_hooks[name](workspace_id, profile_ids)
 
 
 # --- events ingested and workspaces created (activation keeps derived data current) -----------
