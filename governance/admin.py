@@ -19,6 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.cache import never_cache
 from guardian.shortcuts import get_users_with_perms
 
 from cdp.core.admin import ReadOnlyAdminMixin, WorkspaceScopedAdmin, workspaces_for
@@ -35,6 +36,7 @@ from governance.models import (
 )
 from profiles import selectors as profile_selectors
 from profiles.enums import WorkspaceRole
+from profiles.exceptions import ProfileNotFound
 
 AuditLogEntry = get_logentry_model()
 if admin.site.is_registered(AuditLogEntry):
@@ -119,6 +121,11 @@ class RequestActionForm(forms.Form):
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
     )
+    subject_informed = forms.BooleanField(
+        label="I informed the subject (phone contacts; email contacts are emailed)",
+        required=False,
+        help_text="GDPR Art. 18(3): the subject is informed before the restriction is lifted.",
+    )
     assignee: forms.ModelChoiceField[Any] = forms.ModelChoiceField(
         label="Steward", queryset=get_user_model().objects.none(), required=False
     )
@@ -127,6 +134,21 @@ class RequestActionForm(forms.Form):
         super().__init__(*args, **kwargs)
         if stewards is not None:
             cast("forms.ModelChoiceField[Any]", self.fields["assignee"]).queryset = stewards
+
+
+class RestrictionLiftForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=2000,
+        help_text="Why the restriction ends (e.g. the data was verified accurate, the objection "
+        "was weighed). Kept in the audit trail with your name and told to the subject; do not "
+        "quote the person's data.",
+    )
+    subject_informed = forms.BooleanField(
+        label="I informed the subjects with a phone contact",
+        required=False,
+        help_text="Subjects with an email contact are emailed before the restriction is lifted.",
+    )
 
 
 # name -> (label, needs reason, form fields shown)
@@ -140,6 +162,11 @@ REQUEST_ACTIONS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "note": ("Add a note", True, ("reason",)),
     "verify": ("Mark identity verified (checked by other means)", True, ("reason",)),
     "assign": ("Assign to a steward", False, ("assignee",)),
+    "lift_restriction": (
+        "Lift the restriction of processing (GDPR Art. 18), with a reason",
+        True,
+        ("reason", "subject_informed"),
+    ),
 }
 
 
@@ -163,6 +190,14 @@ def _run(name: str, dsr: DataSubjectRequest, actor: Any, data: dict[str, Any]) -
         services.request_verify_manually(request=dsr, actor=actor, note=reason)
     elif name == "assign":
         services.request_assign(request=dsr, assignee=data["assignee"], actor=actor)
+    elif name == "lift_restriction":
+        services.request_restriction_lift(
+            request=dsr,
+            actor=actor,
+            reason=reason,
+            subject_informed=bool(data.get("subject_informed")),
+            via="admin",
+        )
 
 
 def _pending_message(dsr: DataSubjectRequest) -> str:
@@ -324,6 +359,70 @@ class DataSubjectRequestAdmin(WorkspaceScopedAdmin):
                 )
             )
         return user_model.objects.filter(pk__in=ids, is_active=True).order_by("username")
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "restriction/<str:profile_id>/lift/",
+                self.admin_site.admin_view(never_cache(self.restriction_lift_view)),
+                name="governance_restriction_lift",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _restricted_profile(self, request: HttpRequest, profile_id: str) -> Any:
+        """The profile, from a workspace where the user handles requests; 404 otherwise (another
+        workspace's ids look like ids that do not exist)."""
+        for workspace in workspaces_for(request, WorkspaceRole.HANDLE_REQUESTS.value):
+            try:
+                return profile_selectors.profile_get(workspace=workspace, profile_id=profile_id)
+            except ProfileNotFound:
+                continue
+        raise Http404("No such profile.")
+
+    def restriction_lift_view(self, request: HttpRequest, profile_id: str) -> HttpResponse:
+        """GET: the profile's restriction requests (whom lifting informs, and how) and the
+        form. POST with a reason: lift it (governance.services.restriction_lift), back to the
+        profile with the outcome."""
+        if not self._has_role(request):
+            raise PermissionDenied
+        profile = self._restricted_profile(request, profile_id)
+        profile_url = reverse("admin:profiles_profile_change", args=[profile.pk])
+        form = RestrictionLiftForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            try:
+                lifted = services.restriction_lift(
+                    workspace=profile.workspace,
+                    profile=profile,
+                    actor=request.user,
+                    reason=form.cleaned_data["reason"],
+                    subject_informed=form.cleaned_data["subject_informed"],
+                    via="admin",
+                )
+            except ApplicationError as refused:
+                form.add_error(None, refused.message)
+            else:
+                self.message_user(
+                    request,
+                    f"Restriction of processing lifted for profile {profile.pk}: "
+                    f"{lifted.emailed} subject(s) informed by email, "
+                    f"{len(lifted.requests) - lifted.emailed} by you.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(profile_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Lift the restriction of processing",
+            "subtitle": str(profile),
+            "opts": self.model._meta,
+            "profile": profile,
+            "profile_url": profile_url,
+            "requests": selectors.restriction_requests_for_profile(
+                workspace=profile.workspace, profile=profile
+            ),
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/governance/restriction_lift.html", context)
 
     def run_action(self, request: HttpRequest, queryset: QuerySet[Any], name: str) -> Any:
         label, needs_reason, shown = REQUEST_ACTIONS[name]

@@ -15,7 +15,7 @@ from django.utils import timezone
 from cdp.core.exceptions import NotFound
 from cdp.core.registry import ErasureStatus
 from consent import selectors as consent_selectors
-from governance.enums import FINAL_STATES
+from governance.enums import FINAL_STATES, RequestState, RequestType
 from governance.models import DataSubjectRequest, ErasureCertificate, ExportArchive
 from profiles import selectors as profile_selectors
 
@@ -66,6 +66,23 @@ def request_list(*, workspace: Any, state: str | None = None) -> QuerySet[DataSu
     if state:
         qs = qs.filter(state=state)
     return qs.order_by("due_at", "id")
+
+
+def restriction_requests_for_profile(*, workspace: Any, profile: Any) -> list[DataSubjectRequest]:
+    """The fulfilled restriction requests that restricted `profile`, or a profile merged into
+    it since, oldest first: the subjects to inform before the restriction is lifted (GDPR
+    Art. 18(3))."""
+    people = [profile.pk, *profile_selectors.profile_absorbed_ids(profile=profile)]
+    return list(
+        DataSubjectRequest.objects.select_related("workspace")
+        .filter(
+            workspace=workspace,
+            type=RequestType.RESTRICTION,
+            state=RequestState.FULFILLED,
+            profile_id__in=people,
+        )
+        .order_by("received_at", "id")
+    )
 
 
 def request_export_ready(*, request: DataSubjectRequest) -> ExportArchive | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
@@ -17,7 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
-from cdp.core.audit import record_access
+from cdp.core.audit import record_access, record_decision
 from cdp.core.crypto import keyed_hash
 from cdp.core.exceptions import ApplicationError, Conflict, InvalidInput, PermissionDenied
 from consent import selectors as consent_selectors
@@ -37,6 +38,7 @@ from governance.states import can_transition
 from profiles import selectors as profile_selectors
 from profiles import services as profile_services
 from profiles.enums import DataKeyPurpose, WorkspaceRole
+from profiles.exceptions import ProfileNotFound
 
 
 def audit_chain_verify() -> chain.ChainVerification:
@@ -921,6 +923,145 @@ def request_export_download(*, request: DataSubjectRequest, via: str) -> tuple[A
     type(archive).objects.filter(pk=archive.pk).update(downloads=F("downloads") + 1)
     record_access(archive, actor=None, reason="subject download", fields=["archive"], via=via)
     return archive, export.export_open(archive=archive)
+
+
+# --- Lifting a restriction of processing (GDPR Art. 18) --------------------------------------
+#
+# A restriction while the accuracy of the data is verified (Art. 18(1)(a)) or while an objection
+# is weighed (18(1)(d)) is temporary. A steward lifts it with a reason; every subject whose
+# restriction request restricted the profile is informed before it is lifted (Art. 18(3)):
+# by email for an email contact, by the steward (who confirms it) for a phone contact, since
+# no SMS is configured. Activation's restriction-lifted hook makes the person a member of
+# their audiences again and marks them for the syncs to send again.
+
+
+class ProfileNotRestricted(Conflict):
+    code = "not_restricted"
+    default_message = "Processing of this profile is not restricted: there is nothing to lift."
+
+
+class SubjectNotInformed(ApplicationError):
+    code = "subject_not_informed"
+    status = 400
+    default_message = (
+        "The subject must be informed before the restriction is lifted (GDPR Art. 18(3)). A "
+        "request with a phone contact is not told by email: inform the subject, then confirm."
+    )
+
+
+class RequestNotRestriction(InvalidInput):
+    code = "not_a_restriction"
+    default_message = "This is not a restriction request: it restricted nothing."
+
+
+class RequestWithoutProfile(Conflict):
+    code = "no_profile"
+    default_message = "No profile matched this request's contact: nothing was restricted."
+
+
+@dataclass(frozen=True)
+class RestrictionLifted:
+    profile: Any
+    requests: list[DataSubjectRequest]  # the restriction requests noted (subjects informed)
+    emailed: int  # of those, the subjects informed by email; the others by the steward
+
+
+def _send_restriction_lifted(*, request: DataSubjectRequest, reason: str) -> None:
+    # The contact is read only to address the message; it is never logged.
+    send_mail(
+        subject="The restriction of processing of your data is lifted",
+        message=(
+            f"You asked us to restrict the processing of your personal data (request "
+            f"{request.pk}). We are lifting that restriction, for this reason:\n\n{reason}\n\n"
+            f"From now on your data may be processed again, within the consent you gave. You "
+            f"may object to the processing, withdraw your consent, or lodge a complaint with a "
+            f"supervisory authority."
+        ),
+        from_email=None,
+        recipient_list=[request.contact],
+    )
+
+
+@transaction.atomic
+def restriction_lift(
+    *,
+    workspace: Any,
+    profile: Any,
+    actor: Any,
+    reason: str,
+    subject_informed: bool = False,
+    via: str = "admin",
+) -> RestrictionLifted:
+    """Lift the restriction of processing of `profile`, with the steward's reason (kept in the
+    audit trail and on each restriction request, and told to the subject). Each subject whose
+    restriction request restricted it is informed first (GDPR Art. 18(3)): emailed, or, for a
+    phone contact, told by the steward, who confirms it with `subject_informed`."""
+    reason = _required(reason, "reason")
+    if profile.workspace_id != workspace.pk:
+        raise ProfileNotFound()
+    profile_services.profile_lock(profile=profile)
+    if not profile.restricted:
+        raise ProfileNotRestricted()
+    requests = selectors.restriction_requests_for_profile(workspace=workspace, profile=profile)
+    by_steward = [r for r in requests if r.contact_type != "email"]
+    if by_steward and not subject_informed:
+        raise SubjectNotInformed(extra={"requests": [str(r.pk) for r in by_steward]})
+    profile_services.profile_restrict(profile=profile, restricted=False)
+    for request in requests:
+        how = "by email" if request.contact_type == "email" else "by the steward"
+        _event(
+            request,
+            action="restriction_lifted",
+            actor=actor,
+            note=f"{reason}\nThe restriction of processing was lifted; the subject was "
+            f"informed {how} (GDPR Art. 18(3)).",
+        )
+    record_decision(
+        profile,
+        actor=actor,
+        reason=reason,
+        changes={"restricted": ["True", "False"]},
+        details={
+            "requests": [str(r.pk) for r in requests],
+            "informed_by_email": len(requests) - len(by_steward),
+            "informed_by_steward": len(by_steward),
+        },
+        via=via,
+    )
+    # Sent last but inside the transaction, not on commit: the subject must be told before
+    # the restriction is lifted, so a message that cannot be sent rolls the lift back.
+    for request in requests:
+        if request.contact_type == "email":
+            _send_restriction_lifted(request=request, reason=reason)
+    return RestrictionLifted(
+        profile=profile, requests=requests, emailed=len(requests) - len(by_steward)
+    )
+
+
+def request_restriction_lift(
+    *,
+    request: DataSubjectRequest,
+    actor: Any,
+    reason: str,
+    subject_informed: bool = False,
+    via: str = "admin",
+) -> RestrictionLifted:
+    """Lift the restriction a restriction request put on its profile (the profile it was
+    merged into since, if so); see `restriction_lift`."""
+    if request.type != RequestType.RESTRICTION:
+        raise RequestNotRestriction()
+    if request.profile_id is None:
+        raise RequestWithoutProfile()
+    return restriction_lift(
+        workspace=request.workspace,
+        profile=profile_selectors.profile_get(
+            workspace=request.workspace, profile_id=request.profile_id
+        ),
+        actor=actor,
+        reason=reason,
+        subject_informed=subject_informed,
+        via=via,
+    )
 
 
 # --- Retention (governance.retention holds the sweep) ----------------------------------------

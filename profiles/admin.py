@@ -505,12 +505,13 @@ class ProfileAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
         "id",
         "workspace",
         "status",
+        "restricted",
         "created_at",
         "last_seen_at",
         "merge_count",
         "attributes_count",
     )
-    list_filter = (WORKSPACE_FILTER, "status")
+    list_filter = (WORKSPACE_FILTER, "status", "restricted")
     list_select_related = ("workspace",)
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
@@ -518,6 +519,7 @@ class ProfileAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
         "id",
         "workspace",
         "status",
+        "restricted",
         "merged_into",
         "merge_count",
         "first_seen_at",
@@ -608,6 +610,12 @@ class ProfileAdmin(ReadOnlyAdminMixin, WorkspaceScopedAdmin):
             "conflicts": selectors.profile_conflicts(workspace=workspace, profile=profile),
             "can_reveal": self._may_reveal(request, profile),
             "can_unmerge": self._may_unmerge(request, profile),
+            # Lifting a restriction is data-subject request handling: governance's admin page
+            # (linked by URL name, so the profiles app imports nothing of governance).
+            "can_lift_restriction": profile.restricted
+            and selectors.user_has_role(
+                user=request.user, workspace=workspace, role=WorkspaceRole.HANDLE_REQUESTS
+            ),
         }
         return super().change_view(request, object_id, form_url, extra)
 

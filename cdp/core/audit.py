@@ -6,6 +6,8 @@
 - `record_access(obj, actor, reason, fields)`: an ACCESS entry for each reveal of decrypted PII.
 - `record_discard(obj, actor, reason, details)`: a DELETE entry for a row a steward removed on
   purpose from a store not audited on every change.
+- `record_decision(obj, actor, reason, changes, details)`: an UPDATE entry for a change a
+  steward decided on purpose and must justify (lifting a restriction of processing).
 - `log_changes([(old, new), ...])`: the entries of rows a service wrote set-wise (no signals),
   appended at once, or at the end of a `deferred_entries()` block.
 - `unattributed()`: a block whose entries name no actor, even within a steward's request.
@@ -93,6 +95,30 @@ def record_discard(
         actor=actor,
         reason=reason,
         refused="A reason is required to discard data.",
+        data={**details, "via": via},
+    )
+
+
+def record_decision(
+    obj: models.Model,
+    *,
+    actor: Any,
+    reason: str,
+    changes: dict[str, list[str]],
+    details: dict[str, Any],
+    via: str = "admin",
+) -> models.Model:
+    """Write an UPDATE entry for a change a steward decided, with why (`changes`: field ->
+    [before, after], plain values only; `details`: counts, codes and ids, never personal
+    data). The automatic entry of the save says what changed; this one says who chose it and
+    why, even where the save's own entry names no actor (a worker, an API token)."""
+    return _record_with_reason(
+        obj,
+        action="UPDATE",
+        changes=changes,
+        actor=actor,
+        reason=reason,
+        refused="A reason is required for this change.",
         data={**details, "via": via},
     )
 

@@ -155,3 +155,32 @@ class ExtendInputSerializer(serializers.Serializer):
     until = serializers.DateField(
         required=False, help_text="GDPR only: the new deadline (default: the latest allowed)."
     )
+
+
+class RestrictionLiftInputSerializer(serializers.Serializer):
+    # Not required here: the service refuses a missing or blank reason (`reason_required`).
+    reason = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Why the restriction ends (e.g. the data was verified accurate). Kept in the "
+        "audit trail and told to the subject; do not quote the person's data.",
+    )
+    subject_informed = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="The steward informed the subject already: required when a restriction "
+        "request of the profile has a phone contact (no SMS is sent).",
+    )
+
+
+class RestrictionLiftOutputSerializer(serializers.Serializer):
+    profile_id = serializers.UUIDField()
+    restricted = serializers.BooleanField()
+    requests = serializers.ListField(
+        child=serializers.UUIDField(),
+        help_text="The restriction requests of the profile, each noted as lifted.",
+    )
+    informed_by_email = serializers.IntegerField()
+    informed_by_steward = serializers.IntegerField()

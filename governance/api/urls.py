@@ -15,6 +15,11 @@ urlpatterns = [
     path("<str:request_id>/extend", views.RequestExtendApi.as_view(), name="request-extend"),
     path("<str:request_id>/fulfil", views.RequestFulfilApi.as_view(), name="request-fulfil"),
     path(
+        "<str:request_id>/lift-restriction",
+        views.RequestRestrictionLiftApi.as_view(),
+        name="request-restriction-lift",
+    ),
+    path(
         "<str:request_id>/certificate",
         views.RequestCertificateApi.as_view(),
         name="request-certificate",

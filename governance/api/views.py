@@ -9,8 +9,9 @@ guessing at a token:
   `Authorization: Bearer <token>`. These views use only `StatusTokenAuthentication`; an
   unknown id and a wrong token both answer 404.
 - **Ticketing systems** (a workspace API token holding `handle_requests`):
-  `GET /api/v1/requests/?state=...`, `POST /api/v1/requests/{id}/approve|deny|extend|fulfil`
-  and `GET /api/v1/requests/{id}/certificate` (the signed erasure certificate).
+  `GET /api/v1/requests/?state=...`, `POST /api/v1/requests/{id}/approve|deny|extend|fulfil`,
+  `POST /api/v1/requests/{id}/lift-restriction` (GDPR Art. 18(3)) and
+  `GET /api/v1/requests/{id}/certificate` (the signed erasure certificate).
   These use the management token authentication; a request of another workspace is 404.
 
 `/api/v1/requests/` serves both: POST is the subject's submission, GET the steward's queue, so
@@ -314,6 +315,48 @@ class RequestFulfilApi(_ManageApi):
 
     def act(self, dsr: DataSubjectRequest, actor: Any, data: dict[str, Any]) -> Any:
         return services.request_fulfil(request=dsr, actor=actor, note=data["note"])
+
+
+class RequestRestrictionLiftApi(APIView):
+    permission_classes = [CanHandleRequests]
+
+    @extend_schema(
+        operation_id="request_restriction_lift",
+        summary="Lift the restriction of processing a restriction request put on its profile",
+        description=(
+            "GDPR Art. 18: with a reason (400 `reason_required`), kept in the audit trail and "
+            "told to the subject, who is informed before the restriction is lifted (Art. "
+            "18(3)): by email, or, for a phone contact, by the steward, who confirms it with "
+            "`subject_informed` (400 `subject_not_informed` otherwise). 400 "
+            "`not_a_restriction` for another type of request, 409 `no_profile` when no "
+            "profile matched it, 409 `not_restricted` when the profile is not restricted. The "
+            "person becomes a member of their audiences again, and the next sync sends them."
+        ),
+        parameters=[_REQUEST_ID],
+        request=s.RestrictionLiftInputSerializer,
+        responses={200: s.RestrictionLiftOutputSerializer, **_MANAGE_ERRORS},
+    )
+    def post(self, request: Request, request_id: str) -> Response:
+        dsr = selectors.request_get(workspace=_workspace(request), request_id=request_id)
+        data = s.RestrictionLiftInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = _actor(request)
+        with set_actor(actor):
+            lifted = services.request_restriction_lift(
+                request=dsr,
+                actor=actor,
+                reason=data.validated_data["reason"],
+                subject_informed=data.validated_data["subject_informed"],
+                via="api",
+            )
+        body = {
+            "profile_id": lifted.profile.pk,
+            "restricted": lifted.profile.restricted,
+            "requests": [r.pk for r in lifted.requests],
+            "informed_by_email": lifted.emailed,
+            "informed_by_steward": len(lifted.requests) - lifted.emailed,
+        }
+        return Response(s.RestrictionLiftOutputSerializer(body).data)
 
 
 class RequestCertificateApi(APIView):

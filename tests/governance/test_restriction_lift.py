@@ -1,0 +1,293 @@
+"""Lifting a restriction of processing (GDPR Art. 18): with a reason, audited with it, noted on
+each restriction request that restricted the profile, and each subject informed before it is
+lifted (Art. 18(3)): emailed, or told by the steward for a phone contact. Refusals leave the
+profile restricted, the requests as they were and no message sent."""
+
+from __future__ import annotations
+
+import logging
+from smtplib import SMTPException
+from typing import Any
+from unittest import mock
+
+import pytest
+from auditlog import get_logentry_model
+from django.contrib.contenttypes.models import ContentType
+from django.core import mail
+
+from cdp.core.exceptions import ApplicationError
+from governance import services
+from governance.models import RequestEvent
+from profiles import selectors as profile_selectors
+from profiles import services as profile_services
+from profiles.models import Profile
+from tests.governance.request_helpers import (
+    SUBJECT_EMAIL_NORMALIZED,
+    in_progress,
+    subject_profile,
+)
+from tests.profiles.ingest_helpers import msg
+from tests.test_no_plaintext_pii import SENTINELS, scan_all_tables
+
+pytestmark = pytest.mark.django_db
+LogEntry = get_logentry_model()
+REASON = "Accuracy verified against the signed contract (ticket 4711)."
+PHONE = "+44 20 7946 0123"
+
+
+def _restricted_by_request(workspace: Any, owner: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """A restriction request, fulfilled: (its profile, now restricted; the request)."""
+    dsr = in_progress(workspace, owner, request_type="restriction", **kwargs)
+    services.request_fulfil(request=dsr, actor=owner)
+    dsr.refresh_from_db()
+    assert dsr.profile is not None
+    profile = profile_selectors.profile_get(workspace=workspace, profile_id=dsr.profile_id)
+    assert profile.restricted is True
+    return profile, dsr
+
+
+def _lift_entries(profile: Any) -> list[Any]:
+    """The audit entries that carry a reason for the profile (the lift's own)."""
+    return [
+        entry
+        for entry in LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(Profile), object_pk=str(profile.pk)
+        ).order_by("pk")
+        if (entry.additional_data or {}).get("reason")
+    ]
+
+
+def _lifted_events() -> list[tuple[Any, str]]:
+    return list(
+        RequestEvent.objects.filter(action="restriction_lifted").values_list("request_id", "note")
+    )
+
+
+def test_lifting_unrestricts_audits_notes_the_request_and_emails_the_subject(
+    workspace: Any, owner: Any
+) -> None:
+    # given
+    subject_profile(workspace)
+    profile, dsr = _restricted_by_request(workspace, owner)
+    mail.outbox.clear()
+    # when
+    lifted = services.restriction_lift(
+        workspace=workspace, profile=profile, actor=owner, reason=f"  {REASON}  ", via="admin"
+    )
+    # then: processing is no longer restricted
+    assert Profile.objects.get(pk=profile.pk).restricted is False
+    assert (lifted.requests, lifted.emailed) == ([dsr], 1)
+    # ...the audit trail says who lifted it and why
+    [entry] = _lift_entries(profile)
+    assert entry.action == LogEntry.Action.UPDATE
+    assert entry.actor_id == owner.pk
+    assert entry.changes == {"restricted": ["True", "False"]}
+    assert entry.additional_data == {
+        "reason": REASON,
+        "requests": [str(dsr.pk)],
+        "informed_by_email": 1,
+        "informed_by_steward": 0,
+        "via": "admin",
+    }
+    # ...the request it came from records that it was lifted and the subject informed
+    assert _lifted_events() == [
+        (
+            dsr.pk,
+            f"{REASON}\nThe restriction of processing was lifted; the subject was informed by "
+            "email (GDPR Art. 18(3)).",
+        )
+    ]
+    event = RequestEvent.objects.get(action="restriction_lifted")
+    assert event.actor_id == owner.pk
+    # ...and the subject was told, with the reason
+    [message] = mail.outbox
+    assert message.to == [SUBJECT_EMAIL_NORMALIZED]
+    assert str(dsr.pk) in message.body
+    assert REASON in message.body
+
+
+def test_a_restricted_profile_merged_into_another_is_found_through_it(
+    workspace: Any, owner: Any
+) -> None:
+    # given: an older profile, and the subject's (restricted by their request) merged into it
+    source = profile_services.source_create(workspace=workspace, name="CRM")
+    older = profile_services.ingest_messages(
+        source=source,
+        messages=[msg("identify", anonymous_id="crm-9", traits={"email": "ada.work@example.com"})],
+    ).profile_ids[0]
+    subject_profile(workspace)
+    restricted, dsr = _restricted_by_request(workspace, owner)
+    profile_services.profiles_merge(
+        workspace=workspace,
+        profile_ids=(older, restricted.pk),
+        rule="manual",
+        actor=owner,
+        evidence={},
+    )
+    survivor = profile_selectors.profile_get(workspace=workspace, profile_id=restricted.pk)
+    assert survivor.pk == older
+    profile_services.profile_restrict(profile=survivor, restricted=True)
+    mail.outbox.clear()
+    # when
+    lifted = services.restriction_lift(
+        workspace=workspace, profile=survivor, actor=owner, reason=REASON
+    )
+    # then: the subject of the absorbed profile's request is the one informed
+    assert [r.pk for r in lifted.requests] == [dsr.pk]
+    assert [m.to for m in mail.outbox] == [[SUBJECT_EMAIL_NORMALIZED]]
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_a_missing_reason_is_refused_and_nothing_changes(
+    workspace: Any, owner: Any, reason: str
+) -> None:
+    # given
+    subject_profile(workspace)
+    profile, _dsr = _restricted_by_request(workspace, owner)
+    mail.outbox.clear()
+    entries = LogEntry.objects.count()
+    # when
+    with pytest.raises(ApplicationError) as refused:
+        services.restriction_lift(workspace=workspace, profile=profile, actor=owner, reason=reason)
+    # then
+    assert (refused.value.code, refused.value.status) == ("reason_required", 400)
+    assert Profile.objects.get(pk=profile.pk).restricted is True
+    assert _lifted_events() == []
+    assert mail.outbox == []
+    assert LogEntry.objects.count() == entries
+
+
+def test_a_profile_that_is_not_restricted_is_a_conflict(workspace: Any, owner: Any) -> None:
+    # given
+    profile = subject_profile(workspace)
+    entries = LogEntry.objects.count()
+    # when
+    with pytest.raises(ApplicationError) as refused:
+        services.restriction_lift(workspace=workspace, profile=profile, actor=owner, reason=REASON)
+    # then
+    assert (refused.value.code, refused.value.status) == ("not_restricted", 409)
+    assert mail.outbox == []
+    assert LogEntry.objects.count() == entries
+
+
+def test_another_workspaces_profile_is_not_found(
+    workspace: Any, other_workspace: Any, owner: Any
+) -> None:
+    # given
+    subject_profile(workspace)
+    profile, _dsr = _restricted_by_request(workspace, owner)
+    # when
+    with pytest.raises(ApplicationError) as refused:
+        services.restriction_lift(
+            workspace=other_workspace, profile=profile, actor=owner, reason=REASON
+        )
+    # then
+    assert refused.value.status == 404
+    assert Profile.objects.get(pk=profile.pk).restricted is True
+
+
+def test_a_phone_contact_is_informed_by_the_steward_who_confirms_it(
+    workspace: Any, owner: Any
+) -> None:
+    # given: the restriction was asked for by phone (no SMS is sent)
+    source = profile_services.source_create(workspace=workspace, name="Call centre")
+    profile_services.ingest_messages(
+        source=source, messages=[msg("identify", user_id="caller-1", traits={"phone": PHONE})]
+    )
+    profile, dsr = _restricted_by_request(workspace, owner, contact_type="phone", contact=PHONE)
+    mail.outbox.clear()
+    # when: not confirmed
+    with pytest.raises(ApplicationError) as refused:
+        services.restriction_lift(workspace=workspace, profile=profile, actor=owner, reason=REASON)
+    # then
+    assert refused.value.code == "subject_not_informed"
+    assert refused.value.extra == {"requests": [str(dsr.pk)]}
+    assert Profile.objects.get(pk=profile.pk).restricted is True
+    assert _lifted_events() == []
+
+    # when: confirmed
+    lifted = services.restriction_lift(
+        workspace=workspace, profile=profile, actor=owner, reason=REASON, subject_informed=True
+    )
+    # then
+    assert Profile.objects.get(pk=profile.pk).restricted is False
+    assert lifted.emailed == 0
+    assert mail.outbox == []
+    [(_request, note)] = _lifted_events()
+    assert note.endswith("the subject was informed by the steward (GDPR Art. 18(3)).")
+    [entry] = _lift_entries(profile)
+    assert entry.additional_data["informed_by_steward"] == 1
+
+
+def test_a_message_that_cannot_be_sent_leaves_the_restriction(workspace: Any, owner: Any) -> None:
+    # given
+    subject_profile(workspace)
+    profile, _dsr = _restricted_by_request(workspace, owner)
+    # when: the mail server refuses (the subject must be told before it is lifted)
+    with (
+        mock.patch("governance.services.send_mail", side_effect=SMTPException("down")),
+        pytest.raises(SMTPException),
+    ):
+        services.restriction_lift(workspace=workspace, profile=profile, actor=owner, reason=REASON)
+    # then
+    assert Profile.objects.get(pk=profile.pk).restricted is True
+    assert _lifted_events() == []
+    assert _lift_entries(profile) == []
+
+
+def test_a_restriction_with_no_request_is_lifted_with_nobody_to_inform(
+    workspace: Any, owner: Any
+) -> None:
+    # given: restricted without a request (the request's contact matched no profile then)
+    profile = subject_profile(workspace)
+    profile_services.profile_restrict(profile=profile, restricted=True)
+    # when
+    lifted = services.restriction_lift(
+        workspace=workspace, profile=profile, actor=owner, reason=REASON
+    )
+    # then
+    assert Profile.objects.get(pk=profile.pk).restricted is False
+    assert (lifted.requests, lifted.emailed) == ([], 0)
+    assert mail.outbox == []
+    [entry] = _lift_entries(profile)
+    assert entry.additional_data["requests"] == []
+
+
+def test_the_request_path_refuses_other_types_and_requests_without_a_profile(
+    workspace: Any, owner: Any
+) -> None:
+    # given: an access request, and a restriction request that matched no profile
+    subject_profile(workspace)
+    access = in_progress(workspace, owner)
+    unmatched = in_progress(
+        workspace, owner, request_type="restriction", contact="nobody@example.com"
+    )
+    services.request_fulfil(request=unmatched, actor=owner)
+    # when
+    with pytest.raises(ApplicationError) as not_a_restriction:
+        services.request_restriction_lift(request=access, actor=owner, reason=REASON)
+    with pytest.raises(ApplicationError) as no_profile:
+        services.request_restriction_lift(request=unmatched, actor=owner, reason=REASON)
+    # then
+    assert (not_a_restriction.value.code, not_a_restriction.value.status) == (
+        "not_a_restriction",
+        400,
+    )
+    assert (no_profile.value.code, no_profile.value.status) == ("no_profile", 409)
+    assert _lifted_events() == []
+
+
+def test_lifting_writes_no_personal_data_in_plaintext_and_logs_none(
+    workspace: Any, owner: Any, caplog: Any
+) -> None:
+    # given: the subject's contact is a sentinel
+    subject_profile(workspace, email=SENTINELS["email"])
+    _profile, dsr = _restricted_by_request(workspace, owner, contact=SENTINELS["email"])
+    mail.outbox.clear()
+    # when
+    with caplog.at_level(logging.DEBUG):
+        services.request_restriction_lift(request=dsr, actor=owner, reason=REASON)
+    # then: the message went to the subject, and nothing else holds or logged the address
+    assert mail.outbox[0].to == [SENTINELS["email_normalized"]]
+    assert scan_all_tables() == []
+    assert SENTINELS["email_normalized"] not in caplog.text.lower()
