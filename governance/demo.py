@@ -1,9 +1,11 @@
 """The demo store's data-subject requests (called by `manage.py seed_demo` once the syncs ran),
 each taken through the governance services as its subject and a steward would: an access
 request fulfilled with its export, an erasure fulfilled with its signed certificate, a CCPA
-opt-out and a rectification carried out, an access request awaiting its emailed code, a
-portability request received by letter four weeks ago (in progress, its deadline days away)
-and an erasure scheduled for the end of the store's cancellation window.
+opt-out and a rectification carried out, a restriction of processing carried out (stewards
+may try lifting it: the profile's admin page, "Lift the restriction of processing"), an access
+request awaiting its emailed code, a portability request received by letter four weeks ago
+(in progress, its deadline days away) and an erasure scheduled for the end of the store's
+cancellation window.
 
 The requests name customers of their own (CUSTOMERS; `collect.demo` loads them through the web
 store beforehand), so erasing one leaves the rest of the demo as it was. Their phones are on
@@ -44,6 +46,10 @@ CUSTOMERS: dict[str, dict[str, str]] = {
     "erasure_scheduled": {"user_id": "cust-9000108", "email": "tomas.varga@example.com",
                           "phone": "+16285550108", "first_name": "Tomas", "last_name": "Varga",
                           "country": "HU"},
+    # contests the accuracy of her data: processing restricted while it is verified
+    "restriction": {"user_id": "cust-9000109", "email": "lena.kowalski@example.com",
+                    "phone": "+16285550109", "first_name": "Lena", "last_name": "Kowalski",
+                    "country": "PL"},
 }  # fmt: skip
 # Someone who is not a customer asks what the store holds about them, and has not yet typed
 # in the code emailed to them (the console email backend of the demo prints that email).
@@ -173,6 +179,25 @@ def _rectification(workspace: Any, steward: Any, web: Any) -> str:
     )
 
 
+def _restriction(workspace: Any, steward: Any) -> str:
+    request = _fulfil(
+        _in_progress(
+            "restriction",
+            workspace=workspace,
+            steward=steward,
+            request_type="restriction",
+            details={"text": "My date of birth on my account is wrong."},
+        ),
+        steward=steward,
+        note="Restricted while the date of birth is verified (Art. 18(1)(a)).",
+    )
+    return (
+        f"Request: restriction (GDPR) by {_name('restriction')}: {_outcome(request)}, profile "
+        f"{request.profile_id} restricted (admin: the profile's page, \"Lift the restriction of "
+        'processing")'
+    )
+
+
 def _awaiting_verification(workspace: Any) -> str:
     request = services.request_submit(
         workspace=workspace,
@@ -230,6 +255,7 @@ def demo_seed(*, workspace: Any, steward: Any, web: Any) -> list[str]:
         _erasure(workspace, steward),
         _opt_out(workspace, steward),
         _rectification(workspace, steward, web),
+        _restriction(workspace, steward),
         _awaiting_verification(workspace),
         _near_deadline(workspace, steward),
     ]

@@ -96,6 +96,7 @@ def test_the_demo_seeds_requests_a_conflict_and_a_removal_once(
         ("opt_out", "fulfilled"),
         ("portability", "in_progress"),
         ("rectification", "fulfilled"),
+        ("restriction", "fulfilled"),
     ]
     assert ExportArchive.objects.get().request == requests[("access", "fulfilled")]
     certificate = ErasureCertificate.objects.get()
@@ -111,7 +112,10 @@ def test_the_demo_seeds_requests_a_conflict_and_a_removal_once(
     due = requests[("portability", "in_progress")]
     assert 0 <= selectors.request_days_left(request=due) <= 3
     assert due.assigned_to is not None and due.assigned_to.username == "steward"
-    assert sum(line.startswith("Request: ") for line in first.splitlines()) == 7
+    # the restricted customer, for stewards to try lifting it
+    restricted = requests[("restriction", "fulfilled")]
+    assert restricted.profile is not None and restricted.profile.restricted is True
+    assert sum(line.startswith("Request: ") for line in first.splitlines()) == 8
 
     # a second run creates nothing and says nothing of them
     assert _counts() == after_first
