@@ -40,7 +40,7 @@ from django.utils import timezone
 from cdp.core.crypto import blind_index, envelope, keyed_hash
 from cdp.core.crypto.fields import EncryptedField
 from cdp.core.crypto.keyring import WrappedKey
-from cdp.core.hooks import run_ingest_hooks, run_merge_hooks
+from cdp.core.hooks import run_ingest_hooks, run_merge_hooks, run_restriction_hooks
 from cdp.core.ids import uuid7
 from profiles import bulk, sealing
 from profiles.contracts import InboundMessage, IngestOutcome
@@ -1070,12 +1070,16 @@ def apply_merges(
     )  # fmt: skip
     # The survivor was first seen when the first of them was, last seen when the last was.
     seen = Profile.objects.filter(pk__in=list(final)).values_list(
-        "first_seen_at", "last_seen_at", "merged_into_id"
+        "first_seen_at", "last_seen_at", "merged_into_id", "restricted"
     )
     span: dict[UUID, tuple[datetime | None, datetime | None]] = {}
-    for first, last, survivor in seen:
+    restricted: set[UUID] = set()
+    for first, last, survivor, was_restricted in seen:
         lo, hi = span.get(survivor, (None, None))
         span[survivor] = (_earliest(lo, first), _latest(hi, last))
+        if was_restricted:
+            restricted.add(survivor)
+    _restrict_survivors(workspace, restricted, now)
     bulk.update_from_values(
         Profile, key="id", names=["first_seen_at", "last_seen_at"],
         rows=[(pid, lo, hi) for pid, (lo, hi) in span.items() if lo is not None],
@@ -1101,6 +1105,24 @@ def apply_merges(
             for step in steps
         ],
     )  # fmt: skip
+
+
+def _restrict_survivors(workspace: Workspace, survivors: set[UUID], now: datetime) -> None:
+    """A restriction of processing (GDPR Art. 18) follows the person: a survivor that absorbed
+    a restricted profile is restricted too, and the restriction hooks take it out of audiences
+    and destinations, as `profile_restrict` does. Left as it is, the merge lifted the
+    restriction without a steward, a reason or the subject being told. An unmerge leaves the
+    survivor restricted: only a steward lifts a restriction (governance.services)."""
+    if not survivors:
+        return
+    newly = sorted(
+        Profile.objects.filter(pk__in=list(survivors), restricted=False).values_list(
+            "pk", flat=True
+        )
+    )
+    if newly:
+        Profile.objects.filter(pk__in=newly).update(restricted=True, updated_at=now)
+        run_restriction_hooks(workspace.pk, newly)
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
