@@ -69,8 +69,13 @@ class ComputedTraitValue(models.Model):
     """A computed trait's current value for one profile. `number` holds numeric results (for
     comparisons in SQL), `text` the others; `value` keeps the exact JSON value."""
 
-    trait = models.ForeignKey(ComputedTrait, on_delete=models.CASCADE, related_name="values")
-    profile = models.ForeignKey("profiles.Profile", on_delete=models.CASCADE, related_name="+")
+    # Neither has an index of its own: computed_value_unique and computed_value_profile.
+    trait = models.ForeignKey(
+        ComputedTrait, on_delete=models.CASCADE, related_name="values", db_index=False
+    )
+    profile = models.ForeignKey(
+        "profiles.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     value = models.JSONField(null=True)
     number = models.FloatField(null=True)
     # NULL means "not a text result" (numbers and booleans), distinct from an empty string.
@@ -147,8 +152,13 @@ class Audience(models.Model):
 class AudienceMembership(models.Model):
     """A profile currently in an audience."""
 
-    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="memberships")
-    profile = models.ForeignKey("profiles.Profile", on_delete=models.CASCADE, related_name="+")
+    # Neither has an index of its own: membership_unique and membership_profile.
+    audience = models.ForeignKey(
+        Audience, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
+    profile = models.ForeignKey(
+        "profiles.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     entered_at = models.DateTimeField()
 
     class Meta:
@@ -165,8 +175,13 @@ class MembershipChange(models.Model):
     """Entered/exited history of audience membership; incremental syncs read it."""
 
     id = models.BigAutoField(primary_key=True)
-    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="changes")
-    profile = models.ForeignKey("profiles.Profile", on_delete=models.CASCADE, related_name="+")
+    # Neither has an index of its own: membership_change_cursor and _profile.
+    audience = models.ForeignKey(
+        Audience, on_delete=models.CASCADE, related_name="changes", db_index=False
+    )
+    profile = models.ForeignKey(
+        "profiles.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     change = models.CharField(max_length=8, choices=MembershipChangeKind.choices)
     at = models.DateTimeField()
 
@@ -295,9 +310,12 @@ class Delivery(models.Model):
     the consent records that allowed it at that moment and a hash of the exact payload."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    workspace = models.ForeignKey("profiles.Workspace", on_delete=models.PROTECT, related_name="+")
+    # Neither has an index of its own: delivery_lookup and delivery_recent lead with them.
+    workspace = models.ForeignKey(
+        "profiles.Workspace", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     destination = models.ForeignKey(
-        Destination, on_delete=models.PROTECT, related_name="deliveries"
+        Destination, on_delete=models.PROTECT, related_name="deliveries", db_index=False
     )
     audience = models.ForeignKey(
         Audience, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
