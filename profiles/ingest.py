@@ -37,6 +37,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from cdp.core import audit
 from cdp.core.crypto import blind_index, envelope, keyed_hash
 from cdp.core.crypto.fields import EncryptedField
 from cdp.core.crypto.keyring import WrappedKey
@@ -1070,15 +1071,15 @@ def apply_merges(
     )  # fmt: skip
     # The survivor was first seen when the first of them was, last seen when the last was.
     seen = Profile.objects.filter(pk__in=list(final)).values_list(
-        "first_seen_at", "last_seen_at", "merged_into_id", "restricted"
+        "id", "first_seen_at", "last_seen_at", "merged_into_id", "restricted"
     )
     span: dict[UUID, tuple[datetime | None, datetime | None]] = {}
-    restricted: set[UUID] = set()
-    for first, last, survivor, was_restricted in seen:
+    restricted: dict[UUID, list[UUID]] = defaultdict(list)  # survivor -> restricted absorbed
+    for absorbed, first, last, survivor, was_restricted in seen:
         lo, hi = span.get(survivor, (None, None))
         span[survivor] = (_earliest(lo, first), _latest(hi, last))
         if was_restricted:
-            restricted.add(survivor)
+            restricted[survivor].append(absorbed)
     _restrict_survivors(workspace, restricted, now)
     bulk.update_from_values(
         Profile, key="id", names=["first_seen_at", "last_seen_at"],
@@ -1107,22 +1108,31 @@ def apply_merges(
     )  # fmt: skip
 
 
-def _restrict_survivors(workspace: Workspace, survivors: set[UUID], now: datetime) -> None:
+def _restrict_survivors(
+    workspace: Workspace, absorbed_by: dict[UUID, list[UUID]], now: datetime
+) -> None:
     """A restriction of processing (GDPR Art. 18) follows the person: a survivor that absorbed
-    a restricted profile is restricted too, and the restriction hooks take it out of audiences
-    and destinations, as `profile_restrict` does. Left as it is, the merge lifted the
-    restriction without a steward, a reason or the subject being told. An unmerge leaves the
-    survivor restricted: only a steward lifts a restriction (governance.services)."""
-    if not survivors:
+    a restricted profile is restricted too, with an audit entry saying why, and the
+    restriction hooks take it out of audiences and destinations, as `profile_restrict` does.
+    Left as it is, the merge lifted the restriction without a steward, a reason or the subject
+    being told. An unmerge leaves the survivor restricted: only a steward lifts a restriction
+    (governance.services)."""
+    if not absorbed_by:
         return
-    newly = sorted(
-        Profile.objects.filter(pk__in=list(survivors), restricted=False).values_list(
-            "pk", flat=True
+    newly = list(Profile.objects.filter(pk__in=list(absorbed_by), restricted=False).order_by("pk"))
+    if not newly:
+        return
+    Profile.objects.filter(pk__in=[p.pk for p in newly]).update(restricted=True, updated_at=now)
+    for profile in newly:
+        audit.record_decision(
+            profile,
+            actor=None,
+            reason="Merged with a restricted profile: the restriction follows the person.",
+            changes={"restricted": ["False", "True"]},
+            details={"absorbed": sorted(str(pk) for pk in absorbed_by[profile.pk])},
+            via="merge",
         )
-    )
-    if newly:
-        Profile.objects.filter(pk__in=newly).update(restricted=True, updated_at=now)
-        run_restriction_hooks(workspace.pk, newly)
+    run_restriction_hooks(workspace.pk, [p.pk for p in newly])
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

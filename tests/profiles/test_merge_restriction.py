@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from auditlog import get_logentry_model
 
 from cdp.core import hooks
 from profiles import services
@@ -49,12 +50,18 @@ def test_ingestion_merging_a_restricted_profile_restricts_the_survivor(
             msg("identify", anonymous_id="phone-1", user_id="u-1"),
         ],
     )
-    # then: the survivor is restricted, and the hooks ran for it
+    # then: the survivor is restricted, with an audit entry saying why, and the hooks ran
     laptop.refresh_from_db()
     phone.refresh_from_db()
     assert phone.merged_into_id == laptop.pk
     assert laptop.restricted is True
     assert restricted_hook_calls == [(source.workspace.pk, [laptop.pk])]
+    log = get_logentry_model()
+    entry = log.objects.get_for_object(laptop).get(action=log.Action.UPDATE)
+    assert entry.changes_dict["restricted"] == ["False", "True"]
+    assert entry.additional_data["via"] == "merge"
+    assert entry.additional_data["absorbed"] == [str(phone.pk)]
+    assert "restricted profile" in entry.additional_data["reason"]
 
 
 def test_a_steward_merge_into_a_restricted_survivor_runs_no_hook_again(
