@@ -166,15 +166,26 @@ class SourceAdmin(WorkspaceScopedAdmin):
         "workspace",
         "kind",
         "enabled",
+        "identity_verification",
         "allowed_origins_count",
         "rate_limit_per_minute",
         "created_at",
     )
-    list_filter = (WORKSPACE_FILTER, "kind", "enabled")
+    list_filter = (WORKSPACE_FILTER, "kind", "enabled", "identity_verification")
     list_select_related = ("workspace",)
     search_fields = ("name",)
     ordering = ("workspace", "name")
-    actions = ("enable", "disable")
+    actions = (
+        "enable",
+        "disable",
+        "identity_verification_on",
+        "identity_secret_rotate",
+        "identity_verification_off",
+    )
+    # The identity-verification secret is no public key: it is shown once, on the page the
+    # action that issued it answers (not through a message, which would travel in a cookie or
+    # the session table), and never again; its changes are audited with the steward's name.
+    issued_template = "admin/profiles/source_secret.html"
     # The write key is shown read-only on the change page, though the add message already gave
     # it: write keys are public by design (they ship inside browser JavaScript and apps), they
     # identify a source rather than protect it, and whoever installs an SDK needs to copy it.
@@ -188,6 +199,8 @@ class SourceAdmin(WorkspaceScopedAdmin):
         "allowed_origins_list",
         "rate_limit_per_minute",
         "priority",
+        "identity_verification",
+        "identity_secret_issued",
         "created_at",
     )
 
@@ -231,6 +244,13 @@ class SourceAdmin(WorkspaceScopedAdmin):
     def allowed_origins_list(self, obj: Source) -> str:
         return "\n".join(obj.allowed_origins or ()) or "—"
 
+    @admin.display(description="identity-verification secret")
+    def identity_secret_issued(self, obj: Source) -> str:
+        issued = selectors.source_identity_secret_issued_at(source=obj)
+        if issued is None:
+            return "—"
+        return f"issued {issued:%Y-%m-%d %H:%M} UTC (shown once; rotate to get a new one)"
+
     def save_model(self, request: HttpRequest, obj: Source, form: Any, change: bool) -> None:
         if change:
             return
@@ -261,6 +281,68 @@ class SourceAdmin(WorkspaceScopedAdmin):
         for source in queryset.filter(enabled=True):
             services.source_set_enabled(source=source, enabled=False)
         self.message_user(request, "Sources disabled: their write keys are now refused.")
+
+    @admin.action(
+        description="Turn on identity verification (shows each new secret once)",
+        permissions=["change"],
+    )
+    def identity_verification_on(
+        self, request: HttpRequest, queryset: QuerySet[Source]
+    ) -> HttpResponse | None:
+        # A source that has it on already keeps its secret: rotating is its own action.
+        issued = [
+            services.source_identity_verification_enable(source=source)
+            for source in queryset.filter(identity_verification=False)
+        ]
+        if not issued:
+            self.message_user(request, "Identity verification was on already; nothing changed.")
+            return None
+        return self._show_secrets(request, issued, "Identity verification turned on")
+
+    @admin.action(
+        description="Rotate the identity-verification secret (shows each new secret once)",
+        permissions=["change"],
+    )
+    def identity_secret_rotate(
+        self, request: HttpRequest, queryset: QuerySet[Source]
+    ) -> HttpResponse | None:
+        issued = [
+            services.source_identity_secret_rotate(source=source)
+            for source in queryset.filter(identity_verification=True)
+        ]
+        if not issued:
+            self.message_user(
+                request,
+                "None of these sources verifies identities: nothing to rotate.",
+                messages.WARNING,
+            )
+            return None
+        return self._show_secrets(request, issued, "Identity-verification secret rotated")
+
+    @admin.action(description="Turn off identity verification", permissions=["change"])
+    def identity_verification_off(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        for source in queryset.filter(identity_verification=True):
+            services.source_identity_verification_disable(source=source)
+        self.message_user(
+            request,
+            "Identity verification turned off: a userId is accepted without a userHash again, "
+            "and the secrets were destroyed.",
+        )
+
+    def _show_secrets(
+        self, request: HttpRequest, issued: list[services.IssuedSourceSecret], title: str
+    ) -> HttpResponse:
+        meta = self.model._meta
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": meta,
+            "issued": issued,
+            "changelist_url": reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist"),
+        }
+        response = TemplateResponse(request, self.issued_template, context)
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 # --- identity rules, identity policy, trait classification -------------------------------------

@@ -17,6 +17,7 @@ class ProfilesConfig(AppConfig):
         audit.register(models.Workspace)
         audit.register(models.ApiToken, exclude_fields=("token_hash",))
         audit.register(models.Source)
+        audit.register(models.SourceSecret)
         audit.register(models.IdentityRule)
         audit.register(models.IdentityPolicy)
         audit.register(models.TraitSchema)

@@ -71,3 +71,4 @@ class DataKeyPurpose(models.TextChoices):
     REQUEST = "request", "A data-subject request's contact details and export"
     DESTINATION = "destination", "A destination's credentials (webhook secret, API token)"
     REMOVAL = "removal", "What a destination needs to remove a person, kept until it is sent"
+    SOURCE = "source", "A source's identity-verification secret"

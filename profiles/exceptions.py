@@ -38,6 +38,31 @@ class MergeRefused(Conflict):
     default_message = "These profiles cannot be merged."
 
 
+class IdentityVerificationRequired(ApplicationError):
+    """A request named a userId to a source that verifies identities, without its userHash."""
+
+    code = "identity_verification_required"
+    status = 401
+    # A 401 names a challenge (RFC 9110); this one is the userHash, not the write key.
+    headers = {"WWW-Authenticate": 'UserHash realm="identity-verification"'}
+    default_message = (
+        "This source verifies identities: a request naming a userId must carry userHash, the "
+        "hex HMAC-SHA256 of the userId under the source's identity-verification secret, "
+        "computed by the site's server."
+    )
+
+
+class IdentityVerificationFailed(ApplicationError):
+    code = "identity_verification_failed"
+    status = 403
+    default_message = "The userHash does not match the userId for this source."
+
+
+class IdentityVerificationOff(Conflict):
+    code = "identity_verification_off"
+    default_message = "Identity verification is not enabled for this source."
+
+
 class UnmergeRefused(Conflict):
     """An unmerge that cannot be done now; `code` says why (already_unmerged,
     later_merge_depends, profile_not_active)."""
@@ -48,6 +73,9 @@ class UnmergeRefused(Conflict):
 
 __all__ = [
     "ApplicationError",
+    "IdentityVerificationFailed",
+    "IdentityVerificationOff",
+    "IdentityVerificationRequired",
     "MergeNotFound",
     "MergeRefused",
     "ProfileNotFound",

@@ -171,6 +171,13 @@ class Source(models.Model):
         default=DEFAULT_SOURCE_PRIORITY,
         help_text="Lower wins when a trait's survivorship is by source priority.",
     )
+    # The write key being public, whoever knows a person's userId could read and record that
+    # person's consent with it. With this on, a consent API request that names a userId must
+    # carry the HMAC of it under the source's SourceSecret, which only the site's server holds.
+    identity_verification = models.BooleanField(
+        default=False,
+        help_text="Consent API requests naming a userId must carry its userHash.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -180,6 +187,26 @@ class Source(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class SourceSecret(models.Model):
+    """A source's identity-verification secret: the HMAC key a site's server signs its userIds
+    with. It must be read back to verify, so it is sealed (not hashed) under a data key of its
+    own, destroyed when the secret is rotated or verification is turned off."""
+
+    # Encrypted, but the workspace's secret, not anyone's personal data.
+    holds_personal_data = False
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="+")
+    source = models.OneToOneField(Source, on_delete=models.PROTECT, related_name="identity_secret")
+    secret = EncryptedTextField(key_field="data_key")
+    data_key = models.ForeignKey(DataKey, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Identity-verification secret of source {self.source_id}"
 
 
 class IdentityRule(models.Model):

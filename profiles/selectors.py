@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from typing import Any
 
@@ -21,7 +23,12 @@ from profiles.enums import (
     Survivorship,
     WorkspaceRole,
 )
-from profiles.exceptions import ProfileNotFound, WorkspaceNotFound
+from profiles.exceptions import (
+    IdentityVerificationFailed,
+    IdentityVerificationRequired,
+    ProfileNotFound,
+    WorkspaceNotFound,
+)
 from profiles.identifiers import (
     FALLBACK_PRIORITY,
     normalize_identifier,
@@ -39,6 +46,7 @@ from profiles.models import (
     MergeConflict,
     Profile,
     Source,
+    SourceSecret,
     Trait,
     TraitSchema,
     Workspace,
@@ -282,6 +290,40 @@ def _forget_source(sender: Any, instance: Source, **kwargs: Any) -> None:
 
 post_save.connect(_forget_source, sender=Source, dispatch_uid="profiles-source-cache")
 post_delete.connect(_forget_source, sender=Source, dispatch_uid="profiles-source-cache-delete")
+
+
+def source_identity_secret_issued_at(*, source: Source) -> Any:
+    """When the source's identity-verification secret was issued or last rotated; None if it
+    has none. The secret itself is never read here."""
+    row = (
+        SourceSecret.objects.filter(source_id=source.pk)
+        .values_list("created_at", "rotated_at")
+        .first()
+    )
+    return None if row is None else (row[1] or row[0])
+
+
+def user_hash_for(*, secret: str, user_id: str) -> str:
+    """What a site's server computes for its signed-in user: the hex HMAC-SHA256 of the userId
+    (UTF-8, exactly as it is sent) under the source's identity-verification secret (UTF-8)."""
+    return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def source_user_hash_verify(*, source: Source, user_id: str | None, user_hash: str | None) -> None:
+    """Whether a public write-key request may name this userId. Nothing to prove where the
+    source does not verify identities, or no userId is named (an anonymousId is random per
+    browser); otherwise the userHash must be the userId's HMAC under the source's own secret,
+    compared in constant time. Raises IdentityVerificationRequired / IdentityVerificationFailed."""
+    if not source.identity_verification or not user_id:
+        return
+    if not user_hash:
+        raise IdentityVerificationRequired()
+    stored = SourceSecret.objects.filter(source_id=source.pk).first()
+    if stored is None:  # switched on without a secret (by hand): nothing can match
+        raise IdentityVerificationFailed()
+    expected = user_hash_for(secret=stored.secret, user_id=user_id).encode()
+    if not hmac.compare_digest(expected, user_hash.strip().lower().encode()):
+        raise IdentityVerificationFailed()
 
 
 def source_allowed_origins_enabled() -> frozenset[str]:

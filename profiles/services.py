@@ -24,7 +24,7 @@ from cdp.core.exceptions import Conflict, InvalidInput
 from profiles import ingest
 from profiles.contracts import InboundMessage, IngestOutcome
 from profiles.enums import DataKeyPurpose, SourceKind, TraitClass, WorkspaceRole
-from profiles.exceptions import UnknownPermission, WorkspaceExists
+from profiles.exceptions import IdentityVerificationOff, UnknownPermission, WorkspaceExists
 from profiles.identifiers import DEFAULT_RULES
 from profiles.models import (
     ApiToken,
@@ -34,6 +34,7 @@ from profiles.models import (
     IdentityRule,
     Profile,
     Source,
+    SourceSecret,
     Suppression,
     TraitSchema,
     Workspace,
@@ -41,6 +42,7 @@ from profiles.models import (
 from profiles.views_model import IdentityView, TraitView
 
 TOKEN_PREFIX = "cdp_"  # noqa: S105 — a public marker that makes leaked tokens greppable
+SOURCE_SECRET_PREFIX = "cdp_iv_"  # noqa: S105 — likewise, for identity-verification secrets
 
 # Seeded for every new workspace; stewards reclassify in the admin. Anything not listed is
 # "unclassified" and treated as personal data until a steward decides.
@@ -326,6 +328,79 @@ def source_set_enabled(*, source: Source, enabled: bool) -> Source:
     source.enabled = enabled
     source.save(update_fields=["enabled"])
     return source
+
+
+@dataclass(frozen=True)
+class IssuedSourceSecret:
+    source: Source
+    secret: str  # shown once; stored sealed
+
+
+def _source_locked(source: Source) -> Source:
+    return Source.objects.select_for_update().select_related("workspace").get(pk=source.pk)
+
+
+def _source_secret_issue(source: Source) -> str:
+    """A new secret for a locked source, sealed under a new data key; the key that sealed the
+    one it replaces is destroyed, so the old secret cannot be read back from the database."""
+    secret = SOURCE_SECRET_PREFIX + secrets.token_urlsafe(32)
+    key_id = data_key_create_unowned(
+        workspace_id=source.workspace_id, purpose=DataKeyPurpose.SOURCE
+    )
+    stored = SourceSecret.objects.filter(source=source).first()
+    if stored is None:
+        stored = SourceSecret(workspace_id=source.workspace_id, source=source, data_key_id=key_id)
+        stored.secret = secret
+        stored.save(force_insert=True)
+        return secret
+    replaced = stored.data_key_id
+    stored.data_key_id = key_id
+    stored.secret = secret
+    stored.rotated_at = timezone.now()
+    stored.save(update_fields=["data_key", "secret", "rotated_at"])
+    data_keys_destroy(key_ids=[replaced])
+    return secret
+
+
+@transaction.atomic
+def source_identity_verification_enable(*, source: Source) -> IssuedSourceSecret:
+    """Require a userHash on every consent API request that names a userId, and issue the
+    secret the site's server computes it with (returned once). Enabling a source that has it
+    on already rotates the secret."""
+    locked = _source_locked(source)
+    secret = _source_secret_issue(locked)
+    if not locked.identity_verification:
+        locked.identity_verification = True
+        locked.save(update_fields=["identity_verification"])
+    source.identity_verification = True
+    return IssuedSourceSecret(source=locked, secret=secret)
+
+
+@transaction.atomic
+def source_identity_secret_rotate(*, source: Source) -> IssuedSourceSecret:
+    """Replace the identity-verification secret (returned once); hashes made with the old
+    one are refused from now on."""
+    locked = _source_locked(source)
+    if not locked.identity_verification:
+        raise IdentityVerificationOff()
+    return IssuedSourceSecret(source=locked, secret=_source_secret_issue(locked))
+
+
+@transaction.atomic
+def source_identity_verification_disable(*, source: Source) -> Source:
+    """Accept a userId without a userHash again, and destroy the secret: enabling later
+    issues a new one."""
+    locked = _source_locked(source)
+    stored = SourceSecret.objects.filter(source=locked).first()
+    if stored is not None:
+        key_id = stored.data_key_id
+        stored.delete()
+        data_keys_destroy(key_ids=[key_id])
+    if locked.identity_verification:
+        locked.identity_verification = False
+        locked.save(update_fields=["identity_verification"])
+    source.identity_verification = False
+    return locked
 
 
 @dataclass(frozen=True)

@@ -50,10 +50,11 @@ def post_batch(client: Any, source: Any, batch: list[dict[str, Any]]) -> None:
     assert response.json() == {"success": True}
 
 
-def scan_all_tables() -> list[tuple[str, str, str]]:
-    """(table, column, sentinel) for every plaintext hit in any text, JSON or binary column."""
+def scan_all_tables(sentinels: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """(table, column, sentinel) for every plaintext hit in any text, JSON or binary column
+    (of SENTINELS, or of the values given)."""
     hits = []
-    needles = {name: value.encode() for name, value in SENTINELS.items()}
+    needles = {name: value.encode() for name, value in (sentinels or SENTINELS).items()}
     with connection.cursor() as cursor:
         for model in apps.get_models(include_auto_created=True):
             if not model._meta.managed or model._meta.proxy:

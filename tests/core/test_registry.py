@@ -227,5 +227,6 @@ def test_only_workspace_secrets_opt_out_of_the_personal_data_rule() -> None:
     opted_out = {
         m._meta.label for m in _domain_models() if not getattr(m, "holds_personal_data", True)
     }
-    # then: the receipt-signing key and a destination's credentials, both sealed
-    assert opted_out == {"consent.SigningKey", "activation.Destination"}
+    # then: the receipt-signing key, a destination's credentials and a source's
+    # identity-verification secret, all sealed
+    assert opted_out == {"consent.SigningKey", "activation.Destination", "profiles.SourceSecret"}
