@@ -14,6 +14,25 @@ from consent.enums import JURISDICTION_RE, Decision, DefaultMode, LegalBasis
 from profiles.enums import IdentifierType
 
 MAX_IDENTIFIER_LENGTH = 256
+USER_HASH_HELP = (
+    "The hex HMAC-SHA256 of `userId` (UTF-8, exactly as sent) under the source's "
+    "identity-verification secret, computed by the site's server. Required with a `userId` "
+    "where the source verifies identities (else 401 `identity_verification_required`; a hash "
+    "that does not match, 403 `identity_verification_failed`); ignored otherwise."
+)
+
+
+class UserHashField(serializers.CharField):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", USER_HASH_HELP)
+        super().__init__(
+            required=False,
+            allow_null=True,
+            allow_blank=True,
+            max_length=256,
+            trim_whitespace=False,
+            **kwargs,
+        )
 
 
 @extend_schema_serializer(component_name="ConsentApiError")
@@ -75,6 +94,7 @@ class IdentityQuerySerializer(serializers.Serializer):
     userId = serializers.CharField(
         required=False, max_length=MAX_IDENTIFIER_LENGTH, trim_whitespace=False
     )
+    userHash = UserHashField()
 
     def identities(self) -> list[tuple[str, str]]:
         """(type, value), strongest first; `missing_identity` when neither was sent."""

@@ -6,6 +6,11 @@ body, or `?writeKey=` on GETs); the source must be enabled and a browser request
 from one of its origins. The `/v1/` CORS middleware answers preflights and adds the headers.
 Every error is `{"code", "message"}`. Reads are scoped to the key's workspace, and a person's
 consent or receipts are shown only to a caller who names one of their identities.
+
+The write key is public and a userId often guessable, so a source may verify identities: then
+every request naming a userId carries `userHash`, the HMAC-SHA256 of it under a secret only the
+site's server holds, or is refused (401 `identity_verification_required`, 403
+`identity_verification_failed`) before anything is read or recorded.
 """
 
 from __future__ import annotations
@@ -46,9 +51,11 @@ from consent.api.serializers import (
     JurisdictionField,
     NoticeVersionSerializer,
     ReceiptSerializer,
+    UserHashField,
 )
 from consent.enums import CLIENT_METHODS, Method
 from consent.exceptions import ReceiptKeyNotFound, ReceiptNotFound
+from profiles import selectors as profile_selectors
 from profiles.enums import IdentifierType
 
 CONFIG_MAX_AGE_SECONDS = 60
@@ -67,6 +74,22 @@ _ERRORS = {
     400: ErrorSerializer,
     401: ErrorSerializer,
     403: ErrorSerializer,
+}
+# The routes that take a userId: identity verification adds its two refusals.
+_ERRORS_NAMING_A_USER = {
+    400: ErrorSerializer,
+    401: OpenApiResponse(
+        ErrorSerializer,
+        description="`missing_write_key` / `invalid_write_key`; or "
+        "`identity_verification_required`: the source verifies identities and a `userId` came "
+        "without its `userHash`.",
+    ),
+    403: OpenApiResponse(
+        ErrorSerializer,
+        description="`source_disabled` / `origin_not_allowed`; or "
+        "`identity_verification_failed`: the `userHash` is not the `userId`'s HMAC under this "
+        "source's secret.",
+    ),
 }
 _WRITE_KEY_QUERY = OpenApiParameter(
     "writeKey",
@@ -90,6 +113,14 @@ def consent_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     if response is not None and isinstance(exc, WriteKeyMissing | WriteKeyInvalid):
         response["WWW-Authenticate"] = 'Basic realm="consent"'
     return response
+
+
+def _verify_identity(request: Request, user_id: str | None, user_hash: str | None) -> None:
+    """A request that names a userId to a source that verifies identities proves it may, by
+    the userHash the site's server computed; checked before anything is read or recorded."""
+    profile_selectors.source_user_hash_verify(
+        source=_source(request), user_id=user_id, user_hash=user_hash
+    )
 
 
 class JSONOnlyNegotiation(DefaultContentNegotiation):
@@ -233,6 +264,7 @@ class ConsentApi(_ConsentApi):
         userId = serializers.CharField(
             required=False, allow_null=True, max_length=256, trim_whitespace=False
         )
+        userHash = UserHashField()
         decisions = serializers.DictField(child=DecisionField(), required=False)
         noticeVersion = serializers.IntegerField(required=False, allow_null=True, min_value=1)
         jurisdiction = JurisdictionField(required=False, allow_blank=True, allow_null=True)
@@ -277,12 +309,15 @@ class ConsentApi(_ConsentApi):
     @extend_schema(
         operation_id="consent_state",
         parameters=[IdentityQuerySerializer, _WRITE_KEY_QUERY],
-        responses={200: StateOutputSerializer, **_ERRORS},
+        responses={200: StateOutputSerializer, **_ERRORS_NAMING_A_USER},
         tags=["consent"],
     )
     def get(self, request: Request) -> Response:
         query = IdentityQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
+        _verify_identity(
+            request, query.validated_data.get("userId"), query.validated_data.get("userHash")
+        )
         # The write key is public and a userId can be guessed (a customer number, an email):
         # read by it, anyone could learn anyone's choices. The answer is the consent of the
         # profile of the anonymousId this browser keeps; a userId linked to that profile gives
@@ -306,13 +341,14 @@ class ConsentApi(_ConsentApi):
         operation_id="consent_submit",
         request=InputSerializer,
         parameters=[_SEC_GPC],
-        responses={200: OutputSerializer, **_ERRORS},
+        responses={200: OutputSerializer, **_ERRORS_NAMING_A_USER},
         tags=["consent"],
     )
     def post(self, request: Request) -> Response:
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        _verify_identity(request, data.get("userId"), data.get("userHash"))
         context = data.get("context") or {}
         page = context.get("page") or {}
         gpc = True if _gpc_header(request) else data.get("gpc")
@@ -363,12 +399,15 @@ class ConsentReceiptApi(_ConsentApi):
     @extend_schema(
         operation_id="consent_receipt",
         parameters=[IdentityQuerySerializer, _WRITE_KEY_QUERY],
-        responses={200: ReceiptSerializer, 404: ErrorSerializer, **_ERRORS},
+        responses={200: ReceiptSerializer, 404: ErrorSerializer, **_ERRORS_NAMING_A_USER},
         tags=["consent"],
     )
     def get(self, request: Request, receipt_id: str) -> Response:
         query = IdentityQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
+        _verify_identity(
+            request, query.validated_data.get("userId"), query.validated_data.get("userHash")
+        )
         receipt = selectors.receipt_get_for_subject(
             workspace=_source(request).workspace,
             receipt_id=receipt_id,
