@@ -21,6 +21,7 @@ import pytest
 from cdp.core.crypto import blind_index
 from consent import services as consent_services
 from consent.models import ConsentRecord, Notice
+from profiles import selectors as profile_selectors
 from profiles import services as profile_services
 from tests.browser.harness import (
     CHROMIUM,
@@ -124,10 +125,18 @@ def chromium(
             browser.close()
 
 
-def shop_page(*, api_url: str, write_key: str, jurisdiction: str | None = "EU") -> str:
+def shop_page(
+    *,
+    api_url: str,
+    write_key: str,
+    jurisdiction: str | None = "EU",
+    user: dict[str, str] | None = None,
+) -> str:
     """A shop that embeds the banner exactly as the README tells a site to, and keeps every
-    `cdp:consent` event it sees in `window.consentEvents`."""
+    `cdp:consent` event it sees in `window.consentEvents`; `user`, the signed-in user's
+    `data-user-id` and `data-user-hash`, as the site's server prints them."""
     api = api_url.rstrip("/")
+    signed_in = " ".join(f'data-user-{name}="{value}"' for name, value in (user or {}).items())
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -139,7 +148,7 @@ window.consentEvents = [];
 document.addEventListener("cdp:consent", (event) => window.consentEvents.push(event.detail));
 </script>
 <script src="{api}{SCRIPT_PATH}" data-write-key="{write_key}" data-api="{api}"
-        {f'data-jurisdiction="{jurisdiction}"' if jurisdiction else ""} defer></script>
+        {f'data-jurisdiction="{jurisdiction}"' if jurisdiction else ""} {signed_in} defer></script>
 </head>
 <body>
 <main>
@@ -454,6 +463,87 @@ def test_a_new_notice_version_asks_again_with_the_earlier_choice_filled_in(
     assert ticked == ["analytics"]
     records = records_of(shop["source"], 2 * len(ASKED))
     assert sorted({r.notice_version.version for r in records if r.notice_version}) == [1, 2]
+
+
+# --- identity verification ----------------------------------------------------------------------
+
+
+def test_a_signed_in_user_is_named_with_the_hash_the_sites_server_printed(
+    shop: dict[str, Any], static_site: StaticServer
+) -> None:
+    # given: the source verifies identities; the shop's server signs its signed-in user
+    issued = profile_services.source_identity_verification_enable(source=shop["source"])
+    user_hash = profile_selectors.user_hash_for(secret=issued.secret, user_id="user-ada")
+    static_site.pages["/shop.html"] = shop_page(
+        api_url=shop["api"],
+        write_key=shop["source"].write_key,
+        user={"id": "user-ada", "hash": user_hash},
+    )
+
+    # when
+    with chromium() as (page, traffic):
+        dialog = open_banner(page, shop["url"])
+        dialog.get_by_role("button", name="Reject all").click()
+        event = wait_for_consent_event(page)
+
+    # then: recorded for the user, in one request
+    records = records_of(shop["source"], len(ASKED))
+    assert {r.subject_type for r in records} == {"user_id"}
+    assert {bytes(r.subject_index) for r in records} == {
+        blind_index(shop["workspace"].pk, "user_id", "user-ada")
+    }
+    assert event["receipt"]
+    assert [c for c in traffic.api_calls(shop["api"]) if c[0] == "POST"] == [
+        ("POST", "/v1/consent")
+    ]
+    assert not [line for line in traffic.console if "could not be verified" in line]
+
+
+@pytest.mark.parametrize(
+    ("user", "refusal"),
+    [
+        # analytics.js' stored userId, and no hash printed: the site has not set it up
+        pytest.param(None, "identity_verification_required", id="no-hash"),
+        # a hash made with the secret before its rotation
+        pytest.param(
+            {"id": "user-ada", "hash": "0" * 64}, "identity_verification_failed", id="stale-hash"
+        ),
+    ],
+)
+def test_an_unverified_user_is_recorded_for_the_browser_alone(
+    shop: dict[str, Any], static_site: StaticServer, user: dict[str, str] | None, refusal: str
+) -> None:
+    # given
+    profile_services.source_identity_verification_enable(source=shop["source"])
+    static_site.pages["/shop.html"] = shop_page(
+        api_url=shop["api"], write_key=shop["source"].write_key, user=user
+    )
+
+    # when
+    with chromium() as (page, traffic):
+        page.add_init_script("localStorage.setItem('ajs_user_id', JSON.stringify('user-ada'))")
+        dialog = open_banner(page, shop["url"])
+        dialog.get_by_role("button", name="Reject all").click()
+        event = wait_for_consent_event(page)
+        anon = anonymous_id(page)
+        stored = page.evaluate("JSON.parse(localStorage.getItem('cdp_consent'))")
+
+    # then: the choice is not lost, but it names the browser only, never the unproven user
+    records = records_of(shop["source"], len(ASKED))
+    assert {r.subject_type for r in records} == {"anonymous_id"}
+    assert {bytes(r.subject_index) for r in records} == {
+        blind_index(shop["workspace"].pk, "anonymous_id", anon)
+    }
+    assert event["receipt"]
+    assert stored["sent"] is True
+    assert [c for c in traffic.api_calls(shop["api"]) if c[0] == "POST"] == [
+        ("POST", "/v1/consent"),
+        ("POST", "/v1/consent"),
+    ]
+    assert [line for line in traffic.console if "could not be verified" in line] == [
+        "cdp-consent: the signed-in user could not be verified "
+        f"({refusal}); recording the choice for this browser only"
+    ]
 
 
 # --- orestbida/cookieconsent v3 ---------------------------------------------------------------

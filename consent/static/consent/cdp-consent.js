@@ -5,6 +5,17 @@
  *           data-write-key="KEY" data-api="https://cdp.example" data-jurisdiction="EU"
  *           defer></script>
  *
+ * A choice is recorded for the browser's anonymousId and, when the visitor is signed in, their
+ * userId (analytics.js' `ajs_user_id`, or `data-user-id`). Where the source verifies identities
+ * (the write key is public, so the CDP needs proof that the page speaks for that user), the
+ * site's server prints the signed-in user's hash beside it:
+ *
+ *           data-user-id="USER ID" data-user-hash="hex HMAC-SHA256 of it under the secret"
+ *
+ * Both are read when a choice is sent, so a single-page app may set them after sign-in. If the
+ * CDP cannot verify the user (no hash, or a stale one), the choice is recorded for the browser
+ * alone rather than lost.
+ *
  * It asks the CDP which purposes and which notice apply (GET /v1/consent/config), shows an
  * accessible banner, remembers the choice on this site (localStorage and a first-party
  * `cdp_consent` cookie, both carrying the notice version and the time of the choice) and
@@ -127,6 +138,15 @@
 
   const userId = () => parseId(readLocal(USER_KEY)) || parseId(readCookie(USER_KEY));
 
+  // The signed-in user to name, with the hash the site's server computed for them: the
+  // script tag's (the site knows who is signed in), else analytics.js' stored userId. A hash
+  // goes only with the userId of the tag, the one it was computed for.
+  function signedInUser() {
+    const tagged = attr("data-user-id");
+    if (tagged) return { userId: tagged, userHash: attr("data-user-hash") || null };
+    return { userId: userId(), userHash: null };
+  }
+
   function parseChoice(raw) {
     try {
       const value = raw ? JSON.parse(raw) : null;
@@ -237,6 +257,7 @@
       if (!response.ok) {
         const error = new Error((body && body.code) || `HTTP ${response.status}`);
         error.status = response.status;
+        error.code = (body && body.code) || "";
         throw error;
       }
       return body;
@@ -252,8 +273,9 @@
   }
 
   // With `gpcOptOut`, the GPC signal alone and no decisions: the CDP records the opt-out as
-  // a GPC one (method gpc, flagged for re-consent), not as a choice made in the banner.
-  function postChoice(current, gpcOptOut) {
+  // a GPC one (method gpc, flagged for re-consent), not as a choice made in the banner. With
+  // `anonymousOnly`, no userId: the choice is the browser's alone.
+  function postChoice(current, gpcOptOut, anonymousOnly) {
     const decisions = {};
     for (const [key, decision] of Object.entries(current.decisions)) {
       // Required purposes rest on another legal basis than consent: nothing to record.
@@ -270,19 +292,35 @@
       context: { page: { url: location.href }, userAgent: navigator.userAgent },
       method: "banner",
     };
-    const user = userId();
-    if (user) body.userId = user;
+    const user = anonymousOnly ? {} : signedInUser();
+    if (user.userId) body.userId = user.userId;
+    if (user.userId && user.userHash) body.userHash = user.userHash;
     // A string body goes as text/plain and the write key rides in the body, not in an
     // Authorization header: a "simple" cross-origin request, so no CORS preflight. keepalive
     // lets the request finish when the visitor navigates away at once.
     return request("/v1/consent", { method: "POST", body: JSON.stringify(body), keepalive: true });
   }
 
+  const UNVERIFIED = ["identity_verification_required", "identity_verification_failed"];
+
+  // The source verifies identities and the page gave no hash for the userId, or one that does
+  // not match (a rotated secret, a stale ajs_user_id): the choice is still the browser's to
+  // record, for its anonymousId alone, rather than lost.
+  async function postChoiceOrAnonymously(current, gpcOptOut) {
+    try {
+      return await postChoice(current, gpcOptOut, false);
+    } catch (error) {
+      if (!UNVERIFIED.includes(error.code)) throw error;
+      console.warn(`cdp-consent: the signed-in user could not be verified (${error.code}); recording the choice for this browser only`);
+      return postChoice(current, gpcOptOut, true);
+    }
+  }
+
   // Sends the choice, or with `gpcOptOut` the GPC opt-out that overrode it.
   async function send(current, gpcOptOut) {
     const pending = gpcOptOut ? current.gpcOptOut : current;
     try {
-      const answer = await postChoice(current, gpcOptOut);
+      const answer = await postChoiceOrAnonymously(current, gpcOptOut);
       const receipt = answer.receipt || null;
       if (current === choice) {
         adoptServerState(answer.state);
