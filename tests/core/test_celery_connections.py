@@ -63,3 +63,27 @@ def test_an_eager_task_leaves_its_callers_connection_alone() -> None:
         signals.task_postrun.send(sender=_task(eager=True), task_id="t", task=None)
     # then: the caller's connection (perhaps inside its transaction) is not closed under it
     close.assert_not_called()
+
+
+def test_a_connection_a_task_left_outside_autocommit_is_closed_after_it() -> None:
+    # given: a task that turned autocommit off and never restored it (an open transaction)
+    connection.ensure_connection()
+    connection.set_autocommit(False)
+    # when: the task ends
+    with mock.patch.object(connections["default"], "close", wraps=connection.close) as close:
+        signals.task_postrun.send(sender=_task(eager=False), task_id="t", task=None)
+    # then: the next task does not inherit its transaction
+    close.assert_called_once_with()
+    connection.set_autocommit(True)
+
+
+def test_a_sound_connection_is_kept_by_the_signal_handlers() -> None:
+    # given: a healthy connection within its age
+    connection.ensure_connection()
+    connection.close_at = time.monotonic() + 60
+    # when: a task starts and ends
+    with mock.patch.object(connections["default"], "close", wraps=connection.close) as close:
+        signals.task_prerun.send(sender=_task(eager=False), task_id="t", task=None)
+        signals.task_postrun.send(sender=_task(eager=False), task_id="t", task=None)
+    # then
+    close.assert_not_called()
