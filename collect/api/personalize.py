@@ -1,5 +1,6 @@
-"""`GET /v1/personalize?anonymousId=...` (or `userId=`, where the workspace accepts it): what a
-website may show its visitor, read in the browser with the source's write key.
+"""`GET /v1/personalize?anonymousId=...` (or `userId=`, where the workspace accepts it, with
+`userHash=` where the source verifies identities): what a website may show its visitor, read
+in the browser with the source's write key.
 
 It answers the keys of the audiences the visitor is in and the traits the workspace chose to
 expose (plain attributes and computed traits, never personal data), only when the workspace's
@@ -110,6 +111,16 @@ class PersonalizeApi(APIView):
             trim_whitespace=False,
             help_text="Only where the workspace accepts userId lookups (400 otherwise).",
         )
+        userHash = serializers.CharField(
+            required=False,
+            max_length=256,
+            trim_whitespace=False,
+            help_text="The hex HMAC-SHA256 of `userId` (UTF-8, exactly as sent) under the "
+            "source's identity-verification secret, computed by the site's server. Required "
+            "with a `userId` where the source verifies identities (else 401 "
+            "`identity_verification_required`; a hash that does not match, 403 "
+            "`identity_verification_failed`); ignored otherwise.",
+        )
         jurisdiction = serializers.CharField(
             required=False,
             max_length=7,
@@ -194,6 +205,11 @@ class PersonalizeApi(APIView):
         ]
         if not identities:
             raise InvalidInput("Send an anonymousId or a userId.", code="missing_identity")
+        # A userId is often guessable (an email, a sequential id) and the write key public:
+        # where the source verifies identities, only the site's server can vouch for it.
+        profile_selectors.source_user_hash_verify(
+            source=source, user_id=data.get("userId"), user_hash=data.get("userHash")
+        )
         jurisdiction = data.get("jurisdiction")
         if jurisdiction is None:
             # A bad edge header is the deployment's fault, not the visitor's: ignored.

@@ -18,6 +18,7 @@ from consent import services as consent_services
 from consent.enums import Decision, Method
 from consent.models import Purpose
 from consent.services import Evidence, Subject
+from profiles import selectors as profile_selectors
 from profiles import services as profile_services
 from profiles.enums import TraitClass
 from profiles.models import Profile, TraitSchema
@@ -305,6 +306,37 @@ def test_user_id_lookups_are_refused_unless_the_workspace_accepts_them(
     assert refused.json()["code"] == "user_id_not_accepted"
     assert accepted.status_code == 200
     assert accepted.json()["audiences"] == ["vip"]
+
+
+def test_a_source_that_verifies_identities_wants_the_user_hash_with_a_user_id(
+    shop: Any, workspace: Any, source: Any
+) -> None:
+    # given: userId lookups accepted, and the source verifying identities
+    activation_services.personalization_config_set(workspace=workspace, accept_user_id=True)
+    secret = profile_services.source_identity_verification_enable(source=source).secret
+    other = profile_services.source_create(workspace=workspace, name="App")
+    other_secret = profile_services.source_identity_verification_enable(source=other).secret
+    good = profile_selectors.user_hash_for(secret=secret, user_id=USER)
+    # when
+    missing = ask(source, anonymousId="", userId=USER)
+    wrong = ask(source, anonymousId="", userId=USER, userHash="0" * 64)
+    elsewhere = ask(
+        source, anonymousId="", userId=USER,
+        userHash=profile_selectors.user_hash_for(secret=other_secret, user_id=USER),
+    )  # fmt: skip
+    right = ask(source, anonymousId="", userId=USER, userHash=good)
+    anonymous = ask(source)
+    # then: nothing about the person without the site's own hash; an anonymousId needs none
+    assert (missing.status_code, missing.json()["code"]) == (401, "identity_verification_required")
+    assert (wrong.status_code, wrong.json()["code"]) == (403, "identity_verification_failed")
+    assert (elsewhere.status_code, elsewhere.json()["code"]) == (
+        403,
+        "identity_verification_failed",
+    )
+    for refused in (missing, wrong, elsewhere):
+        assert set(refused.json()) == {"code", "message"}
+    assert (right.status_code, right.json()["audiences"]) == (200, ["vip"])
+    assert (anonymous.status_code, anonymous.json()["audiences"]) == (200, ["vip"])
 
 
 # --- authentication, CORS, bad input ---------------------------------------------------------
