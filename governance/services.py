@@ -755,9 +755,20 @@ def _fulfil_directly(request: DataSubjectRequest) -> str:
         keys = list((request.details or {}).get("purposes", []))
         count = _deny_for_everyone(request, keys, evidence)
         return f"Objection recorded for {len(keys)} purpose(s) for {_identities(count)}."
-    if request.profile is None:
+    if request.profile_id is None:
         return "No profile matched the contact: nothing to restrict."
-    profile_services.profile_restrict(profile=request.profile, restricted=True)
+    # The profile matched at verification may have been merged into another since: the person
+    # lives on in the survivor, which is what audiences and destinations hold. The request's
+    # own profile is restricted too, as a merge after fulfilment would have left it, so that
+    # an unmerge gives the subject back a restricted profile.
+    profile = profile_selectors.profile_get(
+        workspace=request.workspace, profile_id=request.profile_id
+    )
+    profile_services.profile_restrict(
+        profile=profile,
+        restricted=True,
+        merged=[request.profile_id] if profile.pk != request.profile_id else [],
+    )
     return "Processing of the profile restricted."
 
 

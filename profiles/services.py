@@ -567,9 +567,18 @@ def suppression_add(
 
 
 @transaction.atomic
-def profile_restrict(*, profile: Profile, restricted: bool) -> Profile:
+def profile_restrict(
+    *, profile: Profile, restricted: bool, merged: Iterable[uuid.UUID] = ()
+) -> Profile:
     """Set or lift the restriction of processing (GDPR Art. 18) on a profile: the consent
-    gate, audiences and activation skip a restricted profile."""
+    gate, audiences and activation skip a restricted profile. `merged`: profiles merged into
+    it (the same person) set alike, without the hooks: they are in no audience or destination,
+    but an unmerge brings them back as they are."""
+    merged = list(merged)
+    if merged:
+        Profile.objects.filter(pk__in=merged, merged_into=profile).exclude(
+            restricted=restricted
+        ).update(restricted=restricted, updated_at=timezone.now())
     if profile.restricted != restricted:
         profile.restricted = restricted
         profile.save(update_fields=["restricted", "updated_at"])

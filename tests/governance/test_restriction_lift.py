@@ -137,6 +137,43 @@ def test_a_restricted_profile_merged_into_another_is_found_through_it(
     assert [m.to for m in mail.outbox] == [[SUBJECT_EMAIL_NORMALIZED]]
 
 
+def _older_profile(workspace: Any) -> Any:
+    """A profile ingested before the subject's (so it survives a merge with it)."""
+    source = profile_services.source_create(workspace=workspace, name="CRM")
+    return profile_services.ingest_messages(
+        source=source,
+        messages=[msg("identify", anonymous_id="crm-9", traits={"email": "ada.work@example.com"})],
+    ).profile_ids[0]
+
+
+def test_a_request_whose_profile_was_merged_before_fulfilment_restricts_the_survivor(
+    workspace: Any, owner: Any
+) -> None:
+    # given: a restriction request matched the subject's profile, merged since into an older one
+    older = _older_profile(workspace)
+    own = subject_profile(workspace)
+    dsr = in_progress(workspace, owner, request_type="restriction")
+    assert dsr.profile_id == own.pk
+    profile_services.profiles_merge(
+        workspace=workspace, profile_ids=(older, own.pk), rule="manual", actor=owner, evidence={}
+    )
+    # when
+    services.request_fulfil(request=dsr, actor=owner)
+    # then: the person (the survivor) is restricted, and so is the request's own profile
+    assert Profile.objects.get(pk=older).restricted is True
+    assert Profile.objects.get(pk=own.pk).restricted is True
+
+    # when: lifted through the request
+    mail.outbox.clear()
+    lifted = services.request_restriction_lift(request=dsr, actor=owner, reason=REASON)
+    # then
+    assert lifted.profile.pk == older
+    assert [r.pk for r in lifted.requests] == [dsr.pk]
+    assert Profile.objects.get(pk=older).restricted is False
+    assert [m.to for m in mail.outbox] == [[SUBJECT_EMAIL_NORMALIZED]]
+    assert [request_id for request_id, _note in _lifted_events()] == [dsr.pk]
+
+
 @pytest.mark.parametrize("reason", ["", "   "])
 def test_a_missing_reason_is_refused_and_nothing_changes(
     workspace: Any, owner: Any, reason: str
