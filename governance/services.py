@@ -1017,6 +1017,14 @@ def restriction_lift(
     by_steward = [r for r in requests if r.contact_type != "email"]
     if by_steward and not subject_informed:
         raise SubjectNotInformed(extra={"requests": [str(r.pk) for r in by_steward]})
+    # Art. 18(3): each subject is told before the restriction is lifted. The messages go out
+    # after every check and before anything changes: one that cannot be sent raises with
+    # nothing lifted. And before the restriction-lifted hooks, which recompute every active
+    # audience under row locks: those are not held while mail is sent (up to EMAIL_TIMEOUT
+    # each). The profile rows locked above are.
+    for request in requests:
+        if request.contact_type == "email":
+            _send_restriction_lifted(request=request, reason=reason)
     profile_services.profile_restrict(profile=profile, restricted=False)
     for request in requests:
         how = "by email" if request.contact_type == "email" else "by the steward"
@@ -1039,11 +1047,6 @@ def restriction_lift(
         },
         via=via,
     )
-    # Sent last but inside the transaction, not on commit: the subject must be told before
-    # the restriction is lifted, so a message that cannot be sent rolls the lift back.
-    for request in requests:
-        if request.contact_type == "email":
-            _send_restriction_lifted(request=request, reason=reason)
     return RestrictionLifted(
         profile=profile, requests=requests, emailed=len(requests) - len(by_steward)
     )

@@ -15,6 +15,7 @@ from auditlog import get_logentry_model
 from django.contrib.contenttypes.models import ContentType
 from django.core import mail
 
+from cdp.core import hooks
 from cdp.core.exceptions import ApplicationError
 from governance import services
 from governance.models import RequestEvent
@@ -270,6 +271,69 @@ def test_a_message_that_cannot_be_sent_leaves_the_restriction(workspace: Any, ow
     assert Profile.objects.get(pk=profile.pk).restricted is True
     assert _lifted_events() == []
     assert _lift_entries(profile) == []
+
+
+def _restricted_by_two_requests(workspace: Any, owner: Any) -> tuple[Any, Any, Any]:
+    """The subject asked twice (two restriction requests, both fulfilled, both emailed)."""
+    profile, first = _restricted_by_request(workspace, owner)
+    _same, second = _restricted_by_request(workspace, owner)
+    mail.outbox.clear()
+    return profile, first, second
+
+
+def test_when_the_second_message_cannot_be_sent_nothing_is_lifted_or_recomputed(
+    workspace: Any, owner: Any
+) -> None:
+    # given
+    subject_profile(workspace)
+    profile, _first, _second = _restricted_by_two_requests(workspace, owner)
+    entries = LogEntry.objects.count()
+    # when: the first message goes, the second is refused
+    with (
+        mock.patch("governance.services.send_mail", side_effect=[1, SMTPException("down")]) as sent,
+        mock.patch("cdp.core.hooks.run_restriction_lifted_hooks") as lifted_hooks,
+        pytest.raises(SMTPException),
+    ):
+        services.restriction_lift(workspace=workspace, profile=profile, actor=owner, reason=REASON)
+    # then: both were tried, and no audience was recomputed, nothing lifted or recorded
+    assert sent.call_count == 2
+    lifted_hooks.assert_not_called()
+    assert Profile.objects.get(pk=profile.pk).restricted is True
+    assert _lifted_events() == []
+    assert LogEntry.objects.count() == entries
+
+
+def test_the_subjects_are_emailed_before_the_restriction_lifted_hooks_run(
+    workspace: Any, owner: Any
+) -> None:
+    # given
+    subject_profile(workspace)
+    profile, first, second = _restricted_by_two_requests(workspace, owner)
+    calls: list[str] = []
+    real_send_mail = services.send_mail
+    real_hooks = hooks.run_restriction_lifted_hooks
+
+    def send_mail(**kwargs: Any) -> int:
+        calls.append("mail")
+        return real_send_mail(**kwargs)
+
+    def run_hooks(workspace_id: int, profile_ids: Any) -> None:
+        calls.append("hooks")
+        real_hooks(workspace_id, profile_ids)
+
+    # when
+    with (
+        mock.patch("governance.services.send_mail", side_effect=send_mail),
+        mock.patch("cdp.core.hooks.run_restriction_lifted_hooks", side_effect=run_hooks),
+    ):
+        lifted = services.restriction_lift(
+            workspace=workspace, profile=profile, actor=owner, reason=REASON
+        )
+    # then
+    assert calls == ["mail", "mail", "hooks"]
+    assert [r.pk for r in lifted.requests] == [first.pk, second.pk]
+    assert Profile.objects.get(pk=profile.pk).restricted is False
+    assert [str(first.pk) in m.body for m in mail.outbox] == [True, False]
 
 
 def test_a_restriction_with_no_request_is_lifted_with_nobody_to_inform(
