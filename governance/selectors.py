@@ -19,6 +19,9 @@ from governance.enums import FINAL_STATES, RequestState, RequestType
 from governance.models import DataSubjectRequest, ErasureCertificate, ExportArchive
 from profiles import selectors as profile_selectors
 
+# The request event that records a restriction lifted (governance.services.restriction_lift).
+RESTRICTION_LIFTED = "restriction_lifted"
+
 
 class RequestNotFound(NotFound):
     code = "request_not_found"
@@ -70,8 +73,8 @@ def request_list(*, workspace: Any, state: str | None = None) -> QuerySet[DataSu
 
 def restriction_requests_for_profile(*, workspace: Any, profile: Any) -> list[DataSubjectRequest]:
     """The fulfilled restriction requests that restricted `profile`, or a profile merged into
-    it since, oldest first: the subjects to inform before the restriction is lifted (GDPR
-    Art. 18(3))."""
+    it since, and whose restriction has not been lifted yet, oldest first: the subjects to
+    inform before the restriction is lifted (GDPR Art. 18(3))."""
     people = [profile.pk, *profile_selectors.profile_absorbed_ids(profile=profile)]
     return list(
         DataSubjectRequest.objects.select_related("workspace")
@@ -81,6 +84,9 @@ def restriction_requests_for_profile(*, workspace: Any, profile: Any) -> list[Da
             state=RequestState.FULFILLED,
             profile_id__in=people,
         )
+        # A lift closes a request for good: a later restriction (another request) being
+        # lifted is not that subject's to be told of again.
+        .exclude(events__action=RESTRICTION_LIFTED)
         .order_by("received_at", "id")
     )
 

@@ -1030,7 +1030,7 @@ def restriction_lift(
         how = "by email" if request.contact_type == "email" else "by the steward"
         _event(
             request,
-            action="restriction_lifted",
+            action=selectors.RESTRICTION_LIFTED,
             actor=actor,
             note=f"{reason}\nThe restriction of processing was lifted; the subject was "
             f"informed {how} (GDPR Art. 18(3)).",

@@ -336,6 +336,28 @@ def test_the_subjects_are_emailed_before_the_restriction_lifted_hooks_run(
     assert [str(first.pk) in m.body for m in mail.outbox] == [True, False]
 
 
+def test_a_request_whose_restriction_was_lifted_is_not_informed_again_by_a_later_lift(
+    workspace: Any, owner: Any
+) -> None:
+    # given: restricted by a request and lifted; restricted again by another request
+    subject_profile(workspace)
+    profile, first = _restricted_by_request(workspace, owner)
+    services.restriction_lift(workspace=workspace, profile=profile, actor=owner, reason=REASON)
+    _same, second = _restricted_by_request(workspace, owner)
+    mail.outbox.clear()
+    # when: the second restriction is lifted
+    lifted = services.restriction_lift(
+        workspace=workspace, profile=profile, actor=owner, reason="Objection weighed."
+    )
+    # then: only the second request's subject is told, and each request has one lift event
+    assert [r.pk for r in lifted.requests] == [second.pk]
+    assert [str(second.pk) in m.body and str(first.pk) not in m.body for m in mail.outbox] == [True]
+    assert sorted(request_id for request_id, _note in _lifted_events()) == sorted(
+        [first.pk, second.pk]
+    )
+    assert _lift_entries(profile)[-1].additional_data["requests"] == [str(second.pk)]
+
+
 def test_a_restriction_with_no_request_is_lifted_with_nobody_to_inform(
     workspace: Any, owner: Any
 ) -> None:
