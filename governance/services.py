@@ -1025,7 +1025,13 @@ def restriction_lift(
     for request in requests:
         if request.contact_type == "email":
             _send_restriction_lifted(request=request, reason=reason)
-    profile_services.profile_restrict(profile=profile, restricted=False)
+    # The profiles merged into it are the same person, told the restriction is lifted: an
+    # unmerge must not bring one back still restricted.
+    profile_services.profile_restrict(
+        profile=profile,
+        restricted=False,
+        merged=profile_selectors.profile_absorbed_ids(profile=profile),
+    )
     for request in requests:
         how = "by email" if request.contact_type == "email" else "by the steward"
         _event(

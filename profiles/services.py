@@ -592,9 +592,17 @@ def profile_restrict(
 
 
 def profile_lock(*, profile: Profile) -> Profile:
-    """Re-read `profile` under a row lock held until the caller's transaction ends, so that
-    two stewards acting on it at once (lifting its restriction, say) see each other's change."""
-    Profile.objects.select_for_update().filter(pk=profile.pk).values("pk").first()
+    """Re-read `profile` under row locks on it and on every profile merged into it (the
+    person), held until the caller's transaction ends, so that two stewards acting on it at
+    once (lifting its restriction, say) see each other's change. In primary-key order, the
+    order an unmerge locks them in, so the two do not deadlock over these rows."""
+    people = [profile.pk, *Profile.objects.filter(merged_into=profile).values_list("pk", flat=True)]
+    list(
+        Profile.objects.select_for_update()
+        .filter(pk__in=people)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     profile.refresh_from_db()
     return profile
 

@@ -171,8 +171,36 @@ def test_a_request_whose_profile_was_merged_before_fulfilment_restricts_the_surv
     assert lifted.profile.pk == older
     assert [r.pk for r in lifted.requests] == [dsr.pk]
     assert Profile.objects.get(pk=older).restricted is False
+    assert Profile.objects.get(pk=own.pk).restricted is False
     assert [m.to for m in mail.outbox] == [[SUBJECT_EMAIL_NORMALIZED]]
     assert [request_id for request_id, _note in _lifted_events()] == [dsr.pk]
+
+
+def test_a_lift_unrestricts_the_profiles_merged_into_the_person_so_an_unmerge_keeps_it(
+    workspace: Any, owner: Any
+) -> None:
+    # given: the subject's profile, restricted by their request, merged into an older one
+    older = _older_profile(workspace)
+    subject_profile(workspace)
+    own, _dsr = _restricted_by_request(workspace, owner)
+    merge = profile_services.profiles_merge(
+        workspace=workspace, profile_ids=(older, own.pk), rule="manual", actor=owner, evidence={}
+    )
+    assert list(
+        Profile.objects.filter(pk__in=[older, own.pk]).values_list("restricted", flat=True)
+    ) == [True, True]
+    # when: the restriction is lifted, then the merge undone
+    services.restriction_lift(
+        workspace=workspace,
+        profile=profile_selectors.profile_get(workspace=workspace, profile_id=older),
+        actor=owner,
+        reason=REASON,
+    )
+    profile_services.profile_unmerge(workspace=workspace, merge=merge, actor=owner, reason="x")
+    # then: the subject gets their own profile back unrestricted, as they were told
+    assert Profile.objects.get(pk=own.pk).status == "active"
+    assert Profile.objects.get(pk=own.pk).restricted is False
+    assert Profile.objects.get(pk=older).restricted is False
 
 
 @pytest.mark.parametrize("reason", ["", "   "])
