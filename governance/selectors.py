@@ -91,6 +91,20 @@ def restriction_requests_for_profile(*, workspace: Any, profile: Any) -> list[Da
     )
 
 
+def restriction_requests_open(*, workspace: Any, profile: Any) -> list[DataSubjectRequest]:
+    """The restriction requests of `profile`, or of a profile merged into it, not yet closed
+    (neither fulfilled, denied, cancelled nor expired), oldest first: a lift would undo what
+    they ask for before a steward has decided them."""
+    people = [profile.pk, *profile_selectors.profile_absorbed_ids(profile=profile)]
+    return list(
+        DataSubjectRequest.objects.filter(
+            workspace=workspace, type=RequestType.RESTRICTION, profile_id__in=people
+        )
+        .exclude(state__in=FINAL_STATES)
+        .order_by("received_at", "id")
+    )
+
+
 def request_export_ready(*, request: DataSubjectRequest) -> ExportArchive | None:
     """The newest export of the request whose download has not expired."""
     return (

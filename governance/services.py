@@ -965,6 +965,21 @@ class RequestNotRestriction(InvalidInput):
     default_message = "This is not a restriction request: it restricted nothing."
 
 
+class RequestNotFulfilled(Conflict):
+    code = "request_not_fulfilled"
+    default_message = (
+        "This restriction request is not fulfilled: it restricted nothing there is to lift."
+    )
+
+
+class RestrictionPending(Conflict):
+    code = "restriction_pending"
+    default_message = (
+        "A restriction request of this profile is still open: decide it before lifting the "
+        "restriction."
+    )
+
+
 class RequestWithoutProfile(Conflict):
     code = "no_profile"
     default_message = "No profile matched this request's contact: nothing was restricted."
@@ -1013,6 +1028,11 @@ def restriction_lift(
     profile_services.profile_lock(profile=profile)
     if not profile.restricted:
         raise ProfileNotRestricted()
+    # A subject who asked for a restriction that no steward has decided yet would see it lifted
+    # before being answered, and not be told (only fulfilled requests are informed).
+    pending = selectors.restriction_requests_open(workspace=workspace, profile=profile)
+    if pending:
+        raise RestrictionPending(extra={"requests": [str(r.pk) for r in pending]})
     requests = selectors.restriction_requests_for_profile(workspace=workspace, profile=profile)
     by_steward = [r for r in requests if r.contact_type != "email"]
     if by_steward and not subject_informed:
@@ -1066,10 +1086,13 @@ def request_restriction_lift(
     subject_informed: bool = False,
     via: str = "admin",
 ) -> RestrictionLifted:
-    """Lift the restriction a restriction request put on its profile (the profile it was
-    merged into since, if so); see `restriction_lift`."""
+    """Lift the restriction a fulfilled restriction request put on its profile (the profile
+    it was merged into since, if so); see `restriction_lift`."""
     if request.type != RequestType.RESTRICTION:
         raise RequestNotRestriction()
+    # Denied, cancelled or still open, it restricted nothing: it cannot stand for a lift.
+    if request.state != RequestState.FULFILLED:
+        raise RequestNotFulfilled(extra={"state": request.state})
     if request.profile_id is None:
         raise RequestWithoutProfile()
     return restriction_lift(

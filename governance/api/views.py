@@ -328,9 +328,12 @@ class RequestRestrictionLiftApi(APIView):
             "told to the subject, who is informed before the restriction is lifted (Art. "
             "18(3)): by email, or, for a phone contact, by the steward, who confirms it with "
             "`subject_informed` (400 `subject_not_informed` otherwise). 400 "
-            "`not_a_restriction` for another type of request, 409 `no_profile` when no "
-            "profile matched it, 409 `not_restricted` when the profile is not restricted. The "
-            "person becomes a member of their audiences again, and the next sync sends them."
+            "`not_a_restriction` for another type of request, 409 `request_not_fulfilled` "
+            "when the request is not fulfilled (denied, cancelled or still open), 409 "
+            "`no_profile` when no profile matched it, 409 `not_restricted` when the profile "
+            "is not restricted, 409 `restriction_pending` while another restriction request "
+            "of the person is open (`requests` names them). The person becomes a member of "
+            "their audiences again, and the next sync sends them."
         ),
         parameters=[_REQUEST_ID],
         request=s.RestrictionLiftInputSerializer,

@@ -26,6 +26,7 @@ from tests.governance.request_helpers import (
     SUBJECT_EMAIL_NORMALIZED,
     in_progress,
     subject_profile,
+    verified,
 )
 from tests.profiles.ingest_helpers import msg
 from tests.test_no_plaintext_pii import SENTINELS, scan_all_tables
@@ -426,6 +427,85 @@ def test_the_request_path_refuses_other_types_and_requests_without_a_profile(
     )
     assert (no_profile.value.code, no_profile.value.status) == ("no_profile", 409)
     assert _lifted_events() == []
+
+
+def _not_fulfilled(workspace: Any, owner: Any, state: str) -> Any:
+    """A restriction request of the subject left open, denied or cancelled."""
+    if state == "verified":
+        return verified(workspace, request_type="restriction")
+    if state == "revoked":
+        return services.request_cancel(request=verified(workspace, request_type="restriction"))
+    dsr = in_progress(workspace, owner, request_type="restriction")
+    if state == "denied":
+        return services.request_deny(request=dsr, actor=owner, reason="Not the subject.")
+    return dsr
+
+
+@pytest.mark.parametrize("state", ["verified", "in_progress", "denied", "revoked"])
+def test_the_request_path_refuses_a_restriction_request_that_is_not_fulfilled(
+    workspace: Any, owner: Any, state: str
+) -> None:
+    # given: the profile restricted by one request; another in `state`
+    subject_profile(workspace)
+    profile, _fulfilled = _restricted_by_request(workspace, owner)
+    dsr = _not_fulfilled(workspace, owner, state)
+    assert (dsr.state, dsr.profile_id) == (state, profile.pk)
+    mail.outbox.clear()
+    entries = LogEntry.objects.count()
+    # when
+    with pytest.raises(ApplicationError) as refused:
+        services.request_restriction_lift(request=dsr, actor=owner, reason=REASON)
+    # then
+    assert (refused.value.code, refused.value.status) == ("request_not_fulfilled", 409)
+    assert refused.value.extra == {"state": state}
+    assert Profile.objects.get(pk=profile.pk).restricted is True
+    assert _lifted_events() == []
+    assert mail.outbox == []
+    assert LogEntry.objects.count() == entries
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_an_open_restriction_request_of_the_person_blocks_the_lift(
+    workspace: Any, owner: Any, merged: bool
+) -> None:
+    # given: restricted by a fulfilled request; another restriction request still open (on a
+    # profile merged into the restricted one since, when `merged`)
+    older = _older_profile(workspace)
+    subject_profile(workspace)
+    restricted, fulfilled = _restricted_by_request(workspace, owner)
+    pending = in_progress(workspace, owner, request_type="restriction")
+    if merged:
+        profile_services.profiles_merge(
+            workspace=workspace,
+            profile_ids=(older, restricted.pk),
+            rule="manual",
+            actor=owner,
+            evidence={},
+        )
+    profile = profile_selectors.profile_get(workspace=workspace, profile_id=restricted.pk)
+    assert profile.pk == (older if merged else restricted.pk)
+    mail.outbox.clear()
+    entries = LogEntry.objects.count()
+    # when: from the profile, and through the fulfilled request
+    with pytest.raises(ApplicationError) as from_profile:
+        services.restriction_lift(workspace=workspace, profile=profile, actor=owner, reason=REASON)
+    with pytest.raises(ApplicationError) as from_request:
+        services.request_restriction_lift(request=fulfilled, actor=owner, reason=REASON)
+    # then
+    for refused in (from_profile, from_request):
+        assert (refused.value.code, refused.value.status) == ("restriction_pending", 409)
+        assert refused.value.extra == {"requests": [str(pending.pk)]}
+    assert Profile.objects.get(pk=profile.pk).restricted is True
+    assert _lifted_events() == []
+    assert mail.outbox == []
+    assert LogEntry.objects.count() == entries
+
+    # when: the open request is decided, the lift goes ahead
+    services.request_deny(request=pending, actor=owner, reason="Already restricted.")
+    lifted = services.request_restriction_lift(request=fulfilled, actor=owner, reason=REASON)
+    # then
+    assert [r.pk for r in lifted.requests] == [fulfilled.pk]
+    assert Profile.objects.get(pk=profile.pk).restricted is False
 
 
 def test_lifting_writes_no_personal_data_in_plaintext_and_logs_none(

@@ -138,6 +138,39 @@ def test_another_type_of_request_is_400(workspace: Any, api_client: APIClient) -
     assert response.json()["code"] == "not_a_restriction"
 
 
+def test_a_denied_restriction_request_is_409_request_not_fulfilled(
+    workspace: Any, api_client: APIClient
+) -> None:
+    # given: the profile restricted by one request; another one denied
+    profile, _dsr = _restricted(workspace)
+    denied = services.request_deny(
+        request=in_progress(workspace, request_type="restriction"),
+        actor=None,
+        reason="Not the subject.",
+    )
+    # when
+    response = api_client.post(_url(denied), {"reason": REASON}, format="json")
+    # then
+    assert response.status_code == 409
+    assert response.json()["code"] == "request_not_fulfilled"
+    _unchanged(profile)
+
+
+def test_an_open_restriction_request_is_409_restriction_pending(
+    workspace: Any, api_client: APIClient
+) -> None:
+    # given: the profile restricted by one request; another one still in progress
+    profile, dsr = _restricted(workspace)
+    pending = in_progress(workspace, request_type="restriction")
+    # when
+    response = api_client.post(_url(dsr), {"reason": REASON}, format="json")
+    # then
+    assert response.status_code == 409
+    assert response.json()["code"] == "restriction_pending"
+    assert response.json()["requests"] == [str(pending.pk)]
+    _unchanged(profile)
+
+
 def test_a_phone_contact_needs_subject_informed(workspace: Any, api_client: APIClient) -> None:
     # given: a restriction request by phone, its profile restricted
     profile = subject_profile(workspace)
