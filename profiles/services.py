@@ -576,9 +576,12 @@ def profile_restrict(
     but an unmerge brings them back as they are."""
     merged = list(merged)
     if merged:
-        Profile.objects.filter(pk__in=merged, merged_into=profile).exclude(
+        # Saved one by one (a person has a few): each change gets its audit entry.
+        for other in Profile.objects.filter(pk__in=merged, merged_into=profile).exclude(
             restricted=restricted
-        ).update(restricted=restricted, updated_at=timezone.now())
+        ):
+            other.restricted = restricted
+            other.save(update_fields=["restricted", "updated_at"])
     if profile.restricted != restricted:
         profile.restricted = restricted
         profile.save(update_fields=["restricted", "updated_at"])

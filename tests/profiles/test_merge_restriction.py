@@ -96,3 +96,27 @@ def test_a_merge_of_unrestricted_profiles_restricts_nothing(
     a.refresh_from_db()
     assert a.restricted is False
     assert restricted_hook_calls == []
+
+
+def test_restricting_a_person_audits_the_profiles_merged_into_them(
+    source: Any, restricted_hook_calls: list[Any]
+) -> None:
+    # given: a person whose newer profile was merged into the older one
+    older, newer = person(source, "a-1"), person(source, "b-1")
+    services.profiles_merge(
+        workspace=source.workspace, profile_ids=(older.pk, newer.pk), rule="admin", actor=None,
+        evidence={},
+    )  # fmt: skip
+    log = get_logentry_model()
+    # when: restricted, then lifted, the merged profile alike
+    services.profile_restrict(profile=older, restricted=True, merged=[newer.pk])
+    services.profile_restrict(profile=older, restricted=False, merged=[newer.pk])
+    # then: each change of the merged profile is in the audit trail; the hooks ran once each,
+    # for the active profile only
+    changes = [
+        e.changes_dict["restricted"]
+        for e in log.objects.get_for_object(newer).filter(action=log.Action.UPDATE).order_by("pk")
+        if "restricted" in e.changes_dict
+    ]
+    assert changes == [["False", "True"], ["True", "False"]]
+    assert restricted_hook_calls == [(source.workspace.pk, [older.pk])]
