@@ -37,7 +37,7 @@ from governance.models import (
 from governance.states import can_transition
 from profiles import selectors as profile_selectors
 from profiles import services as profile_services
-from profiles.enums import DataKeyPurpose, WorkspaceRole
+from profiles.enums import DataKeyPurpose, ProfileStatus, WorkspaceRole
 from profiles.exceptions import ProfileNotFound
 
 
@@ -764,6 +764,9 @@ def _fulfil_directly(request: DataSubjectRequest) -> str:
     profile = profile_selectors.profile_get(
         workspace=request.workspace, profile_id=request.profile_id
     )
+    # The person's rows locked first, in the order a lift locks them (no deadlock between a
+    # steward fulfilling and another lifting); a merge committed meanwhile is seen after it.
+    _lock_person(request.workspace, profile)
     profile_services.profile_restrict(
         profile=profile,
         restricted=True,
@@ -972,6 +975,23 @@ class RequestNotFulfilled(Conflict):
     )
 
 
+class ProfileMergedMeanwhile(Conflict):
+    code = "profile_merged"
+    default_message = (
+        "The profile was merged into another while this was being done: nothing was changed. "
+        "Try again; it acts on the profile the person lives on in now."
+    )
+
+
+def _lock_person(workspace: Any, profile: Any) -> None:
+    """Lock the person's profile rows (profiles.services.profile_lock) and check that the
+    profile is still the active one: one merged into another between the caller's read and
+    the lock would otherwise be acted on in the survivor's stead."""
+    profile_services.profile_lock(profile=profile)
+    if profile.status != ProfileStatus.ACTIVE:
+        raise ProfileMergedMeanwhile()
+
+
 class RestrictionPending(Conflict):
     code = "restriction_pending"
     default_message = (
@@ -1025,7 +1045,7 @@ def restriction_lift(
     reason = _required(reason, "reason")
     if profile.workspace_id != workspace.pk:
         raise ProfileNotFound()
-    profile_services.profile_lock(profile=profile)
+    _lock_person(workspace, profile)
     if not profile.restricted:
         raise ProfileNotRestricted()
     # A subject who asked for a restriction that no steward has decided yet would see it lifted

@@ -14,6 +14,8 @@ import pytest
 from auditlog import get_logentry_model
 from django.contrib.contenttypes.models import ContentType
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from cdp.core import hooks
 from cdp.core.exceptions import ApplicationError
@@ -522,3 +524,51 @@ def test_lifting_writes_no_personal_data_in_plaintext_and_logs_none(
     assert mail.outbox[0].to == [SENTINELS["email_normalized"]]
     assert scan_all_tables() == []
     assert SENTINELS["email_normalized"] not in caplog.text.lower()
+
+
+def test_a_profile_merged_away_after_the_caller_read_it_is_not_lifted_in_its_stead(
+    workspace: Any, owner: Any
+) -> None:
+    # given: the steward's page read the subject's restricted profile; then it was merged into
+    # an older one (which the merge restricted too)
+    older = _older_profile(workspace)
+    subject_profile(workspace)
+    stale, _dsr = _restricted_by_request(workspace, owner)
+    profile_services.profiles_merge(
+        workspace=workspace, profile_ids=(older, stale.pk), rule="manual", actor=owner,
+        evidence={},
+    )  # fmt: skip
+    mail.outbox.clear()
+    before = len(_lift_entries(Profile.objects.get(pk=older)))
+    # when: the lift goes ahead with the object read before the merge
+    with pytest.raises(ApplicationError) as refused:
+        services.restriction_lift(workspace=workspace, profile=stale, actor=owner, reason=REASON)
+    # then: a conflict, nobody told, nothing lifted or audited; the survivor stays restricted
+    assert refused.value.code == "profile_merged"
+    assert mail.outbox == []
+    assert Profile.objects.get(pk=older).restricted is True
+    assert len(_lift_entries(Profile.objects.get(pk=older))) == before
+    assert _lifted_events() == []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks: SQLite has one writer")
+def test_fulfilling_a_restriction_locks_the_person_before_changing_a_row(
+    workspace: Any, owner: Any
+) -> None:
+    # given: the subject's profile merged into an older one before the request is fulfilled
+    older = _older_profile(workspace)
+    subject = subject_profile(workspace)
+    dsr = in_progress(workspace, owner, request_type="restriction")
+    profile_services.profiles_merge(
+        workspace=workspace, profile_ids=(older, subject.pk), rule="manual", actor=owner,
+        evidence={},
+    )  # fmt: skip
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        services.request_fulfil(request=dsr, actor=owner)
+    # then: the rows are locked (in key order, as a lift does) before any profile is updated
+    sqls = [q["sql"] for q in queries.captured_queries]
+    locked = next(i for i, q in enumerate(sqls) if "FOR UPDATE" in q and "profiles_profile" in q)
+    updated = next(i for i, q in enumerate(sqls) if q.startswith('UPDATE "profiles_profile"'))
+    assert locked < updated
+    assert Profile.objects.get(pk=older).restricted is True
