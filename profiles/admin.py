@@ -23,6 +23,7 @@ from cdp.core.admin import ReadOnlyAdminMixin, WorkspaceScopedAdmin, workspaces_
 from cdp.core.exceptions import ApplicationError, InvalidInput
 from profiles import selectors, services
 from profiles.enums import TraitClass, WorkspaceRole
+from profiles.exceptions import IdentityVerificationOn
 from profiles.models import (
     ApiToken,
     DataKey,
@@ -289,11 +290,14 @@ class SourceAdmin(WorkspaceScopedAdmin):
     def identity_verification_on(
         self, request: HttpRequest, queryset: QuerySet[Source]
     ) -> HttpResponse | None:
-        # A source that has it on already keeps its secret: rotating is its own action.
-        issued = [
-            services.source_identity_verification_enable(source=source)
-            for source in queryset.filter(identity_verification=False)
-        ]
+        # A source that has it on already keeps its secret: rotating is its own action. The
+        # service decides that under the source's lock (two stewards, a second click).
+        issued = []
+        for source in queryset.filter(identity_verification=False):
+            try:
+                issued.append(services.source_identity_verification_enable(source=source))
+            except IdentityVerificationOn:
+                continue
         if not issued:
             self.message_user(request, "Identity verification was on already; nothing changed.")
             return None

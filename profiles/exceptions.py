@@ -58,6 +58,14 @@ class IdentityVerificationFailed(ApplicationError):
     default_message = "The userHash does not match the userId for this source."
 
 
+class IdentityVerificationOn(Conflict):
+    code = "identity_verification_on"
+    default_message = (
+        "Identity verification is on for this source already: its secret is unchanged. "
+        "Rotate it to issue a new one."
+    )
+
+
 class IdentityVerificationOff(Conflict):
     code = "identity_verification_off"
     default_message = "Identity verification is not enabled for this source."

@@ -24,7 +24,12 @@ from cdp.core.exceptions import Conflict, InvalidInput
 from profiles import ingest
 from profiles.contracts import InboundMessage, IngestOutcome
 from profiles.enums import DataKeyPurpose, SourceKind, TraitClass, WorkspaceRole
-from profiles.exceptions import IdentityVerificationOff, UnknownPermission, WorkspaceExists
+from profiles.exceptions import (
+    IdentityVerificationOff,
+    IdentityVerificationOn,
+    UnknownPermission,
+    WorkspaceExists,
+)
 from profiles.identifiers import DEFAULT_RULES
 from profiles.models import (
     ApiToken,
@@ -365,13 +370,16 @@ def _source_secret_issue(source: Source) -> str:
 @transaction.atomic
 def source_identity_verification_enable(*, source: Source) -> IssuedSourceSecret:
     """Require a userHash on every consent API request that names a userId, and issue the
-    secret the site's server computes it with (returned once). Enabling a source that has it
-    on already rotates the secret."""
+    secret the site's server computes it with (returned once). A source that has it on
+    already is refused (IdentityVerificationOn), decided under the source's lock: a second
+    click or a second steward would otherwise replace the secret just shown, and the site
+    would deploy one that no longer works. Rotating is its own service."""
     locked = _source_locked(source)
+    if locked.identity_verification:
+        raise IdentityVerificationOn()
     secret = _source_secret_issue(locked)
-    if not locked.identity_verification:
-        locked.identity_verification = True
-        locked.save(update_fields=["identity_verification"])
+    locked.identity_verification = True
+    locked.save(update_fields=["identity_verification"])
     source.identity_verification = True
     return IssuedSourceSecret(source=locked, secret=secret)
 

@@ -21,6 +21,7 @@ from profiles.enums import DataKeyPurpose
 from profiles.exceptions import (
     IdentityVerificationFailed,
     IdentityVerificationOff,
+    IdentityVerificationOn,
     IdentityVerificationRequired,
 )
 from profiles.models import DataKey, Source, SourceSecret
@@ -355,3 +356,13 @@ def test_create_source_command_leaves_it_off_by_default(workspace: Any) -> None:
     assert out.getvalue().split() == [source.write_key]
     assert source.identity_verification is False
     assert not SourceSecret.objects.exists()
+
+
+def test_turning_it_on_again_is_refused_and_keeps_the_secret_shown(source: Source) -> None:
+    # given: on, its secret shown to the steward (and deployed by the site)
+    shown = services.source_identity_verification_enable(source=source)
+    # when: a second click, or a second steward, turns it on again
+    with pytest.raises(IdentityVerificationOn):
+        services.source_identity_verification_enable(source=source)
+    # then: the secret the site has still works
+    assert SourceSecret.objects.get(source=source).secret == shown.secret
