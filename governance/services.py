@@ -975,6 +975,14 @@ class RequestNotFulfilled(Conflict):
     )
 
 
+class RequestRestrictionLifted(Conflict):
+    code = "restriction_already_lifted"
+    default_message = (
+        "The restriction this request put in place was lifted already: a later restriction "
+        "of the person is lifted from its own request or from the profile."
+    )
+
+
 class ProfileMergedMeanwhile(Conflict):
     code = "profile_merged"
     default_message = (
@@ -1113,6 +1121,10 @@ def request_restriction_lift(
     # Denied, cancelled or still open, it restricted nothing: it cannot stand for a lift.
     if request.state != RequestState.FULFILLED:
         raise RequestNotFulfilled(extra={"state": request.state})
+    # Its own restriction was lifted (and its subject told): it does not stand for a later
+    # one, whose subject is the one to tell.
+    if request.events.filter(action=selectors.RESTRICTION_LIFTED).exists():
+        raise RequestRestrictionLifted()
     if request.profile_id is None:
         raise RequestWithoutProfile()
     return restriction_lift(

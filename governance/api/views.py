@@ -330,8 +330,10 @@ class RequestRestrictionLiftApi(APIView):
             "`subject_informed` (400 `subject_not_informed` otherwise). 400 "
             "`not_a_restriction` for another type of request, 409 `request_not_fulfilled` "
             "when the request is not fulfilled (denied, cancelled or still open), 409 "
-            "`no_profile` when no profile matched it, 409 `not_restricted` when the profile "
-            "is not restricted, 409 `restriction_pending` while another restriction request "
+            "`restriction_already_lifted` when the restriction it put in place was lifted "
+            "already, 409 `no_profile` when no profile matched it, 409 `not_restricted` when "
+            "the profile is not restricted, 409 `profile_merged` when it was merged into "
+            "another meanwhile, 409 `restriction_pending` while another restriction request "
             "of the person is open (`requests` names them). The person becomes a member of "
             "their audiences again, and the next sync sends them."
         ),

@@ -572,3 +572,21 @@ def test_fulfilling_a_restriction_locks_the_person_before_changing_a_row(
     updated = next(i for i, q in enumerate(sqls) if q.startswith('UPDATE "profiles_profile"'))
     assert locked < updated
     assert Profile.objects.get(pk=older).restricted is True
+
+
+def test_a_request_whose_restriction_was_lifted_cannot_lift_a_later_one(
+    workspace: Any, owner: Any
+) -> None:
+    # given: restricted by a request and lifted; restricted again by another request
+    subject_profile(workspace)
+    profile, first = _restricted_by_request(workspace, owner)
+    services.restriction_lift(workspace=workspace, profile=profile, actor=owner, reason=REASON)
+    _restricted_by_request(workspace, owner)
+    mail.outbox.clear()
+    # when: the steward lifts through the first, spent, request
+    with pytest.raises(ApplicationError) as refused:
+        services.request_restriction_lift(request=first, actor=owner, reason=REASON)
+    # then: refused, still restricted, nobody told
+    assert refused.value.code == "restriction_already_lifted"
+    assert Profile.objects.get(pk=profile.pk).restricted is True
+    assert mail.outbox == []

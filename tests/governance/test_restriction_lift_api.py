@@ -113,7 +113,9 @@ def test_a_missing_reason_is_400_reason_required(
     _unchanged(profile)
 
 
-def test_a_profile_no_longer_restricted_is_409(workspace: Any, api_client: APIClient) -> None:
+def test_a_request_whose_restriction_was_lifted_is_409(
+    workspace: Any, api_client: APIClient
+) -> None:
     # given: lifted once already
     _profile, dsr = _restricted(workspace)
     assert api_client.post(_url(dsr), {"reason": REASON}, format="json").status_code == 200
@@ -122,7 +124,7 @@ def test_a_profile_no_longer_restricted_is_409(workspace: Any, api_client: APICl
     again = api_client.post(_url(dsr), {"reason": REASON}, format="json")
     # then
     assert again.status_code == 409
-    assert again.json()["code"] == "not_restricted"
+    assert again.json()["code"] == "restriction_already_lifted"
     assert RequestEvent.objects.filter(action="restriction_lifted").count() == 1
     assert mail.outbox == []
 
