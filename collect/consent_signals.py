@@ -146,9 +146,12 @@ def _later(message: InboundMessage, seen: tuple[Any, ...] | None) -> bool:
 
 
 def _subject(message: InboundMessage, profile_id: Any) -> Subject | None:
-    """The message's identity, userId before anonymousId, normalized as profiles index it."""
+    """The message's identity, userId before anonymousId, normalized as profiles index it.
+    A message that did not prove its userId (identity verification) speaks for its browser's
+    anonymousId alone; collection removed its userId already, this keeps it so."""
+    user_id = message.user_id if message.identity_verified else None
     for kind, value in (
-        (IdentifierType.USER_ID, message.user_id),
+        (IdentifierType.USER_ID, user_id),
         (IdentifierType.ANONYMOUS_ID, message.anonymous_id),
     ):
         normalized = profile_selectors.identifier_normalize(identifier_type=kind, value=value)

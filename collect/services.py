@@ -15,6 +15,7 @@ from collect import intake
 from collect.consent_signals import consent_signals_apply
 from collect.exceptions import SourceDisabled
 from collect.validation import MessageError, RequestMeta, max_event_bytes, validate_message
+from profiles import selectors as profile_selectors
 from profiles import services as profile_services
 from profiles.contracts import InboundMessage, IngestOutcome
 
@@ -38,7 +39,9 @@ def collect_messages(
 ) -> CollectResult:
     """Rate-limit, validate and store the messages of one request from `source` (a profiles
     Source). Invalid messages are returned as rejected; the valid ones are stored together,
-    with the consent signals they carry (`collect.consent_signals`).
+    with the consent signals they carry (`collect.consent_signals`). Where the source verifies
+    identities, a message without the `context.userHash` of its userId is stored claiming no
+    identity (see `collect.validation`).
 
     Raises `SourceDisabled` and `RateLimited` before anything is stored. Operator-run loads
     (seed data, imports from a file) pass `enforce_rate_limit=False`: the limit protects the
@@ -52,8 +55,12 @@ def collect_messages(
     valid: list[InboundMessage] = []
     rejected: list[MessageError] = []
     limit = max_event_bytes()
+    # Read once for the request (one query where the source verifies identities, none else).
+    user_hash_check = profile_selectors.source_user_hash_checker(source=source)
     for index, raw in enumerate(payloads):
-        result = validate_message(raw, index=index, meta=request_meta, max_bytes=limit)
+        result = validate_message(
+            raw, index=index, meta=request_meta, max_bytes=limit, user_hash_check=user_hash_check
+        )
         if isinstance(result, MessageError):
             rejected.append(result)
         else:

@@ -15,6 +15,11 @@ Error codes (one per message): `invalid_message`, `event_too_large`, `invalid_ty
 its value, so they can be logged and returned without carrying personal data. A message is
 also refused, on its own, when it cannot be stored as sent: a NUL character anywhere, or
 nesting deeper than 200 levels.
+
+Identity verification: `context.userHash` is removed from every message (it is a linkable
+pseudonym of the userId). Where the source verifies identities, a message whose userHash is
+not the HMAC of its userId as sent keeps no userId and is marked `identity_verified=False`;
+it is not refused (see `profiles.ingest._raw_identifiers` for what it may still join).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from django.conf import settings
 
 from profiles.contracts import InboundMessage
 from profiles.enums import EventType
+from profiles.selectors import UserHashCheck
 
 DEFAULT_MAX_EVENT_BYTES = 32 * 1024
 MAX_MESSAGE_ID_LENGTH = 128
@@ -87,20 +93,38 @@ def max_event_bytes() -> int:
 
 
 def validate_message(
-    raw: object, *, index: int, meta: RequestMeta, max_bytes: int | None = None
+    raw: object,
+    *,
+    index: int,
+    meta: RequestMeta,
+    max_bytes: int | None = None,
+    user_hash_check: UserHashCheck | None = None,
 ) -> InboundMessage | MessageError:
     """Validate and normalize one message; never raises for bad input. `max_bytes` is the
     size limit (`max_event_bytes()` when not given: a batch reads the setting once, not per
-    message)."""
+    message). `user_hash_check` is the source's identity verification (None where it has
+    none): a message whose `context.userHash` does not prove its userId keeps no userId and
+    is marked `identity_verified=False`. `context.userHash` is never stored."""
     try:
         return _validate(
-            raw, index=index, meta=meta, limit=max_event_bytes() if max_bytes is None else max_bytes
+            raw,
+            index=index,
+            meta=meta,
+            limit=max_event_bytes() if max_bytes is None else max_bytes,
+            user_hash_check=user_hash_check,
         )
     except _Invalid as exc:
         return MessageError(index=index, code=exc.code, message=exc.message)
 
 
-def _validate(raw: object, *, index: int, meta: RequestMeta, limit: int) -> InboundMessage:
+def _validate(
+    raw: object,
+    *,
+    index: int,
+    meta: RequestMeta,
+    limit: int,
+    user_hash_check: UserHashCheck | None,
+) -> InboundMessage:
     if not isinstance(raw, dict):
         raise _Invalid("invalid_message", "A message must be a JSON object.")
     encoded = _encoded(raw)
@@ -120,6 +144,9 @@ def _validate(raw: object, *, index: int, meta: RequestMeta, limit: int) -> Inbo
     properties = _object(raw.get("properties"), "properties")
     traits = _object(raw.get("traits"), "traits")
     context = {**meta.context, **_object(raw.get("context"), "context")}
+    # A keyed hash of the userId is a pseudonym that links the person across requests: it is
+    # checked here and never stored, whether or not the source verifies identities.
+    user_hash = context.pop("userHash", None)
     integrations = {**meta.integrations, **_object(raw.get("integrations"), "integrations")}
     if integrations:
         # The contract has no slot of its own for destination switches; they travel in
@@ -171,6 +198,19 @@ def _validate(raw: object, *, index: int, meta: RequestMeta, limit: int) -> Inbo
     context_ip = context.get("ip")
     ip = context_ip.strip() if isinstance(context_ip, str) and context_ip.strip() else meta.ip
 
+    identity_verified = True
+    if user_hash_check is not None:
+        # The hash covers the userId as sent; a string with surrounding whitespace is not the
+        # userId profiles index, and the check refuses it.
+        sent = raw.get("userId")
+        identity_verified = user_id is not None and user_hash_check(
+            sent if isinstance(sent, str) else user_id, user_hash
+        )
+        if not identity_verified:
+            # Kept (the collection contract answers 200), but claiming no one: an alias is
+            # left with its previousId alone, and the event goes to the browser's profile.
+            user_id = None
+
     return InboundMessage(
         type=message_type,
         message_id=_message_id(raw.get("messageId")),
@@ -188,6 +228,7 @@ def _validate(raw: object, *, index: int, meta: RequestMeta, limit: int) -> Inbo
         context=context,
         ip=ip or None,
         gpc=meta.gpc,
+        identity_verified=identity_verified,
         index=index,
     )
 

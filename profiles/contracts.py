@@ -27,6 +27,11 @@ class InboundMessage:
     context: dict[str, Any] = field(default_factory=dict)
     ip: str | None = None  # context.ip, else the request's address
     gpc: bool = False  # the request carried `Sec-GPC: 1` (a Global Privacy Control opt-out)
+    # False for a collected message on a source that verifies identities which did not prove
+    # its userId (`context.userHash`): it then claims no identity, and only the identifiers a
+    # browser holds of its own (anonymousId, device ids) resolve it (`profiles.ingest`).
+    # True by default: server loads, imports and intake rows sealed before the field existed.
+    identity_verified: bool = True
     # The index of the message in its request, so errors can name it.
     index: int = 0
 

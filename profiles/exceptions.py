@@ -66,6 +66,18 @@ class IdentityVerificationOn(Conflict):
     )
 
 
+class IdentityVerificationUserIdInvalid(InvalidInput):
+    """A userId with leading or trailing whitespace, named to a source that verifies
+    identities: the userHash covers the userId as sent, but profiles are found by its
+    normalized form, so a hash for one would vouch for another."""
+
+    code = "invalid_user_id"
+    default_message = (
+        "This source verifies identities: the userId must not begin or end with whitespace "
+        "(its userHash covers the userId exactly as sent)."
+    )
+
+
 class IdentityVerificationOff(Conflict):
     code = "identity_verification_off"
     default_message = "Identity verification is not enabled for this source."

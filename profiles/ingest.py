@@ -167,9 +167,30 @@ class Ident:
         object.__setattr__(self, "lock_key", int.from_bytes(self.index[:8], "big", signed=True))
 
 
+def _browser_identifiers(msg: InboundMessage) -> list[tuple[str, object]]:
+    """The identifiers a message holds of its browser or device alone, for one that did not
+    prove its identity (`InboundMessage.identity_verified`): guessing them finds no one, while
+    a userId, email, phone, external id or mapped trait could be anyone's. An alias's
+    previousId counts as an anonymousId here, never as an earlier userId."""
+    found: list[tuple[str, object]] = []
+    if msg.anonymous_id is not None:
+        found.append((IdentifierType.ANONYMOUS_ID, msg.anonymous_id))
+    if msg.previous_id is not None:
+        found.append((IdentifierType.ANONYMOUS_ID, str(msg.previous_id).strip()))
+    device = (msg.context or {}).get("device")
+    if isinstance(device, dict):
+        if device.get("id") is not None:
+            found.append((IdentifierType.DEVICE_ID, device["id"]))
+        if device.get("advertisingId") is not None:
+            found.append((IdentifierType.ADVERTISING_ID, device["advertisingId"]))
+    return found
+
+
 def _raw_identifiers(
-    msg: InboundMessage, rules: WorkspaceRules, previous_user_ids: set[str]
+    msg: InboundMessage, rules: WorkspaceRules, previous_user_ids: set[str], claimed: bool = False
 ) -> list[tuple[str, object]]:
+    if not (msg.identity_verified or claimed):
+        return _browser_identifiers(msg)
     found: list[tuple[str, object]] = []
     if msg.user_id is not None:
         found.append((IdentifierType.USER_ID, msg.user_id))
@@ -226,11 +247,14 @@ def message_identifiers(
     rules: WorkspaceRules,
     indexer: _Indexer,
     previous_user_ids: set[str] = frozenset(),  # type: ignore[assignment]
+    claimed: bool = False,
 ) -> list[Ident]:
-    """Normalized, unblocked, de-duplicated identifiers of a message, strongest first."""
+    """Normalized, unblocked, de-duplicated identifiers of a message, strongest first: those
+    that resolve it, or with `claimed` every one it names, verified or not (what the
+    suppression list is checked against)."""
     seen: set[tuple[str, str]] = set()
     result: list[Ident] = []
-    for kind, raw in _raw_identifiers(msg, rules, previous_user_ids):
+    for kind, raw in _raw_identifiers(msg, rules, previous_user_ids, claimed):
         value = normalize_identifier(kind, raw)
         if value is None:
             continue
@@ -735,10 +759,13 @@ def _drop_suppressed(
     messages: list[InboundMessage],
     per_message: list[list[Ident]],
     now: datetime,
+    claims: list[list[Ident]] | None = None,
 ) -> tuple[list[InboundMessage], list[list[Ident]], int]:
     """Keep the messages that carry no suppressed identifier (one lookup for the batch); the
-    others are counted for the day and not stored at all, not even their messageId."""
-    flags = _suppressed_flags(workspace, per_message)
+    others are counted for the day and not stored at all, not even their messageId. `claims`,
+    parallel to `per_message`, are the identifiers to check where they differ (unverified
+    messages)."""
+    flags = _suppressed_flags(workspace, per_message if claims is None else claims)
     if not any(flags):
         return messages, per_message, 0
     kept: list[InboundMessage] = []
@@ -805,7 +832,9 @@ def messages_suppressed(*, workspace: Workspace, messages: list[InboundMessage])
     rules = load_rules(workspace)
     indexer = _Indexer(workspace.pk)
     previous_user_ids = _previous_ids_known_as_user_ids(workspace, messages, indexer)
-    per_message = [message_identifiers(m, rules, indexer, previous_user_ids) for m in messages]
+    per_message = [
+        message_identifiers(m, rules, indexer, previous_user_ids, claimed=True) for m in messages
+    ]
     return _suppressed_flags(workspace, per_message)
 
 
@@ -825,7 +854,17 @@ def ingest_messages(
     unique = _unique_messages(messages)
     previous_user_ids = _previous_ids_known_as_user_ids(workspace, unique, indexer)
     per_unique = [message_identifiers(m, rules, indexer, previous_user_ids) for m in unique]
-    unique, per_unique, dropped = _drop_suppressed(workspace, unique, per_unique, now)
+    # A message that proved no identity still names an erased person when it carries their
+    # email (say) as a trait: checked against every identifier it names, not only those kept.
+    claims = None
+    if not all(m.identity_verified for m in unique):
+        claims = [
+            idents
+            if m.identity_verified
+            else message_identifiers(m, rules, indexer, previous_user_ids, claimed=True)
+            for m, idents in zip(unique, per_unique, strict=True)
+        ]
+    unique, per_unique, dropped = _drop_suppressed(workspace, unique, per_unique, now, claims)
     postponed: list[InboundMessage] = []
     plan: _Plan | None = None
     if postpone_contended:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from django.db.models import QuerySet
 from django.db.models.signals import post_delete, post_save
 from guardian.shortcuts import get_objects_for_user
 
-from cdp.core.crypto import blind_index
+from cdp.core.crypto import DecryptionError, blind_index
 from cdp.core.ids import integer_id
 from profiles.enums import (
     DEFAULT_SOURCE_PRIORITY,
@@ -26,6 +27,7 @@ from profiles.enums import (
 from profiles.exceptions import (
     IdentityVerificationFailed,
     IdentityVerificationRequired,
+    IdentityVerificationUserIdInvalid,
     ProfileNotFound,
     WorkspaceNotFound,
 )
@@ -309,21 +311,64 @@ def user_hash_for(*, secret: str, user_id: str) -> str:
     return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
 
 
+def _source_secret_read(source: Source) -> str | None:
+    """The source's identity-verification secret, or None where it has none or it cannot be
+    opened: a rotation or a turn-off that commits between the read of the row and its
+    opening destroys the key that sealed it, and nothing the request sent can match then."""
+    stored = SourceSecret.objects.filter(source_id=source.pk).first()
+    if stored is None:  # switched on without a secret (by hand), or just turned off
+        return None
+    try:
+        return stored.secret
+    except DecryptionError:
+        return None
+
+
+def _user_hash_matches(secret: str | None, user_id: str, user_hash: object) -> bool:
+    if secret is None or not isinstance(user_hash, str):
+        return False
+    expected = user_hash_for(secret=secret, user_id=user_id).encode()
+    return hmac.compare_digest(expected, user_hash.strip().lower().encode())
+
+
+def _user_id_as_indexed(user_id: str) -> bool:
+    """Whether a userId is found by exactly the string its userHash covers: profiles index
+    the normalized form (whitespace stripped), so a hash of " ada" must not vouch for "ada"."""
+    return normalize_identifier(IdentifierType.USER_ID, user_id) == user_id
+
+
 def source_user_hash_verify(*, source: Source, user_id: str | None, user_hash: str | None) -> None:
     """Whether a public write-key request may name this userId. Nothing to prove where the
     source does not verify identities, or no userId is named (an anonymousId is random per
     browser); otherwise the userHash must be the userId's HMAC under the source's own secret,
-    compared in constant time. Raises IdentityVerificationRequired / IdentityVerificationFailed."""
+    compared in constant time. Raises IdentityVerificationUserIdInvalid (a userId not in its
+    normalized form), IdentityVerificationRequired / IdentityVerificationFailed."""
     if not source.identity_verification or not user_id:
         return
+    if not _user_id_as_indexed(user_id):
+        raise IdentityVerificationUserIdInvalid()
     if not user_hash:
         raise IdentityVerificationRequired()
-    stored = SourceSecret.objects.filter(source_id=source.pk).first()
-    if stored is None:  # switched on without a secret (by hand): nothing can match
+    if not _user_hash_matches(_source_secret_read(source), user_id, user_hash):
         raise IdentityVerificationFailed()
-    expected = user_hash_for(secret=stored.secret, user_id=user_id).encode()
-    if not hmac.compare_digest(expected, user_hash.strip().lower().encode()):
-        raise IdentityVerificationFailed()
+
+
+UserHashCheck = Callable[[str, object], bool]
+
+
+def source_user_hash_checker(*, source: Source) -> UserHashCheck | None:
+    """For a request of many messages (collection): None where the source does not verify
+    identities, else a check `(userId as sent, userHash) -> bool` with the secret read once.
+    False for a userId not in its normalized form, a missing or wrong hash, or a source whose
+    secret is gone; the comparison is constant-time."""
+    if not source.identity_verification:
+        return None
+    secret = _source_secret_read(source)
+
+    def check(user_id: str, user_hash: object) -> bool:
+        return _user_id_as_indexed(user_id) and _user_hash_matches(secret, user_id, user_hash)
+
+    return check
 
 
 def source_allowed_origins_enabled() -> frozenset[str]:

@@ -119,7 +119,8 @@ class PersonalizeApi(APIView):
             "source's identity-verification secret, computed by the site's server. Required "
             "with a `userId` where the source verifies identities (else 401 "
             "`identity_verification_required`; a hash that does not match, 403 "
-            "`identity_verification_failed`); ignored otherwise.",
+            "`identity_verification_failed`; a `userId` beginning or ending with whitespace, "
+            "400 `invalid_user_id`); ignored otherwise.",
         )
         jurisdiction = serializers.CharField(
             required=False,

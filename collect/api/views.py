@@ -3,7 +3,9 @@
 What every client needs, found by running the real SDKs (see the shared ecosystem reference):
 success is exactly `200 {"success": true}` (rudder-sdk-python and the legacy analytics-python
 retry anything else, resending the batch), and every error is `{"code", "message"}` (those
-clients read both keys and retry on any other body). Never 201/202, never a redirect.
+clients read both keys and retry on any other body). Never 201/202, never a redirect. That
+holds for a message that fails identity verification too: it is stored claiming no identity
+(`collect.validation`), not refused.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ USER_HASH_HELP = (
     "The hex HMAC-SHA256 of `userId` (UTF-8, exactly as sent) under the source's "
     "identity-verification secret, computed by the site's server. Required with a `userId` "
     "where the source verifies identities (else 401 `identity_verification_required`; a hash "
-    "that does not match, 403 `identity_verification_failed`); ignored otherwise."
+    "that does not match, 403 `identity_verification_failed`; a `userId` beginning or ending "
+    "with whitespace, 400 `invalid_user_id`); ignored otherwise."
 )
 
 

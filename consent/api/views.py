@@ -10,7 +10,9 @@ consent or receipts are shown only to a caller who names one of their identities
 The write key is public and a userId often guessable, so a source may verify identities: then
 every request naming a userId carries `userHash`, the HMAC-SHA256 of it under a secret only the
 site's server holds, or is refused (401 `identity_verification_required`, 403
-`identity_verification_failed`) before anything is read or recorded.
+`identity_verification_failed`; 400 `invalid_user_id` for a userId with surrounding whitespace,
+which the hash would cover but the profile lookup would not) before anything is read or
+recorded.
 """
 
 from __future__ import annotations
@@ -75,9 +77,13 @@ _ERRORS = {
     401: ErrorSerializer,
     403: ErrorSerializer,
 }
-# The routes that take a userId: identity verification adds its two refusals.
+# The routes that take a userId: identity verification adds its refusals.
 _ERRORS_NAMING_A_USER = {
-    400: ErrorSerializer,
+    400: OpenApiResponse(
+        ErrorSerializer,
+        description="Invalid input; or `invalid_user_id`: the source verifies identities and "
+        "the `userId` begins or ends with whitespace.",
+    ),
     401: OpenApiResponse(
         ErrorSerializer,
         description="`missing_write_key` / `invalid_write_key`; or "

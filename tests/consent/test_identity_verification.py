@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from cdp.core.crypto import blind_index
 from consent.models import ConsentRecord, Receipt
 from profiles import services as profile_services
+from profiles.models import SourceSecret
 from tests.consent.test_consent_api import SHOP, client_for, counts, post
 
 ENDPOINTS = ["post", "state", "receipt"]
@@ -257,16 +258,89 @@ def test_the_right_hash_records_the_choice_for_the_user(banner: APIClient, sourc
     assert Receipt.objects.filter(pk=response.json()["receipt"]).exists()
 
 
-def test_the_hash_is_of_the_user_id_exactly_as_sent(banner: APIClient, source: Any) -> None:
-    # given: ingestion trims " ada ", but the site's server signed what the page sends
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_a_user_id_with_surrounding_whitespace_is_refused_before_anything_is_read(
+    endpoint: str, banner: APIClient, source: Any, ada_receipt: str
+) -> None:
+    # given: the hash covers " ada " as sent, but profiles are found by "ada": a hash the
+    # site's server made for one string must not vouch for another person's profile
     issued = profile_services.source_identity_verification_enable(source=source)
-    body = {"anonymousId": "anon-ada", "userId": " ada ", "decisions": {"analytics": True}}
-    # when
-    trimmed = post(banner, {**body, "userHash": user_hash(issued.secret, "ada")})
-    exact = post(banner, {**body, "userHash": user_hash(issued.secret, " ada ")})
+    before = counts()
+    # when: with the hash of the exact string, and with that of the trimmed one
+    exact = call(
+        endpoint,
+        banner,
+        {"userId": " ada ", "userHash": user_hash(issued.secret, " ada ")},
+        ada_receipt,
+    )
+    trimmed = call(
+        endpoint,
+        banner,
+        {"userId": " ada ", "userHash": user_hash(issued.secret, "ada")},
+        ada_receipt,
+    )
     # then
-    assert trimmed.status_code == 403
-    assert exact.status_code == 200
+    for response in (exact, trimmed):
+        assert response.status_code == 400, response.content
+        assert response.json()["code"] == "invalid_user_id"
+        assert "whitespace" in response.json()["message"]
+    assert counts() == before
+
+
+def test_whitespace_around_a_user_id_is_accepted_where_verification_is_off(
+    banner: APIClient,
+) -> None:
+    # when
+    response = post(
+        banner, {"anonymousId": "anon-ada", "userId": " ada ", "decisions": {"analytics": True}}
+    )
+    # then
+    assert response.status_code == 200, response.content
+
+
+# --- a rotation racing the check ---------------------------------------------------------------
+
+
+def race_on_open(monkeypatch: Any, change: Any) -> list[str]:
+    """Commit `change` (a rotation, a turn-off) after the secret's row is read and before it is
+    opened: the key that sealed the row read is destroyed by then."""
+    field = SourceSecret._meta.get_field("secret")
+    opened = field.decrypt_for
+    done: list[str] = []
+
+    def racing(instance: Any, sealed: bytes) -> Any:
+        if not done:
+            done.append(str(change()))
+        return opened(instance, sealed)
+
+    monkeypatch.setattr(field, "decrypt_for", racing)
+    return done
+
+
+@pytest.mark.parametrize("change", ["rotate", "turn off"])
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_a_change_of_secret_between_reading_and_opening_it_is_refused_not_a_crash(
+    endpoint: str, change: str, banner: APIClient, source: Any, ada_receipt: str, monkeypatch: Any
+) -> None:
+    # given
+    issued = profile_services.source_identity_verification_enable(source=source)
+    changes = {
+        "rotate": lambda: profile_services.source_identity_secret_rotate(source=source),
+        "turn off": lambda: profile_services.source_identity_verification_disable(source=source),
+    }
+    raced = race_on_open(monkeypatch, changes[change])
+    before = counts()
+    # when
+    response = call(
+        endpoint,
+        banner,
+        {"userId": "ada", "userHash": user_hash(issued.secret, "ada")},
+        ada_receipt,
+    )
+    # then
+    assert raced
+    assert_refused(response, 403)
+    assert counts() == before
 
 
 # --- outsider: another workspace's key ----------------------------------------------------------
