@@ -327,6 +327,36 @@ def test_a_wrong_hash_verifies_nothing(
     assert profile_of(source, "anonymous_id", "anon-evil") not in (None, ada)
 
 
+def test_an_unverified_message_naming_an_erased_person_is_still_dropped(
+    sdk: APIClient, source: Any, ada: Any, secret: str
+) -> None:
+    # given: an erased person's email on the suppression list
+    profile_services.suppression_add(
+        workspace=source.workspace, identifiers=[("email", "gone@example.com")], reason="erasure"
+    )
+    events = Event.objects.count()
+    # when: it arrives as an unverified message's trait, beside a clean one
+    response = send(
+        sdk,
+        "/v1/batch",
+        {
+            "batch": [
+                {
+                    "type": "identify",
+                    "anonymousId": "anon-x",
+                    "traits": {"email": "gone@example.com"},
+                },
+                {"type": "identify", "anonymousId": "anon-y", "traits": {"plan": "pro"}},
+            ]
+        },
+    )
+    # then: checked against every identifier it names, not only those it may join by
+    assert (response.status_code, response.json()) == (200, OK)
+    assert Event.objects.count() == events + 1
+    assert profile_of(source, "anonymous_id", "anon-x") is None
+    assert profile_of(source, "anonymous_id", "anon-y") is not None
+
+
 # --- verified: as before -------------------------------------------------------------------------
 
 
