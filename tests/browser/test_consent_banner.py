@@ -508,6 +508,8 @@ def test_a_signed_in_user_is_named_with_the_hash_the_sites_server_printed(
         pytest.param(
             {"id": "user-ada", "hash": "0" * 64}, "identity_verification_failed", id="stale-hash"
         ),
+        # a userId printed with whitespace around it: refused whatever its hash
+        pytest.param({"id": " user-ada ", "hash": "0" * 64}, "invalid_user_id", id="whitespace"),
     ],
 )
 def test_an_unverified_user_is_recorded_for_the_browser_alone(

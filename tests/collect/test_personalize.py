@@ -339,6 +339,25 @@ def test_a_source_that_verifies_identities_wants_the_user_hash_with_a_user_id(
     assert (anonymous.status_code, anonymous.json()["audiences"]) == (200, ["vip"])
 
 
+def test_a_verifying_source_refuses_a_user_id_with_surrounding_whitespace(
+    shop: Any, workspace: Any, source: Any
+) -> None:
+    # given: the hash of the string sent, which profiles would find as USER trimmed
+    activation_services.personalization_config_set(workspace=workspace, accept_user_id=True)
+    secret = profile_services.source_identity_verification_enable(source=source).secret
+    padded = f" {USER} "
+    # when
+    response = ask(
+        source,
+        anonymousId="",
+        userId=padded,
+        userHash=profile_selectors.user_hash_for(secret=secret, user_id=padded),
+    )
+    # then
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_user_id")
+    assert set(response.json()) == {"code", "message"}
+
+
 # --- authentication, CORS, bad input ---------------------------------------------------------
 
 

@@ -301,11 +301,12 @@
     return request("/v1/consent", { method: "POST", body: JSON.stringify(body), keepalive: true });
   }
 
-  const UNVERIFIED = ["identity_verification_required", "identity_verification_failed"];
+  const UNVERIFIED = ["identity_verification_required", "identity_verification_failed", "invalid_user_id"];
 
   // The source verifies identities and the page gave no hash for the userId, or one that does
-  // not match (a rotated secret, a stale ajs_user_id): the choice is still the browser's to
-  // record, for its anonymousId alone, rather than lost.
+  // not match (a rotated secret, a stale ajs_user_id), or a userId with surrounding whitespace
+  // (which a verifying source refuses): the choice is still the browser's to record, for its
+  // anonymousId alone, rather than lost.
   async function postChoiceOrAnonymously(current, gpcOptOut) {
     try {
       return await postChoice(current, gpcOptOut, false);
