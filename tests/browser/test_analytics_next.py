@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from profiles import services
+from profiles import selectors, services
 from profiles.models import Event, Identity, Profile, SeenMessage
 from tests.browser.harness import (
     StaticServer,
@@ -120,6 +120,73 @@ def test_identify_and_track_reach_the_api_cross_origin(
     assert identities.get(identifier_type="user_id").value == USER_ID
     assert identities.get(identifier_type="email").value == EMAIL_STORED
     assert _columns_containing("browser.sentinel") == []
+
+
+MIDDLEWARE = """
+analytics.addSourceMiddleware(({ payload, next }) => {
+  payload.obj.context = { ...payload.obj.context, userHash: window.CDP_USER_HASH };
+  next(payload);
+});
+"""
+
+
+def _vouching_script(how: str, user_hash: str) -> str:
+    """IDENTIFY_AND_TRACK with the hash the site's server printed, added as the README says:
+    by a source middleware, per call in `options.context`, or not at all."""
+    if how == "middleware":
+        return (
+            f"window.CDP_USER_HASH = {json.dumps(user_hash)};\n{MIDDLEWARE}\n{IDENTIFY_AND_TRACK}"
+        )
+    if how == "per-call":
+        options = f"{{ context: {{ userHash: {json.dumps(user_hash)} }} }}"
+        return (
+            f"await analytics.identify({json.dumps(USER_ID)}, "
+            f"{{ email: {json.dumps(EMAIL_SENT)} }}, {options});\n"
+            f'await analytics.track("Product Viewed", {{ product_id: "sku-1" }}, {options});'
+        )
+    return IDENTIFY_AND_TRACK
+
+
+@pytest.mark.parametrize("how", ["middleware", "per-call", "none"])
+def test_a_verifying_source_links_only_what_the_page_vouches_for(
+    live_server: Any, static_site: StaticServer, workspace: Any, how: str
+) -> None:
+    # given: a source that verifies identities, and the hash its site's server computed
+    source = services.source_create(
+        workspace=workspace, name="Browser shop", allowed_origins=[static_site.origin]
+    )
+    secret = services.source_identity_verification_enable(source=source).secret
+    user_hash = selectors.user_hash_for(secret=secret, user_id=USER_ID)
+    settings = analytics_next_settings(
+        site=static_site, api_url=live_server.url, write_key=source.write_key
+    )
+    static_site.pages["/shop.html"] = analytics_next_page(
+        site=static_site, settings=settings, script=_vouching_script(how, user_hash)
+    )
+
+    # when
+    log = visit(
+        f"{static_site.origin}/shop.html", api_url=live_server.url, api_paths=["/v1/i", "/v1/t"]
+    )
+
+    # then: both answered 200 and stored, on one profile
+    assert sorted(log.responses) == [("POST", "/v1/i", 200), ("POST", "/v1/t", 200)], log
+    stored = wait_for(lambda: Event.objects.filter(source=source).count() >= 2)
+    assert stored, f"events not stored within the wait; browser saw {log}"
+    events = {event.type: event for event in Event.objects.filter(source=source)}
+    assert events["identify"].profile_id == events["track"].profile_id
+    kinds = set(
+        Identity.objects.filter(
+            workspace=workspace, profile_id=events["track"].profile_id
+        ).values_list("identifier_type", flat=True)
+    )
+    if how == "none":  # kept, but claiming no one: the browser's anonymousId alone
+        assert kinds == {"anonymous_id"}
+    else:
+        assert kinds == {"anonymous_id", "user_id", "email"}
+    # the hash is checked, never kept
+    assert all("userHash" not in event.context for event in events.values())
+    assert _columns_containing(user_hash) == []
 
 
 @pytest.mark.parametrize(
