@@ -369,8 +369,9 @@ def _source_secret_issue(source: Source) -> str:
 
 @transaction.atomic
 def source_identity_verification_enable(*, source: Source) -> IssuedSourceSecret:
-    """Require a userHash on every consent API request that names a userId, and issue the
-    secret the site's server computes it with (returned once). A source that has it on
+    """Require a userHash wherever a browser names a userId to this source (the consent API,
+    personalize, and collected messages, which otherwise cannot claim an identity), and issue
+    the secret the site's server computes it with (returned once). A source that has it on
     already is refused (IdentityVerificationOn), decided under the source's lock: a second
     click or a second steward would otherwise replace the secret just shown, and the site
     would deploy one that no longer works. Rotating is its own service."""
