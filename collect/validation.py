@@ -10,11 +10,12 @@ Accepts the union of what real clients send (see docs in the shared reference, s
 - batch-level `context`, `integrations` and `sentAt`, merged under each item's own.
 
 Error codes (one per message): `invalid_message`, `event_too_large`, `invalid_type`,
-`invalid_field`, `missing_identity`, `missing_event`, `missing_previous_id`,
-`missing_group_id`, `invalid_message_id`, `invalid_timestamp`. Messages name the field, never
-its value, so they can be logged and returned without carrying personal data. A message is
-also refused, on its own, when it cannot be stored as sent: a NUL character anywhere, or
-nesting deeper than 200 levels.
+`invalid_field`, `missing_identity`, `identity_verification_required` (a userId without
+its userHash and no anonymousId, where the source verifies identities), `missing_event`,
+`missing_previous_id`, `missing_group_id`, `invalid_message_id`, `invalid_timestamp`.
+Messages name the field, never its value, so they can be logged and returned without
+carrying personal data. A message is also refused, on its own, when it cannot be stored as
+sent: a NUL character anywhere, or nesting deeper than 200 levels.
 
 Identity verification: `context.userHash` is removed from every message (it is a linkable
 pseudonym of the userId). Where the source verifies identities, a message whose userHash is
@@ -207,6 +208,15 @@ def _validate(
             sent if isinstance(sent, str) else user_id, user_hash
         )
         if not identity_verified:
+            if anonymous_id is None and previous_id is None:
+                # Nothing of its own browser to store it under: refused, as a message without
+                # any id is (a server-side sender belongs on a source that does not verify).
+                raise _Invalid(
+                    "identity_verification_required",
+                    "This source verifies identities: a message with a userId and no "
+                    "anonymousId must carry context.userHash, the HMAC-SHA256 of the userId "
+                    "under the source's secret.",
+                )
             # Kept (the collection contract answers 200), but claiming no one: an alias is
             # left with its previousId alone, and the event goes to the browser's profile.
             user_id = None

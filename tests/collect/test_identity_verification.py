@@ -150,14 +150,19 @@ def test_track_with_consent_preferences_and_no_hash_writes_nothing_for_ada(
         body["anonymousId"] = anonymous_id
     # when
     response = send(sdk, "/v1/track", body)
-    # then: the event is kept, ada's consent is not touched
-    assert (response.status_code, response.json()) == (200, OK)
+    # then: ada's consent is not touched; the event is kept for the browser that sent it, and
+    # one with no browser id to keep it under is refused
     assert records_of(ada) == before
     assert consent_of(sdk, "anon-ada")["profiling"] == "granted"
-    assert Event.objects.filter(name="Viewed").count() == 1
     assert not Event.objects.filter(name="Viewed", profile_id=ada).exists()
     if anonymous_id:  # the preferences speak for the browser that sent them
+        assert (response.status_code, response.json()) == (200, OK)
+        assert Event.objects.filter(name="Viewed").count() == 1
         assert consent_of(sdk, anonymous_id)["profiling"] == "denied"
+    else:
+        assert response.status_code == 400
+        assert response.json()["code"] == "identity_verification_required"
+        assert not Event.objects.filter(name="Viewed").exists()
 
 
 def test_gpc_on_an_unverified_message_opts_out_the_browser_not_ada(
@@ -471,7 +476,9 @@ def test_the_user_hash_is_never_stored(
         "/v1/batch",
         {
             "context": {"userHash": forged},
-            "batch": [{"type": "track", "userId": "ada", "event": "Viewed"}],
+            "batch": [
+                {"type": "track", "userId": "ada", "anonymousId": "anon-2", "event": "Viewed"}
+            ],
         },
     )
     # then: in no event's context, nor anywhere in the database
@@ -605,3 +612,31 @@ def test_a_rotation_between_reading_and_opening_the_secret_leaves_the_messages_u
     assert rotated
     assert (response.status_code, response.json()) == (200, OK)
     assert profile_of(source, "anonymous_id", "anon-laptop") not in (None, ada)
+
+
+def test_an_unverified_message_with_no_anonymous_id_is_refused_not_stored_as_no_one(
+    sdk: APIClient, source: Any, ada: Any, secret: str
+) -> None:
+    # given
+    events = Event.objects.count()
+    # when: a userId alone, without its hash (a server-side sender on the browser's source)
+    single = send(sdk, "/v1/track", {"userId": "ada", "event": "Order Completed"})
+    batch = send(
+        sdk,
+        "/v1/batch",
+        {
+            "batch": [
+                {"type": "track", "userId": "ada", "event": "Order Completed"},
+                {"type": "track", "anonymousId": "anon-shop", "event": "Product Viewed"},
+            ]
+        },
+    )
+    # then: a clear error for it; the valid message beside it is kept
+    assert single.status_code == 400
+    assert single.json()["code"] == "identity_verification_required"
+    assert "ada" not in single.content.decode()
+    assert batch.status_code == 200, batch.content
+    assert [(r["index"], r["code"]) for r in batch.json()["rejected"]] == [
+        (0, "identity_verification_required")
+    ]
+    assert Event.objects.count() == events + 1
