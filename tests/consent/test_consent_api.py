@@ -9,7 +9,6 @@ import json
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -27,30 +26,15 @@ from consent.models import (
 )
 from profiles import services as profile_services
 from profiles.models import Event, Profile
+from tests.consent.conftest import SHOP
 from tests.consent.test_tcf import TC_ANALYTICS_ONLY, TC_V1
 from tests.profiles.factories import WorkspaceFactory
 
-SHOP = "https://shop.example.com"
 ELSEWHERE = "https://evil.example.net"
 BANNER_TEXT = (
     "Acme Store and its partners use cookies and similar technologies for the purposes below. "
     "You can accept, reject or choose, and change your mind at any time."
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Any:
-    # the CORS middleware caches the union of allowed origins
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def source(workspace: Any) -> Any:
-    return profile_services.source_create(
-        workspace=workspace, name="Shop website", allowed_origins=[SHOP]
-    )
 
 
 @pytest.fixture

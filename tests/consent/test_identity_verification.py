@@ -10,7 +10,6 @@ import hmac
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from cdp.core.crypto import blind_index
@@ -21,20 +20,6 @@ from tests.consent.test_consent_api import SHOP, client_for, counts, post
 
 ENDPOINTS = ["post", "state", "receipt"]
 REFUSED_CODES = {401: "identity_verification_required", 403: "identity_verification_failed"}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Any:
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def source(workspace: Any) -> Any:
-    return profile_services.source_create(
-        workspace=workspace, name="Shop website", allowed_origins=[SHOP]
-    )
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from auditlog import get_logentry_model
 from django.contrib.contenttypes.models import ContentType
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
@@ -31,13 +30,6 @@ from tests.profiles.ingest_helpers import msg
 
 LogEntry = get_logentry_model()
 NEW_TEXT = "Acme Store now also shares analytics with a new partner. Choose what you accept."
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Any:
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
