@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -881,30 +882,61 @@ def consent_states_merge(workspace_id: int, merges: Sequence[tuple[Any, Any]]) -
 
 def consent_states_unmerge(workspace_id: int, unmerges: Sequence[tuple[Any, Any]]) -> None:
     """Unmerge hook: both profiles of each undone merge get the consent state their own
-    ledger gives (consent_states_replay), replacing the combined state of the merge."""
+    ledger gives (consent_states_replay), replacing the combined state of the merge. A purpose
+    that comes out granted where the combined state did not hold it granted runs the
+    consent-grant hooks (activation marks the person to be sent again), one that no longer
+    comes out granted the consent-change hooks (taken back), as a recorded decision would."""
     from consent import selectors  # selectors import this module
 
+    granted: dict[Any, set[Any]] = defaultdict(set)  # profile -> purposes granted anew
+    refused: dict[Any, set[Any]] = defaultdict(set)  # profile -> purposes no longer granted
     for survivor_id, restored_id in unmerges:
         pair = [survivor_id, restored_id]
         consent_cache_invalidate(profile_ids=pair)
-        ConsentState.objects.filter(profile_id__in=pair).delete()
-        ConsentState.objects.bulk_create(
-            [
-                ConsentState(
-                    workspace_id=workspace_id,
-                    profile_id=profile_id,
-                    purpose_id=purpose_id,
-                    decision=state.decision,
-                    record_id=state.record_id,
-                    updated_at=state.updated_at,
-                    needs_reconsent=state.needs_reconsent,
-                )
-                for profile_id in pair
-                for purpose_id, state in selectors.consent_states_replay(
-                    workspace_id=workspace_id, profile_id=profile_id
-                ).items()
-            ]
+        held = set(
+            ConsentState.objects.filter(profile_id__in=pair, decision=Decision.GRANTED).values_list(
+                "profile_id", "purpose_id"
+            )
         )
+        ConsentState.objects.filter(profile_id__in=pair).delete()
+        states = [
+            ConsentState(
+                workspace_id=workspace_id,
+                profile_id=profile_id,
+                purpose_id=purpose_id,
+                decision=state.decision,
+                record_id=state.record_id,
+                updated_at=state.updated_at,
+                needs_reconsent=state.needs_reconsent,
+            )
+            for profile_id in pair
+            for purpose_id, state in selectors.consent_states_replay(
+                workspace_id=workspace_id, profile_id=profile_id
+            ).items()
+        ]
+        ConsentState.objects.bulk_create(states)
+        now_held = {(s.profile_id, s.purpose_id) for s in states if s.decision == Decision.GRANTED}
+        for profile_id, purpose_id in now_held - held:
+            granted[profile_id].add(purpose_id)
+        for profile_id, purpose_id in held - now_held:
+            refused[profile_id].add(purpose_id)
+    _run_transition_hooks(workspace_id, refused, hooks.run_consent_change_hooks)
+    _run_transition_hooks(workspace_id, granted, hooks.run_consent_grant_hooks)
+
+
+def _run_transition_hooks(
+    workspace_id: int, purposes_by_profile: dict[Any, set[Any]], run: Any
+) -> None:
+    """`run(workspace_id, profile_ids, purpose_keys)` once per set of purposes."""
+    if not purposes_by_profile:
+        return
+    all_ids = {pid for ids in purposes_by_profile.values() for pid in ids}
+    keys = dict(Purpose.objects.filter(pk__in=all_ids).values_list("pk", "key"))
+    by_keys: dict[tuple[str, ...], list[Any]] = defaultdict(list)
+    for profile_id, purpose_ids in sorted(purposes_by_profile.items(), key=lambda i: str(i[0])):
+        by_keys[tuple(sorted(keys[p] for p in purpose_ids))].append(profile_id)
+    for purpose_keys, profile_ids in by_keys.items():
+        run(workspace_id, profile_ids, list(purpose_keys))
 
 
 # --- expiry ----------------------------------------------------------------------------------

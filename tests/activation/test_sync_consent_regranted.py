@@ -442,3 +442,110 @@ def test_a_mark_on_a_profile_merged_away_since_adds_its_survivor(
     row = Delivery.objects.filter(destination=sync.destination).order_by("-id").first()
     assert row is not None and row.profile_id == older
     assert not SyncRecheck.objects.exists()
+
+
+def test_an_unmerge_that_gives_back_a_grant_adds_the_person_at_the_next_run(
+    workspace: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A merge with a profile that refused advertising made the combined state a refusal (the
+    stricter decision wins) and took the person back; undoing it gives each side its own
+    ledger's state again. Where that is a grant again, the person is sent by the next
+    incremental run, not only by a full one."""
+    # given: ada granted advertising and was sent
+    ada = person(workspace)
+    grant(workspace, ada, "advertising")
+    sync = services.sync_create(
+        audience=audience(workspace),
+        destination=webhook(workspace, receiver.url),
+        mode="incremental",
+        interval_minutes=0,
+    )
+    enter(sync.audience, ada)
+    assert run_sync(sync, django_capture_on_commit_callbacks).sent == 1
+    # ...then a steward merged into her a visitor's profile that had refused it: she was
+    # taken back
+    visitor = profile_services.ingest_messages(
+        source=source_for(workspace), messages=[msg(anonymous_id="anon-visitor")]
+    ).profile_ids[0]
+    consent_services.consent_record(
+        workspace=workspace,
+        subject=Subject("anonymous_id", "anon-visitor", visitor),
+        decisions={"advertising": Decision.DENIED},
+        evidence=Evidence(method=Method.BANNER, jurisdiction="DE"),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        merge = profile_services.profiles_merge(
+            workspace=workspace,
+            profile_ids=(ada.profile_id, visitor),
+            rule="steward",
+            actor=None,
+            evidence={},
+        )
+    assert merge.survivor_id == ada.profile_id
+    assert list(Removal.objects.values_list("reason", flat=True)) == [
+        RemovalReason.CONSENT_WITHDRAWN
+    ]
+    hits = len(receiver.hits)
+
+    # when: the merge is undone (a mistake), and the next incremental run goes
+    with django_capture_on_commit_callbacks(execute=True):
+        profile_services.profile_unmerge(
+            workspace=workspace, merge=merge, actor=None, reason="Two people."
+        )
+    run = run_sync(sync, django_capture_on_commit_callbacks)
+
+    # then: her own grant holds again, and she is sent again
+    state = ConsentState.objects.get(profile_id=ada.profile_id, purpose__key="advertising")
+    assert state.decision == Decision.GRANTED
+    assert (run.status, run.sent) == ("succeeded", 1)
+    assert _bodies(receiver, hits) == [("add", [ada.user_id])]
+
+
+def test_an_unmerge_that_takes_back_a_grant_removes_the_person(
+    workspace: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The other way round: the grant that got the person sent came, after the merge, from
+    the merged profile's own browser; undone, the survivor's own ledger refuses again, and
+    the destination that holds her is told to take her back."""
+    # given: ada refused advertising; a visitor's profile merged into her, whose browser then
+    # granted it, and the combined person was sent
+    ada = person(workspace)
+    decide(workspace, ada, advertising=Decision.DENIED)
+    visitor = profile_services.ingest_messages(
+        source=source_for(workspace), messages=[msg(anonymous_id="anon-visitor")]
+    ).profile_ids[0]
+    merge = profile_services.profiles_merge(
+        workspace=workspace,
+        profile_ids=(ada.profile_id, visitor),
+        rule="steward",
+        actor=None,
+        evidence={},
+    )
+    consent_services.consent_record(
+        workspace=workspace,
+        subject=Subject("anonymous_id", "anon-visitor", ada.profile_id),
+        decisions={"advertising": Decision.GRANTED},
+        evidence=Evidence(method=Method.BANNER, jurisdiction="DE"),
+    )
+    sync = services.sync_create(
+        audience=audience(workspace),
+        destination=webhook(workspace, receiver.url),
+        mode="incremental",
+        interval_minutes=0,
+    )
+    enter(sync.audience, ada)
+    assert run_sync(sync, django_capture_on_commit_callbacks).sent == 1
+    assert not Removal.objects.exists()
+
+    # when: the merge is undone
+    with django_capture_on_commit_callbacks(execute=True):
+        profile_services.profile_unmerge(
+            workspace=workspace, merge=merge, actor=None, reason="Two people."
+        )
+
+    # then: ada's own refusal holds again, and the destination is told to take her back
+    state = ConsentState.objects.get(profile_id=ada.profile_id, purpose__key="advertising")
+    assert state.decision == Decision.DENIED
+    assert list(Removal.objects.values_list("profile_id", "reason")) == [
+        (ada.profile_id, RemovalReason.CONSENT_WITHDRAWN)
+    ]
