@@ -41,7 +41,8 @@ def collect_messages(
     Source). Invalid messages are returned as rejected; the valid ones are stored together,
     with the consent signals they carry (`collect.consent_signals`). Where the source verifies
     identities, a message without the `context.userHash` of its userId is stored claiming no
-    identity (see `collect.validation`).
+    identity when it names a browser or device, and refused otherwise (see
+    `collect.validation`).
 
     Raises `SourceDisabled` and `RateLimited` before anything is stored. Operator-run loads
     (seed data, imports from a file) pass `enforce_rate_limit=False`: the limit protects the

@@ -208,14 +208,15 @@ def _validate(
             sent if isinstance(sent, str) else user_id, user_hash
         )
         if not identity_verified:
-            if anonymous_id is None and previous_id is None:
-                # Nothing of its own browser to store it under: refused, as a message without
+            if anonymous_id is None and previous_id is None and not _device_ids(context):
+                # Nothing of its own browser or device to store it under (what
+                # profiles.ingest._browser_identifiers may use): refused, as a message without
                 # any id is (a server-side sender belongs on a source that does not verify).
                 raise _Invalid(
                     "identity_verification_required",
                     "This source verifies identities: a message with a userId and no "
-                    "anonymousId must carry context.userHash, the HMAC-SHA256 of the userId "
-                    "under the source's secret.",
+                    "anonymousId (nor device id) must carry context.userHash, the "
+                    "HMAC-SHA256 of the userId under the source's secret.",
                 )
             # Kept (the collection contract answers 200), but claiming no one: an alias is
             # left with its previousId alone, and the event goes to the browser's profile.
@@ -369,3 +370,11 @@ def _message_id(value: object) -> str:
             "invalid_message_id", f"messageId is longer than {MAX_MESSAGE_ID_LENGTH} characters."
         )
     return message_id
+
+
+def _device_ids(context: dict[str, Any]) -> bool:
+    """Whether the context names a device (`device.id` or `device.advertisingId`)."""
+    device = context.get("device")
+    return isinstance(device, dict) and (
+        device.get("id") is not None or device.get("advertisingId") is not None
+    )

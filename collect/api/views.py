@@ -5,7 +5,9 @@ success is exactly `200 {"success": true}` (rudder-sdk-python and the legacy ana
 retry anything else, resending the batch), and every error is `{"code", "message"}` (those
 clients read both keys and retry on any other body). Never 201/202, never a redirect. That
 holds for a message that fails identity verification too: it is stored claiming no identity
-(`collect.validation`), not refused.
+(`collect.validation`), not refused, when it names a browser or device (an anonymousId, an
+alias's previousId, a device id); one that names none is refused with
+`identity_verification_required`, as a message with no id is.
 """
 
 from __future__ import annotations

@@ -640,3 +640,19 @@ def test_an_unverified_message_with_no_anonymous_id_is_refused_not_stored_as_no_
         (0, "identity_verification_required")
     ]
     assert Event.objects.count() == events + 1
+
+
+def test_an_unverified_message_with_a_device_id_is_kept_for_the_device(
+    sdk: APIClient, source: Any, ada: Any, secret: str
+) -> None:
+    # when: an app's message names its device, not an anonymousId, and ada without her hash
+    response = send(
+        sdk,
+        "/v1/track",
+        {"userId": "ada", "event": "App Opened", "context": {"device": {"id": "device-77"}}},
+    )
+    # then: kept, on the device's profile, not ada's
+    assert (response.status_code, response.json()) == (200, OK)
+    stored = Event.objects.get(name="App Opened")
+    assert stored.profile_id not in (None, ada)
+    assert profile_of(source, "device_id", "device-77") == stored.profile_id
