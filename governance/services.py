@@ -1115,7 +1115,27 @@ def request_restriction_lift(
     via: str = "admin",
 ) -> RestrictionLifted:
     """Lift the restriction a fulfilled restriction request put on its profile (the profile
-    it was merged into since, if so); see `restriction_lift`."""
+    it was merged into since, if so); see `restriction_lift`. The request is locked first and
+    read again (then the person's rows, in fulfilment's order): a second click must find it
+    spent by the first, not lift a restriction fulfilled meanwhile by another request."""
+    with transaction.atomic():
+        return _request_restriction_lift(
+            request=_lock(request),
+            actor=actor,
+            reason=reason,
+            subject_informed=subject_informed,
+            via=via,
+        )
+
+
+def _request_restriction_lift(
+    *,
+    request: DataSubjectRequest,
+    actor: Any,
+    reason: str,
+    subject_informed: bool,
+    via: str,
+) -> RestrictionLifted:
     if request.type != RequestType.RESTRICTION:
         raise RequestNotRestriction()
     # Denied, cancelled or still open, it restricted nothing: it cannot stand for a lift.

@@ -590,3 +590,22 @@ def test_a_request_whose_restriction_was_lifted_cannot_lift_a_later_one(
     assert refused.value.code == "restriction_already_lifted"
     assert Profile.objects.get(pk=profile.pk).restricted is True
     assert mail.outbox == []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks: SQLite has one writer")
+def test_lifting_through_a_request_locks_it_before_checking_it_is_not_spent(
+    workspace: Any, owner: Any
+) -> None:
+    # given
+    subject_profile(workspace)
+    _profile, dsr = _restricted_by_request(workspace, owner)
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        services.request_restriction_lift(request=dsr, actor=owner, reason=REASON)
+    # then: a second click waits for the first, then finds the request spent
+    sqls = [q["sql"] for q in queries.captured_queries]
+    locked = next(
+        i for i, q in enumerate(sqls) if "FOR UPDATE" in q and "governance_datasubjectrequest" in q
+    )
+    checked = next(i for i, q in enumerate(sqls) if "governance_requestevent" in q)
+    assert locked < checked
