@@ -865,19 +865,20 @@ def consent_states_merge(workspace_id: int, merges: Sequence[tuple[Any, Any]]) -
     audit.log_changes(changes)
     # A merge that turns a grant into the stricter decision of the other side is a refusal
     # for whatever received the granted side: the same hook a recorded withdrawal runs, so
-    # activation takes the person back from those destinations in this transaction.
-    refused: dict[int, set[Any]] = {}
+    # activation takes the person back from those destinations in this transaction. One that
+    # gives the survivor a grant it did not hold (the other side granted, it had not decided)
+    # runs the grant hooks, as a recorded grant would: the next incremental sync sends it.
+    refused: dict[Any, set[Any]] = defaultdict(set)
+    granted: dict[Any, set[Any]] = defaultdict(set)
     for (target, purpose_id), group in by_target.items():
         decided = written[(target, purpose_id)].decision
         if decided != Decision.GRANTED and any(s.decision == Decision.GRANTED for s in group):
-            refused.setdefault(purpose_id, set()).add(target)
-    if refused:
-        keys = dict(Purpose.objects.filter(pk__in=list(refused)).values_list("pk", "key"))
-        by_people: dict[tuple[Any, ...], list[str]] = {}
-        for purpose_id, targets in refused.items():
-            by_people.setdefault(tuple(sorted(targets, key=str)), []).append(keys[purpose_id])
-        for people, purpose_keys in by_people.items():
-            hooks.run_consent_change_hooks(workspace_id, list(people), sorted(purpose_keys))
+            refused[target].add(purpose_id)
+        held = any(s.profile_id == target and s.decision == Decision.GRANTED for s in group)
+        if decided == Decision.GRANTED and not held:
+            granted[target].add(purpose_id)
+    _run_transition_hooks(workspace_id, refused, hooks.run_consent_change_hooks)
+    _run_transition_hooks(workspace_id, granted, hooks.run_consent_grant_hooks)
 
 
 def consent_states_unmerge(workspace_id: int, unmerges: Sequence[tuple[Any, Any]]) -> None:

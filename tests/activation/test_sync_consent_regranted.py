@@ -549,3 +549,43 @@ def test_an_unmerge_that_takes_back_a_grant_removes_the_person(
     assert list(Removal.objects.values_list("profile_id", "reason")) == [
         (ada.profile_id, RemovalReason.CONSENT_WITHDRAWN)
     ]
+
+
+def test_a_merge_that_brings_a_grant_adds_the_survivor_at_the_next_run(
+    workspace: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A visitor in the audience who never decided (never sent) is merged with the person's
+    signed-in profile, which granted advertising: the survivor holds the grant now, and the
+    next incremental run sends it (no membership changed to carry it)."""
+    # given: the visitor's profile in the audience, sent nothing for lack of consent
+    visitor = profile_services.ingest_messages(
+        source=source_for(workspace), messages=[msg(anonymous_id="anon-first-visit")]
+    ).profile_ids[0]
+    sync = services.sync_create(
+        audience=audience(workspace),
+        destination=webhook(workspace, receiver.url),
+        mode="incremental",
+        interval_minutes=0,
+    )
+    enter(sync.audience, Person(visitor, "", "", ""))
+    assert run_sync(sync, django_capture_on_commit_callbacks).sent == 0
+    # ...and the person's signed-in profile, outside the audience, granted advertising
+    ada = person(workspace)
+    grant(workspace, ada, "advertising")
+    hits = len(receiver.hits)
+
+    # when: the two are merged (the visitor's, older, survives) and the next run goes
+    with django_capture_on_commit_callbacks(execute=True):
+        merge = profile_services.profiles_merge(
+            workspace=workspace,
+            profile_ids=(visitor, ada.profile_id),
+            rule="steward",
+            actor=None,
+            evidence={},
+        )
+    assert merge.survivor_id == visitor
+    run = run_sync(sync, django_capture_on_commit_callbacks)
+
+    # then: the survivor, holding the grant and ada's userId, is sent
+    assert (run.status, run.sent) == ("succeeded", 1)
+    assert _bodies(receiver, hits) == [("add", [ada.user_id])]
