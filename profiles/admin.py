@@ -23,7 +23,7 @@ from cdp.core.admin import ReadOnlyAdminMixin, WorkspaceScopedAdmin, workspaces_
 from cdp.core.exceptions import ApplicationError, InvalidInput
 from profiles import selectors, services
 from profiles.enums import TraitClass, WorkspaceRole
-from profiles.exceptions import IdentityVerificationOn
+from profiles.exceptions import IdentityVerificationOff, IdentityVerificationOn
 from profiles.models import (
     ApiToken,
     DataKey,
@@ -310,10 +310,12 @@ class SourceAdmin(WorkspaceScopedAdmin):
     def identity_secret_rotate(
         self, request: HttpRequest, queryset: QuerySet[Source]
     ) -> HttpResponse | None:
-        issued = [
-            services.source_identity_secret_rotate(source=source)
-            for source in queryset.filter(identity_verification=True)
-        ]
+        issued = []
+        for source in queryset.filter(identity_verification=True):
+            try:
+                issued.append(services.source_identity_secret_rotate(source=source))
+            except IdentityVerificationOff:  # turned off meanwhile, under the service's lock
+                continue
         if not issued:
             self.message_user(
                 request,

@@ -366,3 +366,24 @@ def test_turning_it_on_again_is_refused_and_keeps_the_secret_shown(source: Sourc
         services.source_identity_verification_enable(source=source)
     # then: the secret the site has still works
     assert SourceSecret.objects.get(source=source).secret == shown.secret
+
+
+def test_a_rotation_in_the_admin_of_a_source_turned_off_meanwhile_is_no_error(
+    superuser: Any, source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: on when the list was read, turned off by another steward before the lock
+    services.source_identity_verification_enable(source=source)
+
+    def turned_off(*, source: Source) -> Any:
+        raise IdentityVerificationOff()
+
+    monkeypatch.setattr(services, "source_identity_secret_rotate", turned_off)
+    # when
+    response = client_for(superuser).post(
+        reverse("admin:profiles_source_changelist"),
+        {"action": "identity_secret_rotate", "_selected_action": [source.pk]},
+        follow=True,
+    )
+    # then: the steward is told there was nothing to rotate, not shown a server error
+    assert response.status_code == 200
+    assert b"nothing to rotate" in response.content
