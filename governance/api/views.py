@@ -254,7 +254,11 @@ class _ManageApi(APIView, abc.ABC):
         data.is_valid(raise_exception=True)
         actor = _actor(request)
         with set_actor(actor):
-            self.act(dsr, actor, data.validated_data)
+            outcome = self.act(dsr, actor, data.validated_data)
+        return self.respond(dsr, outcome)
+
+    def respond(self, dsr: DataSubjectRequest, outcome: Any) -> Response:
+        """The answer: the request as it is now, unless the endpoint says more."""
         return Response(s.ManagedRequestSerializer(dsr).data)
 
 
@@ -317,8 +321,8 @@ class RequestFulfilApi(_ManageApi):
         return services.request_fulfil(request=dsr, actor=actor, note=data["note"])
 
 
-class RequestRestrictionLiftApi(APIView):
-    permission_classes = [CanHandleRequests]
+class RequestRestrictionLiftApi(_ManageApi):
+    input_serializer = s.RestrictionLiftInputSerializer
 
     @extend_schema(
         operation_id="request_restriction_lift",
@@ -342,24 +346,24 @@ class RequestRestrictionLiftApi(APIView):
         responses={200: s.RestrictionLiftOutputSerializer, **_MANAGE_ERRORS},
     )
     def post(self, request: Request, request_id: str) -> Response:
-        dsr = selectors.request_get(workspace=_workspace(request), request_id=request_id)
-        data = s.RestrictionLiftInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        actor = _actor(request)
-        with set_actor(actor):
-            lifted = services.request_restriction_lift(
-                request=dsr,
-                actor=actor,
-                reason=data.validated_data["reason"],
-                subject_informed=data.validated_data["subject_informed"],
-                via="api",
-            )
+        return super().post(request, request_id)
+
+    def act(self, dsr: DataSubjectRequest, actor: Any, data: dict[str, Any]) -> Any:
+        return services.request_restriction_lift(
+            request=dsr,
+            actor=actor,
+            reason=data["reason"],
+            subject_informed=data["subject_informed"],
+            via="api",
+        )
+
+    def respond(self, dsr: DataSubjectRequest, outcome: Any) -> Response:
         body = {
-            "profile_id": lifted.profile.pk,
-            "restricted": lifted.profile.restricted,
-            "requests": [r.pk for r in lifted.requests],
-            "informed_by_email": lifted.emailed,
-            "informed_by_steward": len(lifted.requests) - lifted.emailed,
+            "profile_id": outcome.profile.pk,
+            "restricted": outcome.profile.restricted,
+            "requests": [r.pk for r in outcome.requests],
+            "informed_by_email": outcome.emailed,
+            "informed_by_steward": len(outcome.requests) - outcome.emailed,
         }
         return Response(s.RestrictionLiftOutputSerializer(body).data)
 
