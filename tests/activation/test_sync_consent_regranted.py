@@ -53,18 +53,30 @@ def _bodies(receiver: Receiver, start: int = 0) -> list[tuple[str, list[str]]]:
     return found
 
 
+def _incremental_sync(workspace: Any, receiver: Receiver) -> Sync:
+    """An incremental webhook sync of advertising, run by hand."""
+    return services.sync_create(
+        audience=audience(workspace),
+        destination=webhook(workspace, receiver.url),
+        mode="incremental",
+        interval_minutes=0,
+    )
+
+
+def _visitor(workspace: Any, anonymous_id: str) -> Any:
+    """The profile of a browser that never signed in; its id."""
+    return profile_services.ingest_messages(
+        source=source_for(workspace), messages=[msg(anonymous_id=anonymous_id)]
+    ).profile_ids[0]
+
+
 def _taken_back(workspace: Any, receiver: Receiver, capture: Any, *people: Person) -> Sync:
     """An incremental webhook sync (advertising) that sent `people`, each of whom then
     withdrew advertising and was taken back (their removal sent when the withdrawal
     committed)."""
     for who in people:
         grant(workspace, who, "advertising")
-    sync = services.sync_create(
-        audience=audience(workspace),
-        destination=webhook(workspace, receiver.url),
-        mode="incremental",
-        interval_minutes=0,
-    )
+    sync = _incremental_sync(workspace, receiver)
     enter(sync.audience, *people)
     first = run_sync(sync, capture)
     assert (first.status, first.sent) == ("succeeded", len(people))
@@ -342,12 +354,7 @@ def test_a_member_whose_adds_were_refused_too_often_is_not_added_again(
     ada, bob = person(workspace), person(workspace)
     grant(workspace, ada, "advertising")
     grant(workspace, bob, "advertising")
-    sync = services.sync_create(
-        audience=audience(workspace),
-        destination=webhook(workspace, receiver.url),
-        mode="incremental",
-        interval_minutes=0,
-    )
+    sync = _incremental_sync(workspace, receiver)
     enter(sync.audience, ada)
     receiver.statuses = [400]
     assert run_sync(sync, django_capture_on_commit_callbacks).status == "partial"
@@ -415,9 +422,7 @@ def test_a_mark_on_a_profile_merged_away_since_adds_its_survivor(
     # given: an older, anonymous profile of the same person (a first visit), in the audience,
     # never sent (no consent then), and a newer one, taken back after withdrawing, who grants
     # again
-    older = profile_services.ingest_messages(
-        source=source_for(workspace), messages=[msg(anonymous_id="anon-ada-first-visit")]
-    ).profile_ids[0]
+    older = _visitor(workspace, "anon-ada-first-visit")
     ada = person(workspace)
     sync = _taken_back(workspace, receiver, django_capture_on_commit_callbacks, ada)
     enter(sync.audience, Person(older, "", "", ""))
@@ -454,19 +459,12 @@ def test_an_unmerge_that_gives_back_a_grant_adds_the_person_at_the_next_run(
     # given: ada granted advertising and was sent
     ada = person(workspace)
     grant(workspace, ada, "advertising")
-    sync = services.sync_create(
-        audience=audience(workspace),
-        destination=webhook(workspace, receiver.url),
-        mode="incremental",
-        interval_minutes=0,
-    )
+    sync = _incremental_sync(workspace, receiver)
     enter(sync.audience, ada)
     assert run_sync(sync, django_capture_on_commit_callbacks).sent == 1
     # ...then a steward merged into her a visitor's profile that had refused it: she was
     # taken back
-    visitor = profile_services.ingest_messages(
-        source=source_for(workspace), messages=[msg(anonymous_id="anon-visitor")]
-    ).profile_ids[0]
+    visitor = _visitor(workspace, "anon-visitor")
     consent_services.consent_record(
         workspace=workspace,
         subject=Subject("anonymous_id", "anon-visitor", visitor),
@@ -511,9 +509,7 @@ def test_an_unmerge_that_takes_back_a_grant_removes_the_person(
     # granted it, and the combined person was sent
     ada = person(workspace)
     decide(workspace, ada, advertising=Decision.DENIED)
-    visitor = profile_services.ingest_messages(
-        source=source_for(workspace), messages=[msg(anonymous_id="anon-visitor")]
-    ).profile_ids[0]
+    visitor = _visitor(workspace, "anon-visitor")
     merge = profile_services.profiles_merge(
         workspace=workspace,
         profile_ids=(ada.profile_id, visitor),
@@ -527,12 +523,7 @@ def test_an_unmerge_that_takes_back_a_grant_removes_the_person(
         decisions={"advertising": Decision.GRANTED},
         evidence=Evidence(method=Method.BANNER, jurisdiction="DE"),
     )
-    sync = services.sync_create(
-        audience=audience(workspace),
-        destination=webhook(workspace, receiver.url),
-        mode="incremental",
-        interval_minutes=0,
-    )
+    sync = _incremental_sync(workspace, receiver)
     enter(sync.audience, ada)
     assert run_sync(sync, django_capture_on_commit_callbacks).sent == 1
     assert not Removal.objects.exists()
@@ -558,15 +549,8 @@ def test_a_merge_that_brings_a_grant_adds_the_survivor_at_the_next_run(
     signed-in profile, which granted advertising: the survivor holds the grant now, and the
     next incremental run sends it (no membership changed to carry it)."""
     # given: the visitor's profile in the audience, sent nothing for lack of consent
-    visitor = profile_services.ingest_messages(
-        source=source_for(workspace), messages=[msg(anonymous_id="anon-first-visit")]
-    ).profile_ids[0]
-    sync = services.sync_create(
-        audience=audience(workspace),
-        destination=webhook(workspace, receiver.url),
-        mode="incremental",
-        interval_minutes=0,
-    )
+    visitor = _visitor(workspace, "anon-first-visit")
+    sync = _incremental_sync(workspace, receiver)
     enter(sync.audience, Person(visitor, "", "", ""))
     assert run_sync(sync, django_capture_on_commit_callbacks).sent == 0
     # ...and the person's signed-in profile, outside the audience, granted advertising
